@@ -1,0 +1,42 @@
+"""Scanner report formats: the one table of every format secai-parse reads.
+
+Each parser module defines `FORMATS`, a list of `Format`. A format is detected from content, never
+from the file name: `detect` gets the parsed document (JSON value, list of JSON Lines records, or
+the XML root element) and says whether it is this format; `parse` yields partial finding dicts
+(see records.finalize). Order matters only where shapes overlap: the first format that claims a
+document reads it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Format:
+    name: str                      # e.g. "trivy-json"; recorded in source.format
+    syntax: str                    # "json", "jsonl" or "xml"
+    tool: str                      # the scanner, for --list-formats
+    identifies: str                # what in the content identifies it, for --list-formats
+    detect: Callable[[object], bool]
+    parse: Callable[[object], Iterator[dict]]
+
+
+def _table() -> list[Format]:
+    from . import checkov, gitleaks, osv, sarif, semgrep, trivy, zap
+
+    return [*sarif.FORMATS, *trivy.FORMATS, *checkov.FORMATS, *semgrep.FORMATS, *osv.FORMATS,
+            *gitleaks.FORMATS, *zap.FORMATS]
+
+
+FORMATS: list[Format] = _table()
+BY_NAME = {f.name: f for f in FORMATS}
+
+
+def detect(doc, syntax: str) -> Format | None:
+    """The first format of `syntax` that claims `doc`, or None."""
+    for fmt in FORMATS:
+        if fmt.syntax == syntax and fmt.detect(doc):
+            return fmt
+    return None

@@ -1,0 +1,325 @@
+"""SARIF 2.1.0, from any producer.
+
+Meaning follows the OASIS SARIF 2.1.0 specification:
+- one finding per result location (a result without locations is one finding without a location);
+- results whose `kind` is not `fail` (pass, open, review, informational, notApplicable) are skipped;
+- level: the result's `level`, else the rule configuration override of the invocation, else the
+  rule's `defaultConfiguration.level`, else `warning` (§3.27.10); severity error→high,
+  warning→medium, note→low, none→info; a `security-severity` property (result, then rule) is a
+  CVSS-style score and wins: ≥9 critical, ≥7 high, ≥4 medium, >0 low, 0 info;
+- rules are found by `ruleIndex`, by `rule.index`/`rule.toolComponent`, or by `ruleId`
+  (hierarchical ids fall back to their first component); message templates use the rule's
+  `messageStrings` and the result's `arguments`;
+- artifact paths are resolved through `originalUriBaseIds` up to the first absolute base, so paths
+  stay relative to the scanned tree and fingerprints do not depend on the runner's checkout path;
+- suppressed results are kept with `suppressed: true` when every suppression is accepted (a
+  suppression under review or rejected leaves the result active, §3.35.3).
+
+Producers whose JSON format secai also reads (Trivy, Checkov, Semgrep, Gitleaks) are normalized
+to the same rule id, path, line and package as their JSON parser, so one scan reported in both
+formats gives one finding per result, not two. Secret snippets never leave this module: a secret
+scanner's snippet is replaced by its SHA-256.
+"""
+
+from __future__ import annotations
+
+import re
+from urllib.parse import unquote
+
+from ..records import (
+    ParseError,
+    as_dict,
+    as_list,
+    cwe_ids,
+    norm_path,
+    positive_int,
+    secret_digest,
+    severity_from_score,
+    severity_from_word,
+    split_advisory_ids,
+    text,
+    unique,
+)
+from . import Format
+
+LEVEL_SEVERITY = {"error": "high", "warning": "medium", "note": "low", "none": "info"}
+PRECISION = {"very-high": "high", "high": "high", "medium": "medium", "low": "low"}
+
+# driver names -> canonical tool names (anything else is slugified)
+TOOL_NAMES = {
+    "trivy": "trivy", "checkov": "checkov", "semgrep": "semgrep", "semgrep oss": "semgrep",
+    "semgrep pro": "semgrep", "gitleaks": "gitleaks", "codeql": "codeql", "bandit": "bandit",
+    "osv-scanner": "osv-scanner", "flawfinder": "flawfinder", "dockle": "dockle", "kics": "kics",
+    "tfsec": "tfsec", "defsec": "tfsec", "hadolint": "hadolint", "snyk open source": "snyk",
+    "snykcode": "snyk", "snyk code": "snyk", "snyk container": "snyk", "owasp zap": "zap",
+    "zap": "zap", "spotbugs": "spotbugs", "nodejsscan": "nodejsscan", "trufflehog": "trufflehog",
+}
+TOOL_CATEGORY = {
+    "checkov": "iac", "kics": "iac", "tfsec": "iac", "hadolint": "iac", "terrascan": "iac",
+    "gitleaks": "secret", "trufflehog": "secret", "detect-secrets": "secret",
+    "dockle": "container", "zap": "dast", "osv-scanner": "sca", "grype": "sca",
+    "dependency-check": "sca",
+}
+TRIVY_CLASS_CATEGORY = {
+    "OsPackageVulnerability": "container", "LanguageSpecificPackageVulnerability": "sca",
+    "Misconfiguration": "iac", "Secret": "secret", "License": "sca",
+}
+_SLUG = re.compile(r"[^a-z0-9._-]+")
+_TRIVY_MSG = re.compile(r"^(Package|Installed Version|Fixed Version): ?(.*)$", re.MULTILINE)
+_PLACEHOLDER = re.compile(r"\{(\d+)\}")
+
+
+def tool_name(driver_name: str) -> str:
+    key = driver_name.strip().lower()
+    if key in TOOL_NAMES:
+        return TOOL_NAMES[key]
+    return _SLUG.sub("-", key).strip("-._") or "sarif"
+
+
+def detect(doc) -> bool:
+    if not isinstance(doc, dict) or not isinstance(doc.get("runs"), list):
+        return False
+    return text(doc.get("version")).startswith("2.") or "sarif" in text(doc.get("$schema")).lower()
+
+
+def _msg(value) -> str:
+    """Text of a SARIF message or multiformatMessageString (text, else markdown)."""
+    if isinstance(value, dict):
+        return text(value.get("text")) or text(value.get("markdown"))
+    return text(value)
+
+
+class Run:
+    """Lookups of one run: rules, overrides, artifacts and base URIs."""
+
+    def __init__(self, run: dict, where: str):
+        tool = as_dict(run.get("tool"), f"{where}.tool")
+        driver = as_dict(tool.get("driver"), f"{where}.tool.driver")
+        self.where = where
+        self.driver_name = text(driver.get("name"))
+        self.tool = tool_name(self.driver_name)
+        self.version = text(driver.get("semanticVersion")) or text(driver.get("version"))
+        self.components = [driver] + [as_dict(e, f"{where}.tool.extensions")
+                                      for e in as_list(tool.get("extensions"), f"{where}.tool.extensions")]
+        self.rules = [[r if isinstance(r, dict) else {} for r in as_list(c.get("rules"), f"{where}.tool.driver.rules")]
+                      for c in self.components]
+        self.by_id = {}
+        for ci, rules in enumerate(self.rules):
+            for r in rules:
+                rid = text(r.get("id"))
+                if rid:
+                    self.by_id.setdefault(rid, (ci, r))
+        self.overrides = {}
+        for inv in as_list(run.get("invocations"), f"{where}.invocations"):
+            for ov in as_list(as_dict(inv, f"{where}.invocations").get("ruleConfigurationOverrides"), f"{where}.invocations"):
+                ov = as_dict(ov, f"{where}.invocations.ruleConfigurationOverrides")
+                desc = as_dict(ov.get("descriptor"), "descriptor")
+                level = text(as_dict(ov.get("configuration"), "configuration").get("level"))
+                if level:
+                    if desc.get("id"):
+                        self.overrides[text(desc["id"])] = level
+                    elif isinstance(desc.get("index"), int):
+                        self.overrides[desc["index"]] = level
+        self.bases = as_dict(run.get("originalUriBaseIds"), f"{where}.originalUriBaseIds")
+        self.artifacts = as_list(run.get("artifacts"), f"{where}.artifacts")
+        vcp = as_list(run.get("versionControlProvenance"), f"{where}.versionControlProvenance")
+        vc = vcp[0] if vcp and isinstance(vcp[0], dict) else {}
+        self.source = {"commit": text(vc.get("revisionId")), "branch": text(vc.get("branch"))}
+
+    def rule_of(self, result: dict) -> tuple[str, dict, object]:
+        """(rule id, rule descriptor or {}, override key) of a result."""
+        ref = result.get("rule") if isinstance(result.get("rule"), dict) else {}
+        comp = ref.get("toolComponent") if isinstance(ref.get("toolComponent"), dict) else {}
+        ci = comp.get("index") if isinstance(comp.get("index"), int) else 0
+        index = result.get("ruleIndex")
+        if not isinstance(index, int) or index < 0:
+            index = ref.get("index") if isinstance(ref.get("index"), int) else -1
+        rule = {}
+        if 0 <= ci < len(self.rules) and 0 <= index < len(self.rules[ci]):
+            rule = self.rules[ci][index]
+        rid = text(result.get("ruleId")) or text(ref.get("id")) or text(rule.get("id"))
+        if not rule and rid:
+            hit = self.by_id.get(rid) or self.by_id.get(rid.split("/")[0])
+            if hit:
+                rule = hit[1]
+        return rid, rule, (rid if rid in self.overrides else index)
+
+    def path_of(self, artifact: dict) -> str:
+        """Path of an artifactLocation, relative to the first absolute base URI in its chain."""
+        uri = text(artifact.get("uri"))
+        index = artifact.get("index")
+        if not uri and isinstance(index, int) and 0 <= index < len(self.artifacts):
+            loc = as_dict(as_dict(self.artifacts[index], "artifacts").get("location"), "artifacts.location")
+            uri, artifact = text(loc.get("uri")), {**loc, **{k: v for k, v in artifact.items() if k != "index"}}
+        base_id = text(artifact.get("uriBaseId"))
+        seen = set()
+        while base_id and base_id not in seen and not re.match(r"^[a-z][a-z0-9+.-]*:", uri, re.I):
+            seen.add(base_id)
+            base = as_dict(self.bases.get(base_id), f"{self.where}.originalUriBaseIds.{base_id}")
+            base_uri = text(base.get("uri"))
+            if not base_uri or re.match(r"^[a-z][a-z0-9+.-]*:", base_uri, re.I) or base_uri.startswith("/"):
+                break  # an absolute base: the runner's checkout, kept out of the path
+            uri = base_uri.rstrip("/") + "/" + uri
+            base_id = text(base.get("uriBaseId"))
+        for base in self.bases.values():  # an absolute file URI under a declared base: make it relative
+            base_uri = text(base.get("uri")) if isinstance(base, dict) else ""
+            if base_uri.startswith("file:") and uri.startswith(base_uri):
+                uri = uri[len(base_uri):]
+                break
+        return norm_path(unquote(uri))
+
+
+def _message(result: dict, rule: dict) -> str:
+    msg = as_dict(result.get("message"), "message")
+    body = _msg(msg)
+    if not body and msg.get("id"):
+        strings = rule.get("messageStrings") if isinstance(rule.get("messageStrings"), dict) else {}
+        body = _msg(strings.get(text(msg["id"])))
+    args = msg.get("arguments") if isinstance(msg.get("arguments"), list) else []
+    if args and body:
+        body = _PLACEHOLDER.sub(lambda m: text(args[int(m.group(1))]) if int(m.group(1)) < len(args) else m.group(0), body)
+    return body
+
+
+def _suppression(result: dict) -> tuple[bool, dict]:
+    sups = [s for s in as_list(result.get("suppressions"), "suppressions") if isinstance(s, dict)]
+    if not sups:
+        return False, {}
+    suppressed = all(text(s.get("status")) in ("", "accepted") for s in sups)
+    s = sups[0]
+    return suppressed, {"kind": text(s.get("kind")), "status": text(s.get("status")),
+                        "justification": text(s.get("justification"))}
+
+
+def _locations(run: Run, result: dict, where: str) -> list[dict]:
+    out = []
+    for i, loc in enumerate(as_list(result.get("locations"), f"{where}.locations")):
+        loc = as_dict(loc, f"{where}.locations[{i}]")
+        phys = as_dict(loc.get("physicalLocation"), f"{where}.locations[{i}].physicalLocation")
+        art = as_dict(phys.get("artifactLocation"), f"{where}.locations[{i}].physicalLocation.artifactLocation")
+        region = as_dict(phys.get("region"), f"{where}.locations[{i}].physicalLocation.region")
+        logical = [x for x in as_list(loc.get("logicalLocations"), "logicalLocations") if isinstance(x, dict)]
+        path = run.path_of(art) if art else ""
+        if not path:
+            name = text(logical[0].get("fullyQualifiedName")) or text(logical[0].get("name")) if logical else ""
+            if not name:
+                continue
+            path = name
+        start = positive_int(region.get("startLine"))
+        out.append({
+            "path": path,
+            "start_line": start,
+            "end_line": positive_int(region.get("endLine")) or start,
+            "start_column": positive_int(region.get("startColumn")),
+            "end_column": positive_int(region.get("endColumn")),
+            "snippet": _msg(region.get("snippet")),
+            "resource": (text(logical[0].get("fullyQualifiedName")) or text(logical[0].get("name"))) if logical else "",
+        })
+    return out
+
+
+def _adapt_trivy(f: dict, rule: dict, locs: list[dict]) -> None:
+    """Trivy's SARIF carries the package in the message and the class in the rule name."""
+    cls = text(rule.get("name"))
+    f["category"] = TRIVY_CLASS_CATEGORY.get(cls, f["category"])
+    tags = as_dict(rule.get("properties"), "properties").get("tags") or []
+    for tag in tags if isinstance(tags, list) else []:
+        if severity_from_word(tag) and text(tag).isupper():  # trivy tags the vendor severity word
+            f["severity"], f["tool_severity"] = severity_from_word(tag), text(tag)
+    if cls in ("OsPackageVulnerability", "LanguageSpecificPackageVulnerability"):
+        fields = dict(_TRIVY_MSG.findall(f.get("message", "")))
+        if fields.get("Package"):
+            f["package"] = {
+                "name": fields["Package"], "version": fields.get("Installed Version", ""),
+                "fixed_versions": [v.strip() for v in fields.get("Fixed Version", "").split(",") if v.strip()],
+            }
+            f["message"] = ""
+            for loc in locs:  # package findings are identified by package and path, not by line
+                loc["start_line"] = loc["end_line"] = loc["start_column"] = loc["end_column"] = None
+    elif cls == "License":
+        pkg, _, lic = f["rule_id"].rpartition(":")
+        f["rule_id"] = lic or f["rule_id"]
+        if pkg:
+            f["package"] = {"name": pkg, "license": lic}
+        for loc in locs:
+            loc["start_line"] = loc["end_line"] = loc["start_column"] = loc["end_column"] = None
+    elif cls == "Secret":
+        match = _msg(rule.get("fullDescription"))  # trivy puts the (masked) match here
+        f["secret"] = {"sha256": secret_digest(match)} if match else None
+        f["description"] = f["message"] = ""
+
+
+def parse(doc: dict):
+    for ri, run_doc in enumerate(as_list(doc.get("runs"), "$.runs")):
+        where = f"$.runs[{ri}]"
+        run = Run(as_dict(run_doc, where), where)
+        category = TOOL_CATEGORY.get(run.tool, "sast")
+        for i, result in enumerate(as_list(run_doc.get("results"), f"{where}.results")):
+            rwhere = f"{where}.results[{i}]"
+            if not isinstance(result, dict):
+                raise ParseError("expected object", rwhere)
+            if text(result.get("kind")) not in ("", "fail"):
+                continue
+            rid, rule, override_key = run.rule_of(result)
+            if not rid:
+                raise ParseError("result has no ruleId and no rule", rwhere)
+            rprops = as_dict(rule.get("properties"), f"{rwhere}.rule.properties")
+            props = as_dict(result.get("properties"), f"{rwhere}.properties")
+            level = (text(result.get("level")) or run.overrides.get(override_key, "")
+                     or text(as_dict(rule.get("defaultConfiguration"), "defaultConfiguration").get("level"))
+                     or "warning")
+            sec = props.get("security-severity", rprops.get("security-severity"))
+            severity = severity_from_score(sec)
+            tool_severity = text(sec) if severity else level
+            severity = severity or LEVEL_SEVERITY.get(level, "medium")
+            message = _message(result, rule)
+            title = (_msg(rule.get("shortDescription")) or text(rule.get("name"))
+                     or message.split("\n", 1)[0][:200] or rid)
+            tags = rprops.get("tags") if isinstance(rprops.get("tags"), list) else []
+            taxa = [text(as_dict(t, "taxa").get("id")) for t in as_list(result.get("taxa"), f"{rwhere}.taxa")]
+            relations = [text(as_dict(as_dict(r, "relationships").get("target"), "target").get("id"))
+                         for r in as_list(rule.get("relationships"), "relationships")]
+            cwe_values = [*tags, *taxa, *relations, rprops.get("cwe"), props.get("cwe")]
+            cwe_values = [c for v in cwe_values for c in (v if isinstance(v, list) else [v])]
+            cves, aliases = split_advisory_ids([rid], exclude=rid)
+            fixes = [_msg(as_dict(x, "fixes").get("description")) for x in as_list(result.get("fixes"), f"{rwhere}.fixes")]
+            refs = [rule.get("helpUri"), *(rprops.get("references") if isinstance(rprops.get("references"), list) else [])]
+            suppressed, suppression = _suppression(result)
+            base = {
+                "tool": run.tool,
+                "tool_version": run.version,
+                "rule_id": rid,
+                "title": title,
+                "description": _msg(rule.get("fullDescription")) or _msg(rule.get("help")),
+                "message": message,
+                "severity": severity,
+                "tool_severity": tool_severity,
+                "category": category,
+                "confidence": PRECISION.get(text(rprops.get("precision")).lower()),
+                "cwe": cwe_ids(cwe_values),
+                "cve": cves,
+                "aliases": [a for a in aliases if a.upper().startswith(("GHSA-", "PYSEC-", "RUSTSEC-", "GO-", "OSV-"))],
+                "references": unique(refs),
+                "fix_hint": "\n".join(unique(fixes)),
+                "tags": unique(tags),
+                "suppressed": suppressed,
+                "suppression": suppression,
+                "source": run.source,
+            }
+            locs = _locations(run, result, rwhere)
+            if run.tool == "trivy":
+                _adapt_trivy(base, rule, locs)
+            secret = base["category"] == "secret"
+            for loc in locs or [None]:
+                f = dict(base)
+                if loc is not None:
+                    loc = dict(loc)
+                    if secret and loc.get("snippet"):  # the secret itself: keep only its hash
+                        f["secret"] = {"sha256": secret_digest(loc["snippet"])}
+                        loc["snippet"] = ""
+                    f["location"] = loc
+                yield f
+
+
+FORMATS = [Format("sarif", "json", "any SARIF 2.1.0 producer",
+                  "an object with a `runs` array and `version` 2.x or a SARIF `$schema`", detect, parse)]

@@ -1,0 +1,47 @@
+"""Shared test helpers: run a command in-process and get (exit code, records, stderr)."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+import sys
+from pathlib import Path
+
+import orjson
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+FIXTURES = ROOT / "tests" / "fixtures"
+CORPUS = ROOT.parent / "shared" / "corpus"
+
+
+
+
+def run_command(command_class, argv: list[str], stdin: bytes = b"", cwd: Path | None = None):
+    """Run a secai command in-process: (exit code, records written to stdout, stderr text)."""
+    out, err = io.BytesIO(), io.StringIO()
+    fake_in = io.TextIOWrapper(io.BytesIO(stdin), encoding="utf-8")
+    fake_out = io.TextIOWrapper(out, encoding="utf-8", write_through=True)
+    old = os.getcwd()
+    try:
+        if cwd:
+            os.chdir(cwd)
+        with contextlib.redirect_stderr(err):
+            saved = sys.stdin, sys.stdout
+            sys.stdin, sys.stdout = fake_in, fake_out
+            try:
+                code = command_class().main(argv)
+            finally:
+                sys.stdin, sys.stdout = saved
+    finally:
+        os.chdir(old)
+    records = [orjson.loads(line) for line in out.getvalue().splitlines() if line.strip()]
+    return code, records, err.getvalue()
+
+
+@pytest.fixture
+def corpus():
+    if not CORPUS.is_dir():
+        pytest.skip("../shared/corpus is absent")
+    return CORPUS
