@@ -18,8 +18,9 @@ CORPUS = ROOT.parent / "shared" / "corpus"
 
 
 
-def run_command(command_class, argv: list[str], stdin: bytes = b"", cwd: Path | None = None):
-    """Run a secai command in-process: (exit code, records written to stdout, stderr text)."""
+def run_command(command_class, argv: list[str], stdin: bytes = b"", cwd: Path | None = None, raw: bool = False):
+    """Run a secai command in-process: (exit code, records written to stdout, stderr text);
+    with raw=True the second item is stdout as text."""
     out, err = io.BytesIO(), io.StringIO()
     fake_in = io.TextIOWrapper(io.BytesIO(stdin), encoding="utf-8")
     fake_out = io.TextIOWrapper(out, encoding="utf-8", write_through=True)
@@ -36,6 +37,8 @@ def run_command(command_class, argv: list[str], stdin: bytes = b"", cwd: Path | 
                 sys.stdin, sys.stdout = saved
     finally:
         os.chdir(old)
+    if raw:
+        return code, out.getvalue().decode(), err.getvalue()
     records = [orjson.loads(line) for line in out.getvalue().splitlines() if line.strip()]
     return code, records, err.getvalue()
 

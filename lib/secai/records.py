@@ -200,7 +200,9 @@ def fingerprint_key(f: dict) -> tuple:
     if f.get("category") == "dast" and f.get("endpoint"):
         return base + ("site", site_of(f["endpoint"]["url"]))
     if loc:
-        return base + ("loc", loc.get("path", ""), loc.get("start_line") or 0)
+        # column 1 is what many SARIF writers put when they have no column: it counts as none
+        column = loc.get("start_column") or 0
+        return base + ("loc", loc.get("path", ""), loc.get("start_line") or 0, column if column > 1 else 0)
     return base
 
 
@@ -229,6 +231,7 @@ def finalize(f: dict, source: dict) -> dict:
         del f["description"]
     if "message" in f and f["message"] in (f.get("title"), f.get("description")):
         del f["message"]
+    f.setdefault("suppressed", False)
     f["schema"] = SCHEMA
     f["id"] = fingerprint(fingerprint_key(f))
     f["occurrences"] = 1

@@ -33,6 +33,7 @@ from ..records import (
     cwe_ids,
     norm_path,
     positive_int,
+    redact,
     secret_digest,
     severity_from_score,
     severity_from_word,
@@ -64,6 +65,8 @@ TRIVY_CLASS_CATEGORY = {
     "OsPackageVulnerability": "container", "LanguageSpecificPackageVulnerability": "sca",
     "Misconfiguration": "iac", "Secret": "secret", "License": "sca",
 }
+# the spec's default level is warning; tools that never set one get their JSON parser's severity
+DEFAULT_LEVEL = {"gitleaks": "error"}
 _SLUG = re.compile(r"[^a-z0-9._-]+")
 _TRIVY_MSG = re.compile(r"^(Package|Installed Version|Fixed Version): ?(.*)$", re.MULTILINE)
 _PLACEHOLDER = re.compile(r"\{(\d+)\}")
@@ -142,6 +145,12 @@ class Run:
             hit = self.by_id.get(rid) or self.by_id.get(rid.split("/")[0])
             if hit:
                 rule = hit[1]
+        if not rid:  # not valid SARIF, but Gitleaks 7 writes it: the rule only begins the message
+            message = _msg(result.get("message"))
+            names = [r for rules in self.rules for r in rules if message.startswith(text(r.get("id")) or "\0")]
+            if names:
+                rule = max(names, key=lambda r: len(text(r.get("id"))))
+                rid = text(rule.get("id"))
         return rid, rule, (rid if rid in self.overrides else index)
 
     def path_of(self, artifact: dict) -> str:
@@ -267,7 +276,7 @@ def parse(doc: dict):
             props = as_dict(result.get("properties"), f"{rwhere}.properties")
             level = (text(result.get("level")) or run.overrides.get(override_key, "")
                      or text(as_dict(rule.get("defaultConfiguration"), "defaultConfiguration").get("level"))
-                     or "warning")
+                     or DEFAULT_LEVEL.get(run.tool, "warning"))
             sec = props.get("security-severity", rprops.get("security-severity"))
             severity = severity_from_score(sec)
             tool_severity = text(sec) if severity else level
@@ -315,7 +324,9 @@ def parse(doc: dict):
                 if loc is not None:
                     loc = dict(loc)
                     if secret and loc.get("snippet"):  # the secret itself: keep only its hash
-                        f["secret"] = {"sha256": secret_digest(loc["snippet"])}
+                        value = text(props.get("offender")) or text(props.get("secret")) or loc["snippet"]
+                        f["secret"] = {"sha256": secret_digest(value)}
+                        f["message"] = redact(f["message"], [value, loc["snippet"].strip()])
                         loc["snippet"] = ""
                     f["location"] = loc
                 yield f
