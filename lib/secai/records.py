@@ -60,6 +60,8 @@ def as_list(value, where: str) -> list:
 
 def text(value) -> str:
     """A scanner string field as clean text ('' for absent, numbers as their decimal form)."""
+    if type(value) is str:
+        return value.strip()
     if value is None or isinstance(value, (dict, list)):
         return ""
     if isinstance(value, bool):
@@ -210,26 +212,35 @@ def fingerprint(parts: tuple) -> str:
     return hashlib.sha256("\x1f".join(map(str, parts)).encode("utf-8", "surrogatepass")).hexdigest()[:32]
 
 
-def _prune(value):
-    """Drop None, '' and empty containers, recursively (the schema has no empty fields)."""
-    if isinstance(value, dict):
-        out = {}
-        for k, v in value.items():
-            v = _prune(v)
-            if v is not None and v != "" and v != [] and v != {}:
-                out[k] = v
-        return out
-    if isinstance(value, list):
-        return [p for p in (_prune(v) for v in value) if p is not None and p != "" and p != {}]
-    return value
+_EMPTYABLE = (str, list, dict)
+
+
+def prune(d: dict) -> None:
+    """Drop None, '' and empty containers from a finding in place, recursively (the schema has no
+    empty fields). In place and cheap: a large report makes hundreds of thousands of findings."""
+    drop = []
+    for key, v in d.items():
+        t = type(v)
+        if t is dict:
+            prune(v)
+        elif t is list and v:
+            for x in v:
+                if type(x) is dict:
+                    prune(x)
+            if None in v or "" in v or {} in v:
+                v[:] = [x for x in v if x is not None and x != "" and x != {}]
+        if v is None or (not v and t in _EMPTYABLE):
+            drop.append(key)
+    for key in drop:
+        del d[key]
 
 
 def finalize(f: dict, source: dict) -> dict:
-    """Complete a parser's finding: prune empties, add schema, id, occurrences and source."""
-    f = _prune(f)
+    """Complete a parser's finding (in place): prune empties, add schema, id, occurrences and source."""
+    prune(f)
     if "description" in f and f["description"] == f.get("title"):
         del f["description"]
-    if "message" in f and f["message"] in (f.get("title"), f.get("description")):
+    if "message" in f and (f["message"] == f.get("title") or f["message"] == f.get("description")):
         del f["message"]
     f.setdefault("suppressed", False)
     f["schema"] = SCHEMA
@@ -239,9 +250,19 @@ def finalize(f: dict, source: dict) -> dict:
     return f
 
 
-def merge_duplicate(kept: dict, dup: dict) -> None:
-    """Fold a duplicate (same id) into the finding kept first: count it, fill fields the first lacked."""
+def merge_duplicate(kept: dict, dup: dict, max_instances: int) -> None:
+    """Fold a duplicate (same id) into the finding kept first: count it, fill fields the first
+    lacked, and join DAST instances (ZAP lists one alert twice for a site when its instances differ
+    in confidence)."""
     kept["occurrences"] += dup["occurrences"]
+    if "instances" in kept and "instances" in dup:
+        total = kept.get("instance_count", len(kept["instances"])) + dup.get("instance_count", len(dup["instances"]))
+        seen = {(i["url"], i.get("method"), i.get("param")) for i in kept["instances"]}
+        kept["instances"] += [i for i in dup["instances"] if (i["url"], i.get("method"), i.get("param")) not in seen]
+        del kept["instances"][max_instances:]
+        kept.pop("instance_count", None)
+        if total > len(kept["instances"]):
+            kept["instance_count"] = total
     for key, value in dup.items():
         if key not in kept:
             kept[key] = value

@@ -27,6 +27,7 @@ import re
 from urllib.parse import unquote
 
 from ..records import (
+    prune,
     ParseError,
     as_dict,
     as_list,
@@ -69,6 +70,12 @@ TRIVY_CLASS_CATEGORY = {
 DEFAULT_LEVEL = {"gitleaks": "error"}
 _SLUG = re.compile(r"[^a-z0-9._-]+")
 _TRIVY_MSG = re.compile(r"^(Package|Installed Version|Fixed Version): ?(.*)$", re.MULTILINE)
+
+
+def _trivy_field(name: str, message: str) -> str:
+    """The value of a `Name: value` line of a Trivy SARIF message."""
+    found = re.search(rf"^ *{name}: ?(.*)$", message, re.MULTILINE)
+    return found.group(1).strip() if found else ""
 _PLACEHOLDER = re.compile(r"\{(\d+)\}")
 
 
@@ -123,6 +130,7 @@ class Run:
                         self.overrides[text(desc["id"])] = level
                     elif isinstance(desc.get("index"), int):
                         self.overrides[desc["index"]] = level
+        self.paths: dict[tuple, str] = {}
         self.bases = as_dict(run.get("originalUriBaseIds"), f"{where}.originalUriBaseIds")
         self.artifacts = as_list(run.get("artifacts"), f"{where}.artifacts")
         vcp = as_list(run.get("versionControlProvenance"), f"{where}.versionControlProvenance")
@@ -131,6 +139,11 @@ class Run:
 
     def rule_of(self, result: dict) -> tuple[str, dict, object]:
         """(rule id, rule descriptor or {}, override key) of a result."""
+        rid, index = result.get("ruleId"), result.get("ruleIndex")
+        if type(rid) is str and rid and type(index) is int and "rule" not in result and 0 <= index < len(self.rules[0]):
+            rule = self.rules[0][index]  # the common case: a driver rule by index
+            if rule.get("id", rid) == rid:
+                return rid, rule, (rid if rid in self.overrides else index)
         ref = result.get("rule") if isinstance(result.get("rule"), dict) else {}
         comp = ref.get("toolComponent") if isinstance(ref.get("toolComponent"), dict) else {}
         ci = comp.get("index") if isinstance(comp.get("index"), int) else 0
@@ -155,6 +168,16 @@ class Run:
 
     def path_of(self, artifact: dict) -> str:
         """Path of an artifactLocation, relative to the first absolute base URI in its chain."""
+        key = (artifact.get("uri"), artifact.get("uriBaseId"), artifact.get("index"))
+        try:
+            return self.paths[key]
+        except KeyError:
+            path = self.paths[key] = self._resolve(artifact)
+            return path
+        except TypeError:  # unhashable junk where strings belong
+            return self._resolve(artifact)
+
+    def _resolve(self, artifact: dict) -> str:
         uri = text(artifact.get("uri"))
         index = artifact.get("index")
         if not uri and isinstance(index, int) and 0 <= index < len(self.artifacts):
@@ -179,7 +202,10 @@ class Run:
 
 
 def _message(result: dict, rule: dict) -> str:
-    msg = as_dict(result.get("message"), "message")
+    msg = result.get("message")
+    if type(msg) is dict and type(msg.get("text")) is str and "arguments" not in msg:
+        return msg["text"].strip()  # the common case
+    msg = as_dict(msg, "message")
     body = _msg(msg)
     if not body and msg.get("id"):
         strings = rule.get("messageStrings") if isinstance(rule.get("messageStrings"), dict) else {}
@@ -200,30 +226,44 @@ def _suppression(result: dict) -> tuple[bool, dict]:
                         "justification": text(s.get("justification"))}
 
 
+def _int(value) -> int | None:
+    return value if type(value) is int and value > 0 else positive_int(value)
+
+
 def _locations(run: Run, result: dict, where: str) -> list[dict]:
+    """The finding locations of a result: only the fields present (this runs once per result)."""
     out = []
-    for i, loc in enumerate(as_list(result.get("locations"), f"{where}.locations")):
-        loc = as_dict(loc, f"{where}.locations[{i}]")
-        phys = as_dict(loc.get("physicalLocation"), f"{where}.locations[{i}].physicalLocation")
-        art = as_dict(phys.get("artifactLocation"), f"{where}.locations[{i}].physicalLocation.artifactLocation")
-        region = as_dict(phys.get("region"), f"{where}.locations[{i}].physicalLocation.region")
-        logical = [x for x in as_list(loc.get("logicalLocations"), "logicalLocations") if isinstance(x, dict)]
+    locations = result.get("locations")
+    for i, loc in enumerate(as_list(locations, f"{where}.locations") if type(locations) is not list else locations):
+        phys = loc.get("physicalLocation") if type(loc) is dict else None
+        phys = phys or {}
+        art = phys.get("artifactLocation") or {} if type(phys) is dict else None
+        region = phys.get("region") or {} if type(phys) is dict else None
+        if type(art) is not dict or type(region) is not dict:
+            raise ParseError("expected objects for location, physicalLocation, artifactLocation and region",
+                             f"{where}.locations[{i}]")
+        out_loc = {}
+        logical = loc.get("logicalLocations")
+        if logical and type(logical) is list and type(logical[0]) is dict:
+            if resource := text(logical[0].get("fullyQualifiedName")) or text(logical[0].get("name")):
+                out_loc["resource"] = resource
         path = run.path_of(art) if art else ""
         if not path:
-            name = text(logical[0].get("fullyQualifiedName")) or text(logical[0].get("name")) if logical else ""
-            if not name:
+            if "resource" not in out_loc:
                 continue
-            path = name
-        start = positive_int(region.get("startLine"))
-        out.append({
-            "path": path,
-            "start_line": start,
-            "end_line": positive_int(region.get("endLine")) or start,
-            "start_column": positive_int(region.get("startColumn")),
-            "end_column": positive_int(region.get("endColumn")),
-            "snippet": _msg(region.get("snippet")),
-            "resource": (text(logical[0].get("fullyQualifiedName")) or text(logical[0].get("name"))) if logical else "",
-        })
+            path = out_loc["resource"]
+        out_loc["path"] = path
+        if region:
+            start = _int(region.get("startLine"))
+            if start:
+                out_loc["start_line"] = start
+                out_loc["end_line"] = _int(region.get("endLine")) or start
+            for key, name in (("startColumn", "start_column"), ("endColumn", "end_column")):
+                if key in region and (value := _int(region[key])):
+                    out_loc[name] = value
+            if (snippet := region.get("snippet")) and (snippet := _msg(snippet)):
+                out_loc["snippet"] = snippet
+        out.append(out_loc)
     return out
 
 
@@ -248,14 +288,45 @@ def _adapt_trivy(f: dict, rule: dict, locs: list[dict]) -> None:
     elif cls == "License":
         pkg, _, lic = f["rule_id"].rpartition(":")
         f["rule_id"] = lic or f["rule_id"]
+        file = _trivy_field("Path", f.get("message", ""))
         if pkg:
             f["package"] = {"name": pkg, "license": lic}
         for loc in locs:
             loc["start_line"] = loc["end_line"] = loc["start_column"] = loc["end_column"] = None
+            if file and not pkg:  # a loose file's license: the file, as Trivy's JSON has it
+                loc["path"] = file
     elif cls == "Secret":
-        match = _msg(rule.get("fullDescription"))  # trivy puts the (masked) match here
+        match = _trivy_field("Match", f.get("message", ""))  # the (masked) match of this result
         f["secret"] = {"sha256": secret_digest(match)} if match else None
         f["description"] = f["message"] = ""
+
+
+def _rule_facts(run: Run, rid: str, rule: dict, category: str) -> tuple[dict, str, object]:
+    """(fields, default level, security-severity) a finding takes from its rule: once per rule."""
+    rprops = as_dict(rule.get("properties"), f"{run.where}.rules[{rid}].properties")
+    tags = rprops.get("tags") if isinstance(rprops.get("tags"), list) else []
+    relations = [text(as_dict(as_dict(r, "relationships").get("target"), "target").get("id"))
+                 for r in as_list(rule.get("relationships"), f"{run.where}.rules[{rid}].relationships")]
+    cves, aliases = split_advisory_ids([rid], exclude=rid)
+    refs = [rule.get("helpUri"), *(rprops.get("references") if isinstance(rprops.get("references"), list) else [])]
+    facts = {
+        "tool": run.tool,
+        "tool_version": run.version,
+        "rule_id": rid,
+        "title": _msg(rule.get("shortDescription")) or text(rule.get("name")),
+        "description": _msg(rule.get("fullDescription")) or _msg(rule.get("help")),
+        "category": category,
+        "confidence": PRECISION.get(text(rprops.get("precision")).lower()),
+        "cwe": cwe_ids([*tags, *relations, *(v if isinstance(v := rprops.get("cwe"), list) else [v])]),
+        "cve": cves,
+        "aliases": [a for a in aliases if a.upper().startswith(("GHSA-", "PYSEC-", "RUSTSEC-", "GO-", "OSV-"))],
+        "references": unique(refs),
+        "tags": unique(tags),
+        "source": run.source,
+    }
+    prune(facts)
+    level = text(as_dict(rule.get("defaultConfiguration"), "defaultConfiguration").get("level"))
+    return facts, level, rprops.get("security-severity")
 
 
 def parse(doc: dict):
@@ -263,74 +334,60 @@ def parse(doc: dict):
         where = f"$.runs[{ri}]"
         run = Run(as_dict(run_doc, where), where)
         category = TOOL_CATEGORY.get(run.tool, "sast")
+        default_level = DEFAULT_LEVEL.get(run.tool, "warning")
+        facts_by_rule: dict[tuple, tuple] = {}
         for i, result in enumerate(as_list(run_doc.get("results"), f"{where}.results")):
-            rwhere = f"{where}.results[{i}]"
-            if not isinstance(result, dict):
-                raise ParseError("expected object", rwhere)
-            if text(result.get("kind")) not in ("", "fail"):
+            if type(result) is not dict:
+                raise ParseError("expected object", f"{where}.results[{i}]")
+            kind = result.get("kind")
+            if kind and kind != "fail":
                 continue
             rid, rule, override_key = run.rule_of(result)
             if not rid:
-                raise ParseError("result has no ruleId and no rule", rwhere)
-            rprops = as_dict(rule.get("properties"), f"{rwhere}.rule.properties")
-            props = as_dict(result.get("properties"), f"{rwhere}.properties")
-            level = (text(result.get("level")) or run.overrides.get(override_key, "")
-                     or text(as_dict(rule.get("defaultConfiguration"), "defaultConfiguration").get("level"))
-                     or DEFAULT_LEVEL.get(run.tool, "warning"))
-            sec = props.get("security-severity", rprops.get("security-severity"))
-            severity = severity_from_score(sec)
-            tool_severity = text(sec) if severity else level
-            severity = severity or LEVEL_SEVERITY.get(level, "medium")
-            message = _message(result, rule)
-            title = (_msg(rule.get("shortDescription")) or text(rule.get("name"))
-                     or message.split("\n", 1)[0][:200] or rid)
-            tags = rprops.get("tags") if isinstance(rprops.get("tags"), list) else []
-            taxa = [text(as_dict(t, "taxa").get("id")) for t in as_list(result.get("taxa"), f"{rwhere}.taxa")]
-            relations = [text(as_dict(as_dict(r, "relationships").get("target"), "target").get("id"))
-                         for r in as_list(rule.get("relationships"), "relationships")]
-            cwe_values = [*tags, *taxa, *relations, rprops.get("cwe"), props.get("cwe")]
-            cwe_values = [c for v in cwe_values for c in (v if isinstance(v, list) else [v])]
-            cves, aliases = split_advisory_ids([rid], exclude=rid)
-            fixes = [_msg(as_dict(x, "fixes").get("description")) for x in as_list(result.get("fixes"), f"{rwhere}.fixes")]
-            refs = [rule.get("helpUri"), *(rprops.get("references") if isinstance(rprops.get("references"), list) else [])]
-            suppressed, suppression = _suppression(result)
-            base = {
-                "tool": run.tool,
-                "tool_version": run.version,
-                "rule_id": rid,
-                "title": title,
-                "description": _msg(rule.get("fullDescription")) or _msg(rule.get("help")),
-                "message": message,
-                "severity": severity,
-                "tool_severity": tool_severity,
-                "category": category,
-                "confidence": PRECISION.get(text(rprops.get("precision")).lower()),
-                "cwe": cwe_ids(cwe_values),
-                "cve": cves,
-                "aliases": [a for a in aliases if a.upper().startswith(("GHSA-", "PYSEC-", "RUSTSEC-", "GO-", "OSV-"))],
-                "references": unique(refs),
-                "fix_hint": "\n".join(unique(fixes)),
-                "tags": unique(tags),
-                "suppressed": suppressed,
-                "suppression": suppression,
-                "source": run.source,
-            }
-            locs = _locations(run, result, rwhere)
+                raise ParseError("result has no ruleId and no rule", f"{where}.results[{i}]")
+            key = (rid, id(rule))
+            if key not in facts_by_rule:
+                facts_by_rule[key] = _rule_facts(run, rid, rule, category)
+            facts, rule_level, rule_sec = facts_by_rule[key]
+            f = facts.copy()
+            props = result.get("properties") or {}
+            if type(props) is not dict:
+                raise ParseError("expected object", f"{where}.results[{i}].properties")
+            level = result.get("level")
+            if not level or type(level) is not str:
+                level = text(level) or run.overrides.get(override_key) or rule_level or default_level
+            sec = props.get("security-severity", rule_sec)
+            severity = severity_from_score(sec) if sec is not None else None
+            f["severity"] = severity or LEVEL_SEVERITY.get(level, "medium")
+            f["tool_severity"] = text(sec) if severity else level
+            f["message"] = message = _message(result, rule)
+            if not f.get("title"):
+                f["title"] = message.split("\n", 1)[0][:200] or rid
+            if result.get("taxa") or props.get("cwe"):
+                taxa = [text(as_dict(t, "taxa").get("id")) for t in as_list(result.get("taxa"), f"{where}.results[{i}].taxa")]
+                extra = props.get("cwe") if isinstance(props.get("cwe"), list) else [props.get("cwe")]
+                f["cwe"] = cwe_ids([*f.get("cwe", []), *taxa, *extra])
+            if result.get("fixes"):
+                f["fix_hint"] = "\n".join(unique(_msg(as_dict(x, "fixes").get("description"))
+                                                  for x in as_list(result["fixes"], f"{where}.results[{i}].fixes")))
+            if result.get("suppressions"):
+                f["suppressed"], f["suppression"] = _suppression(result)
+            locs = _locations(run, result, f"{where}.results[{i}]")
             if run.tool == "trivy":
-                _adapt_trivy(base, rule, locs)
-            secret = base["category"] == "secret"
-            for loc in locs or [None]:
-                f = dict(base)
-                if loc is not None:
-                    loc = dict(loc)
-                    if secret and loc.get("snippet"):  # the secret itself: keep only its hash
-                        value = text(props.get("offender")) or text(props.get("secret")) or loc["snippet"]
-                        f["secret"] = {"sha256": secret_digest(value)}
-                        f["message"] = redact(f["message"], [value, loc["snippet"].strip()])
-                        loc["snippet"] = ""
-                    f["location"] = loc
+                _adapt_trivy(f, rule, locs)
+            if not locs:
                 yield f
+                continue
+            for n, loc in enumerate(locs):
+                g = f if n == len(locs) - 1 else f.copy()
+                if f["category"] == "secret" and "snippet" in loc:  # the secret itself: keep only its hash
+                    snippet = loc.pop("snippet")
+                    value = text(props.get("offender")) or text(props.get("secret")) or snippet
+                    g["secret"] = {"sha256": secret_digest(value)}
+                    g["message"] = redact(g["message"], [value, snippet.strip()])
+                g["location"] = loc
+                yield g
 
 
-FORMATS = [Format("sarif", "json", "any SARIF 2.1.0 producer",
+FORMATS = [Format("sarif", "json", "SARIF 2.1.0 (any tool)",
                   "an object with a `runs` array and `version` 2.x or a SARIF `$schema`", detect, parse)]

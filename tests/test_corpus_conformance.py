@@ -1,0 +1,101 @@
+"""Conformance over ../shared/corpus (real scanner reports with DefectDojo's reference counts).
+
+Each file must parse (or fail with one clear line where the manifest says `error`), and its count
+must equal `expected_findings` or differ by one of secai's named rules below. Skipped cleanly when
+the corpus is absent. `python tests/test_corpus_conformance.py` prints the table per tool.
+"""
+
+from __future__ import annotations
+
+import csv
+import sys
+from collections import defaultdict
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent))
+from conftest import CORPUS, run_command  # noqa: E402
+
+from secai.cli import schema_error  # noqa: E402
+from secai.parse import Parse  # noqa: E402
+
+TOOLS = {"sarif", "trivy", "checkov", "semgrep", "osv_scanner", "gitleaks", "zap"}
+
+# secai's rules that make a count differ from DefectDojo's
+SAME_PLACE = ("fingerprint dedup: results of one tool and rule at the same path, line and column "
+              "(or the same package and version at the same path) are one finding; the repeats "
+              "are counted in `occurrences`")
+COLUMNS = ("the start column is part of the id (above column 1): two results of one rule on one "
+           "line at different columns are two findings")
+ZAP_CONFIDENCE_SPLIT = ("fingerprint dedup: one ZAP alert on one site is one finding; ZAP lists an alert "
+                        "twice for a site when its instances differ in confidence, and their instances are joined")
+SECRET_ACROSS_COMMITS = ("fingerprint dedup: one secret at one place found in several commits of a "
+                         "history scan is one finding (commit is not part of the id)")
+
+# file -> (secai's count, rule)
+DIFFERENCES = {
+    "sarif/bash-report.sarif": (12, SAME_PLACE),
+    "sarif/gitleaks_7.5.0.sarif": (4, SECRET_ACROSS_COMMITS),
+    "gitleaks/gitleaks8_many.json": (4, COLUMNS),
+    "zap/dvwa_baseline_dojo.xml": (18, ZAP_CONFIDENCE_SPLIT),
+}
+
+
+def manifest():
+    if not CORPUS.is_dir():
+        return []
+    with open(CORPUS / "MANIFEST.tsv", newline="") as fh:
+        return [row for row in csv.DictReader(fh, delimiter="\t") if row["tool"] in TOOLS]
+
+
+ROWS = manifest()
+
+
+def check(row) -> tuple[str, int | None, str]:
+    """(verdict, count, detail) for one manifest row: verdict is match, rule, error-ok or FAIL."""
+    path = CORPUS / row["file"]
+    code, records, err = run_command(Parse, ["-q", str(path)])
+    expected = row["expected_findings"]
+    if "Traceback" in err:
+        return "FAIL", None, "traceback"
+    if expected == "error":
+        ok = code == 1 and len(err.strip().splitlines()) == 1 and str(path) in err
+        return ("error-ok" if ok else "FAIL"), None, err.strip()
+    if code != 0:
+        return "FAIL", None, err.strip()
+    bad = [schema_error("finding/1", r) for r in records if schema_error("finding/1", r)]
+    if bad:
+        return "FAIL", len(records), bad[0]
+    n = len(records)
+    if expected == "unknown":
+        return "match", n, "no reference count"
+    if expected.startswith(">"):
+        return ("match" if n > int(expected[1:]) else "FAIL"), n, expected
+    if n == int(expected):
+        return "match", n, ""
+    if DIFFERENCES.get(row["file"], (None,))[0] == n:
+        return "rule", n, DIFFERENCES[row["file"]][1]
+    return "FAIL", n, f"expected {expected}"
+
+
+@pytest.mark.parametrize("row", ROWS, ids=[r["file"] for r in ROWS])
+def test_corpus_file(row):
+    verdict, count, detail = check(row)
+    assert verdict != "FAIL", f"{row['file']}: got {count}: {detail}"
+
+
+def test_corpus_present_or_skipped(corpus):
+    assert ROWS, "the manifest lists no file for this issue's tools"
+
+
+if __name__ == "__main__":
+    per_tool = defaultdict(lambda: defaultdict(int))
+    for row in ROWS:
+        verdict, count, detail = check(row)
+        per_tool[row["tool"]][verdict] += 1
+        if verdict != "match":
+            print(f"{verdict:8} {row['file']}: {count} (reference {row['expected_findings']}) {detail[:100]}")
+    print(f"\n{'tool':<14}{'files':>6}{'match':>7}{'rule':>6}{'error-ok':>9}{'FAIL':>6}")
+    for tool, v in sorted(per_tool.items()):
+        print(f"{tool:<14}{sum(v.values()):>6}{v['match']:>7}{v['rule']:>6}{v['error-ok']:>9}{v['FAIL']:>6}")

@@ -1,0 +1,121 @@
+"""Trivy JSON: ids shared with Trivy's SARIF, no secret in the output, skipped checks, image paths."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent))
+from conftest import FIXTURES, run_command  # noqa: E402
+
+from secai.parse import Parse  # noqa: E402
+from secai.parsers.trivy import clear_uri, image_repository, parse, to_path_uri  # noqa: E402
+from secai.records import ParseError  # noqa: E402
+
+PARSE = FIXTURES / "parse"
+
+
+def findings(path: Path) -> list[dict]:
+    code, records, err = run_command(Parse, ["-q", path.name], cwd=path.parent)
+    assert code == 0, err
+    return records
+
+
+# The SARIF twins are the same scans written by `trivy --format sarif` (without
+# --include-non-failures, so they hold no PASS or EXCEPTION misconfigurations).
+@pytest.mark.parametrize("case", ["image", "fs"])
+def test_json_and_sarif_give_the_same_ids(case):
+    from_json = findings(PARSE / "trivy-json" / f"{case}.json")
+    from_sarif = findings(PARSE / "sarif" / f"trivy-{case}.sarif")
+    assert {f["id"] for f in from_json} == {f["id"] for f in from_sarif}
+    assert len(from_json) == len(from_sarif)
+    secrets = lambda fs: {f["id"]: f.get("secret") for f in fs}  # noqa: E731
+    assert secrets(from_json) == secrets(from_sarif)
+
+
+@pytest.mark.parametrize("report", [PARSE / "trivy-json" / "fs.json", PARSE / "sarif" / "trivy-fs.sarif"])
+def test_no_secret_text_in_output(report):
+    doc = json.loads((PARSE / "trivy-json" / "fs.json").read_text())
+    secrets = [s for r in doc["Results"] for s in r.get("Secrets") or []]
+    texts = {s["Match"] for s in secrets} | {line["Content"] for s in secrets for line in s["Code"]["Lines"]}
+    texts |= {t.split("=", 1)[1] for t in texts if "=" in t}  # the values alone, masked or not
+    out = json.dumps(findings(report))
+    assert len(secrets) == 3 and texts
+    for t in texts:
+        assert t not in out
+    assert out.count('"sha256"') == 3
+
+
+def test_pass_and_exception_misconfigurations_are_skipped():
+    fs_rules = {f["rule_id"] for f in findings(PARSE / "trivy-json" / "fs.json") if f["category"] == "iac"}
+    assert fs_rules == {"DS001", "DS029"}  # DS005 PASS and DS026 EXCEPTION are not findings
+    k8s_rules = [f["rule_id"] for f in findings(PARSE / "trivy-json" / "k8s.json") if f["category"] == "iac"]
+    assert "KSV021" not in k8s_rules and k8s_rules.count("KSV001") == 2  # two namespaces, two findings
+
+
+@pytest.mark.parametrize("target, cls, path", [
+    ("teamdojo:latest (alpine 3.9.4)", "os-pkgs", "library/teamdojo"),
+    ("noppaknopsta/example-app:main-159 (debian 10.13)", "os-pkgs", "noppaknopsta/example-app"),
+    ("gcr.io/google_samples/gb-redis-follower:v2 (debian 10.4)", "os-pkgs", "google_samples/gb-redis-follower"),
+    ("docker.io/redis:6.0.5 (debian 10.4)", "os-pkgs", "library/redis"),
+    ("localhost:5000/team/app:1.0 (alpine 3.19.1)", "os-pkgs", "team/app"),
+    ("alpine@sha256:" + "a" * 64 + " (alpine 3.19.1)", "os-pkgs", "library/alpine"),
+    ("library/teamdojo", "os-pkgs", "library/teamdojo"),
+    ("/tmp/Image.tar (alpine 3.9.4)", "os-pkgs", "/tmp/Image.tar"),  # not a reference: path kept
+    ("Java", "lang-pkgs", "Java"),
+    ("app/requirements.txt (prod)", "lang-pkgs", "app/requirements.txt (prod)"),
+])
+def test_to_path_uri(target, cls, path):
+    assert to_path_uri(target, cls) == path
+    assert to_path_uri(path, cls) == path  # idempotent
+
+
+@pytest.mark.parametrize("ref, repo", [
+    ("nginx", "library/nginx"),
+    ("index.docker.io/nginx:1.25", "library/nginx"),
+    ("ghcr.io/acme/tools/scanner:v1", "acme/tools/scanner"),
+    ("registry.example.com:8443/shop/api", "shop/api"),
+    ("Upper/Case", None),
+    ("x", None),
+    ("repo:bad tag", None),
+])
+def test_image_repository(ref, repo):
+    assert image_repository(ref) == repo
+
+
+@pytest.mark.parametrize("target, path", [
+    ("git@github.com:acme/tf-s3.git?ref=v4.2.0/main.tf", "github.com/acme/tf-s3/tree/v4.2.0/main.tf"),
+    ("git::https:/github.com/acme/vpc.git/main.tf", "github.com/acme/vpc/main.tf"),
+    ("git::ssh://ci@example.com/storage.git/s3.tf", "example.com/storage/s3.tf"),
+    ("s3::https://s3.amazonaws.com/modules/vpc.zip/main.tf", "https://s3.amazonaws.com/modules/vpc.zip/main.tf"),
+    ("infra\\modules\\main.tf", "infra/modules/main.tf"),
+])
+def test_clear_uri(target, path):
+    assert clear_uri(target) == path
+
+
+@pytest.mark.parametrize("doc, where", [
+    ({"SchemaVersion": 2, "Results": {"Target": "x"}}, "$.Results"),
+    ({"SchemaVersion": 2, "Results": [{"Target": "x", "Vulnerabilities": {}}]}, "$.Results[0].Vulnerabilities"),
+    ({"SchemaVersion": 2, "Results": [{"Target": "x", "Vulnerabilities": [{"PkgName": "a"}]}]},
+     "$.Results[0].Vulnerabilities[0]"),
+    ({"SchemaVersion": 2, "Results": [{"Target": "x", "Vulnerabilities": [{"VulnerabilityID": "CVE-2024-1", "CVSS": []}]}]},
+     "$.Results[0].Vulnerabilities[0].CVSS"),
+    ({"ClusterName": "c", "Resources": [{"Kind": "Pod", "Results": [{"Target": "x", "Misconfigurations": [1]}]}]},
+     "$.Resources[0].Results[0].Misconfigurations[0]"),
+    ([{"Target": "x", "Secrets": "no"}], "$[0].Secrets"),
+])
+def test_malformed_structure_is_a_parse_error(doc, where):
+    with pytest.raises(ParseError) as err:
+        list(parse(doc))
+    assert err.value.where == where
+
+
+def test_missing_optional_fields_never_raise():
+    doc = {"SchemaVersion": 2, "Results": [{"Target": "t", "Vulnerabilities": [{"VulnerabilityID": "CVE-2024-1"}],
+                                            "Misconfigurations": [{"ID": "DS001"}], "Secrets": [{"RuleID": "r"}],
+                                            "Licenses": [{"Name": "MIT"}]}]}
+    assert [f["rule_id"] for f in parse(doc)] == ["CVE-2024-1", "DS001", "r", "MIT"]
