@@ -38,6 +38,7 @@ DIFFERENCES = {
     "sarif/bash-report.sarif": (12, SAME_PLACE),
     "sarif/gitleaks_7.5.0.sarif": (4, SECRET_ACROSS_COMMITS),
     "gitleaks/gitleaks8_many.json": (4, COLUMNS),
+    "semgrep/sca-deployments-vulns.json": (8, SAME_PLACE),
     "zap/dvwa_baseline_dojo.xml": (18, ZAP_CONFIDENCE_SPLIT),
 }
 

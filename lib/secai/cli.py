@@ -131,6 +131,15 @@ def dumps(record: dict) -> bytes:
     return orjson.dumps(record, option=orjson.OPT_SORT_KEYS | orjson.OPT_APPEND_NEWLINE)
 
 
+def render(kind: str | None, record: dict) -> bytes:
+    """A record as its JSONL line, once it is checked to be a valid `kind` (a bug if not)."""
+    if kind:
+        reason = schema_error(kind, record)
+        if reason:
+            raise RuntimeError(f"output record {record.get('id', '')} is not a valid {kind}: {reason}")
+    return dumps(record)
+
+
 # ---------------------------------------------------------------- the base command
 
 class Command:
@@ -203,15 +212,15 @@ class Command:
                 self.reject(InputError(name, None, exc.strerror or str(exc)))
 
     def write(self, records: Iterable[dict]) -> int:
-        count = 0
         kind = self.output_kind
+        return self.write_lines(render(kind, rec) for rec in records)
+
+    def write_lines(self, lines: Iterable[bytes]) -> int:
+        """Write rendered JSONL lines to the output, atomically; returns how many."""
+        count = 0
         with AtomicOutput(self.args.output) as out:
-            for rec in records:
-                if kind:
-                    reason = schema_error(kind, rec)
-                    if reason:
-                        raise RuntimeError(f"output record {count + 1} is not a valid {kind}: {reason}")
-                out.write(dumps(rec))
+            for line in lines:
+                out.write(line)
                 count += 1
         return count
 

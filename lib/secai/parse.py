@@ -5,17 +5,19 @@ from __future__ import annotations
 import codecs
 import gc
 import io
+import multiprocessing
 import os
 import stat
 import sys
 import zipfile
 from collections.abc import Iterator
+from typing import NamedTuple
 from pathlib import PurePosixPath
 
 import orjson
 
 from . import config, parsers
-from .cli import Command, InputError, entry
+from .cli import Command, InputError, entry, render
 from .records import ParseError, finalize, merge_duplicate
 
 ZIP_MAGIC = (b"PK\x03\x04", b"PK\x05\x06")
@@ -138,6 +140,8 @@ rest are still parsed (exit 0); without it, the first one stops the run (exit 1)
         p.add_argument("--run-id", help="CI run id to record in source.run_id")
         p.add_argument("--commit", help="scanned commit to record in source.commit")
         p.add_argument("--branch", help="scanned branch to record in source.branch")
+        p.add_argument("--workers", type=int, default=None,
+                       help="processes for one huge report (default: parse.workers, 0 = one per CPU up to 8)")
         p.add_argument("--max-file-mb", type=float, default=None,
                        help="refuse a report or zip member larger than this (default: parse.max_file_mb)")
 
@@ -230,77 +234,86 @@ rest are still parsed (exit 0); without it, the first one stops the run (exit 1)
             "branch": a.branch or env.get("GITHUB_REF_NAME"),
         }
 
-    def findings_of(self, unit: Unit, base: dict) -> Iterator[dict]:
+    def detect(self, unit: Unit):
+        """(format, document) of a report, or None for content to skip."""
         try:
             syntax, doc = load(unit)
         except NotAReport as exc:
             if unit.explicit:
                 raise InputError(unit.name, None, f"{exc}") from None
             self.log(f"skipped {unit.name}: {exc}")
-            return
+            return None
         if self.args.format:
-            fmt = parsers.BY_NAME[self.args.format]
-        elif syntax == "json" and _empty(doc):
+            return parsers.BY_NAME[self.args.format], doc
+        if syntax == "json" and _empty(doc):
             self.log(f"{unit.name}: empty report (no findings)")
-            return
-        else:
-            fmt = parsers.detect(doc, syntax)
+            return None
+        fmt = parsers.detect(doc, syntax)
         if fmt is None:
             reason = f"not a known report format: {_describe(doc)} (see --list-formats)"
             if unit.explicit:
                 raise InputError(unit.name, None, reason)
             self.log(f"skipped {unit.name}: {reason}")
-            return
+            return None
+        return fmt, doc
+
+    def rendered(self, unit: Unit, base: dict) -> list[Rendered]:
+        """Every finding of one report as checked JSONL lines, in document order."""
+        found = self.detect(unit)
+        if found is None:
+            return []
+        fmt, doc = found
+        job = (fmt, doc, {"file": unit.name, "format": fmt.name}, base)
+        workers = self.args.workers
         try:
-            raw = list(fmt.parse(doc))
+            # a huge report of a format that splits is read by several processes
+            tasks = fmt.split(doc, workers, PARALLEL_MIN) if fmt.split and workers > 1 else []
+            if not tasks:
+                return [_render(job, None)]
+            global _JOB
+            _JOB = job  # the forked workers inherit the loaded document instead of receiving it
+            with multiprocessing.get_context("fork").Pool(min(workers, len(tasks))) as pool:
+                return pool.map(_render_task, tasks, chunksize=1)
         except ParseError as exc:
             where = f"{exc.where}: " if exc.where else ""
             raise InputError(unit.name, exc.line, f"{fmt.name}: {where}{exc.reason}") from None
         except (AttributeError, KeyError, TypeError, ValueError, IndexError) as exc:
-            if self.args.verbose:
-                import traceback
-
-                traceback.print_exc()
             raise InputError(unit.name, None, f"{fmt.name}: unexpected structure ({type(exc).__name__}: {exc})") from None
-        source = {"file": unit.name, "format": fmt.name}
-        for partial in raw:
-            found = partial.pop("source", None) or {}
-            src = dict(source)
-            for key in ("run_id", "commit", "branch"):
-                value = base[key] or found.get(key)
-                if value:
-                    src[key] = str(value)
-            yield finalize(partial, src)
+        finally:
+            _JOB = None
 
-    def read_inputs(self) -> Iterator[dict]:
+    def read_inputs(self) -> Iterator[tuple[str, memoryview]]:
         base = self.base_source()
         self.stats = {"reports": 0}
         for unit in self.units():
             try:
-                found = list(self.findings_of(unit, base))
+                parts = self.rendered(unit, base)
             except InputError as err:
                 self.reject(err)
                 continue
             self.stats["reports"] += 1
             if self.args.verbose:
-                self.log(f"{unit.name}: {len(found)} findings")
-            yield from found
+                self.log(f"{unit.name}: {sum(len(p.ids) for p in parts)} findings")
+            for part in parts:
+                yield from part.lines()
 
-    def process(self, records):
+    def process(self, rendered):
         """Deduplicate by fingerprint: the first finding of an id is kept, later ones are folded in."""
-        kept: dict[str, dict] = {}
+        kept: dict[str, memoryview | dict] = {}
         raw = 0
         max_instances = config.get("parse", "max_instances")
-        for rec in records:
+        for fid, line in rendered:
             raw += 1
-            first = kept.get(rec["id"])
+            first = kept.get(fid)
             if first is None:
-                kept[rec["id"]] = rec
-            else:
-                merge_duplicate(first, rec, max_instances)
+                kept[fid] = line
+            else:  # rare: merge as records, render again at the end
+                first = first if type(first) is dict else orjson.loads(first)
+                merge_duplicate(first, orjson.loads(line), max_instances)
+                kept[fid] = first
         self.log(f"{len(kept)} findings from {self.stats['reports']} reports"
                  f" ({raw - len(kept)} duplicates merged, {len(self.rejects)} rejected)")
-        return kept.values()
+        return (render(self.output_kind, v) if type(v) is dict else v for v in kept.values())
 
     def run(self):
         # Reports become millions of small objects and hold no reference cycles: the cyclic
@@ -315,7 +328,53 @@ rest are still parsed (exit 0); without it, the first one stops the run (exit 1)
                     documented.add(module)
                     sys.stdout.write("\n" + (module.__doc__ or "").strip() + "\n\n")
             return 0
-        return super().run()
+        if self.args.workers is None:
+            self.args.workers = config.get("parse", "workers") or min(os.cpu_count() or 1, 8)
+        count = self.write_lines(self.process(self.read_inputs()))
+        self.write_rejects()
+        return count
+
+
+PARALLEL_MIN = 20_000  # findings-to-be below which one process is faster than starting workers
+_JOB = None
+
+
+class Rendered(NamedTuple):
+    """The findings of one report (or task) as JSONL in one buffer: orjson's bytes objects are
+    kept small this way (each one alone holds several KB), and a worker returns one blob."""
+
+    ids: list[str]
+    ends: list[int]
+    blob: bytes
+
+    def lines(self) -> Iterator[tuple[str, memoryview]]:
+        view, start = memoryview(self.blob), 0
+        for fid, end in zip(self.ids, self.ends):
+            yield fid, view[start:end]
+            start = end
+
+
+def _render(job, task) -> Rendered:
+    """Parse (one task of) a report into finished JSONL lines, each checked against finding/1."""
+    fmt, doc, source, base = job
+    ids, ends, buf = [], [], io.BytesIO()
+    for partial in (fmt.parse(doc) if task is None else fmt.parse(doc, task)):
+        found = partial.pop("source", None) or {}
+        src = source
+        if any(base.values()) or any(found.values()):
+            src = dict(source)
+            for key in ("run_id", "commit", "branch"):
+                if value := base[key] or found.get(key):
+                    src[key] = str(value)
+        rec = finalize(partial, src)
+        buf.write(render("finding/1", rec))
+        ids.append(rec["id"])
+        ends.append(buf.tell())
+    return Rendered(ids, ends, buf.getvalue())
+
+
+def _render_task(task) -> Rendered:
+    return _render(_JOB, task)
 
 
 def main():

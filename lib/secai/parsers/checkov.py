@@ -9,6 +9,7 @@ terraform, kubernetes, dockerfile, sca_package, ...). A scan with nothing to che
   severity or package filters) are kept with `suppressed: true` and suppression `{kind, justification}`
   exactly as Checkov's own SARIF writes them: kind `inSource` (`external` for SCA results),
   justification the `suppress_comment` or "No comment provided". Passed checks are ignored.
+  (`--quiet` leaves skipped checks out of the JSON, not out of the SARIF.)
 - rule_id `check_id`; title `short_description`, else `check_name`; description `description`;
   message the `details` lines; references `guideline`; fix_hint `fixed_definition` (the fixed
   resource, when Checkov computed one); tags the check type, `bc_category` and benchmark ids.
@@ -19,9 +20,11 @@ terraform, kubernetes, dockerfile, sca_package, ...). A scan with nothing to che
   writes as artifact URI, so one scan in both formats gives the same ids; lines from
   `file_line_range`, where Checkov's whole-file line 0 becomes 1 as in its SARIF; resource
   `resource`; snippet the `code_block` lines joined.
-- category `iac`; `sca_package` results are `sca` and `sca_image` results `container`, with the
-  package from `vulnerability_details`: rule_id is the advisory id (CVE-..., GHSA-...) or, for
-  license results, the license, as Checkov's SARIF rule ids begin; fixed versions, CVSS and link.
+- category `iac`; `secrets` results are `secret` (Checkov masks the secret in `code_block` itself;
+  its SARIF cannot tell them apart and says iac); `sca_package` results are `sca` and `sca_image`
+  results `container`, with the package from `vulnerability_details`: rule_id is the advisory id
+  (CVE-..., GHSA-...) or, for license results, the license, as Checkov's SARIF rule ids begin;
+  fixed versions, CVSS and link.
 No deduplication here: identical results collapse centrally by fingerprint.
 """
 
@@ -40,7 +43,7 @@ from ..records import (
 )
 from . import Format
 
-SCA_CATEGORY = {"sca_package": "sca", "sca_image": "container"}
+CATEGORY = {"secrets": "secret", "sca_package": "sca", "sca_image": "container"}
 
 
 def _report(doc) -> bool:
@@ -57,7 +60,7 @@ def detect(doc) -> bool:
 
 
 def _line(value) -> int | None:
-    """A file_line_range bound; Checkov writes 0 for checks of a whole file, its SARIF 1."""
+    """A file_line_range bound: Checkov's 0 (a check of the whole file) is line 1, as in its SARIF."""
     return 1 if value == 0 and not isinstance(value, bool) else positive_int(value)
 
 
@@ -76,14 +79,12 @@ def _tags(check: dict, check_type: str, where: str) -> list[str]:
     return unique([check_type, check.get("bc_category"), *marks])
 
 
-def _sca(f: dict, details: dict, check_type: str) -> None:
+def _sca(f: dict, details: dict, where: str) -> None:
     """Package, advisory and fix of an sca_package/sca_image result (vulnerability or license)."""
     license_name = text(details.get("license"))
     advisory = text(details.get("id"))
-    fixed = [v for v in as_list(details.get("fixed_versions"), "fixed_versions") + [details.get("fix_version")]
-             if text(v) not in ("", "N/A")]
     cvss = details.get("cvss")
-    f["category"] = SCA_CATEGORY[check_type]
+    fixed = as_list(details.get("fixed_versions"), f"{where}.fixed_versions")
     f["rule_id"] = license_name or advisory or f["rule_id"]
     f["cve"] = split_advisory_ids([advisory])[0]
     f["package"] = {"name": text(details.get("package_name")), "version": text(details.get("package_version")),
@@ -115,7 +116,7 @@ def _finding(check: dict, check_type: str, version: str, skipped: bool, where: s
         "message": "\n".join(unique(as_list(check.get("details"), f"{where}.details"))),
         "severity": severity or "medium",
         "tool_severity": word if severity else "",
-        "category": "iac",
+        "category": CATEGORY.get(check_type, "iac"),
         "location": {
             "path": norm_path(path).lstrip("/"),
             "start_line": start,
@@ -127,8 +128,8 @@ def _finding(check: dict, check_type: str, version: str, skipped: bool, where: s
         "fix_hint": text(fixed) if isinstance(fixed, str) else "",
         "tags": _tags(check, check_type, where),
     }
-    if check_type in SCA_CATEGORY and details.get("package_name"):
-        _sca(f, details, check_type)
+    if check_type in ("sca_package", "sca_image") and details.get("package_name"):
+        _sca(f, details, f"{where}.vulnerability_details")
     if skipped:
         f["suppressed"] = True
         f["suppression"] = {"kind": "external" if details else "inSource",

@@ -301,6 +301,21 @@ def _adapt_trivy(f: dict, rule: dict, locs: list[dict]) -> None:
         f["description"] = f["message"] = ""
 
 
+# ---- Checkov SCA adapter: same rule id and package as the checkov-json parser ----
+_CHECKOV_SCA = re.compile(r"^(License )?(.+?) - (.+): (\S+)$")
+
+
+def _adapt_checkov(f: dict, rule: dict) -> None:
+    """Checkov's SARIF names an SCA rule `<advisory or license>_<package>@<version>` (spaces as _) and
+    its rule name is `[License ]<id> - <package>: <version>`; its JSON has check_id plus
+    vulnerability_details, read as rule id = advisory or license, with the package."""
+    m = _CHECKOV_SCA.match(text(rule.get("name")))
+    if m and f["rule_id"] == f"{m[2]}_{m[3]}@{m[4]}".replace(" ", "_"):
+        f["rule_id"], f["category"], f["cve"] = m[2], "sca", split_advisory_ids([m[2]])[0]
+        f["package"] = {"name": m[3], "version": m[4], "license": m[2] if m[1] else ""}
+# ---- end of Checkov SCA adapter ----
+
+
 def _rule_facts(run: Run, rid: str, rule: dict, category: str) -> tuple[dict, str, object]:
     """(fields, default level, security-severity) a finding takes from its rule: once per rule."""
     rprops = as_dict(rule.get("properties"), f"{run.where}.rules[{rid}].properties")
@@ -329,14 +344,29 @@ def _rule_facts(run: Run, rid: str, rule: dict, category: str) -> tuple[dict, st
     return facts, level, rprops.get("security-severity")
 
 
-def parse(doc: dict):
+def split(doc: dict, n: int, minimum: int) -> list[tuple[int, int, int]]:
+    """(run, first result, end) tasks covering every run's results in about n even parts."""
+    runs = [r.get("results") if isinstance(r, dict) else None for r in as_list(doc.get("runs"), "$.runs")]
+    sizes = [len(r) if isinstance(r, list) else 0 for r in runs]
+    if sum(sizes) < minimum:
+        return []
+    step = -(-sum(sizes) // n)
+    return [(ri, lo, min(lo + step, size)) for ri, size in enumerate(sizes) for lo in range(0, size, step)]
+
+
+def parse(doc: dict, task: tuple[int, int, int] | None = None):
     for ri, run_doc in enumerate(as_list(doc.get("runs"), "$.runs")):
+        if task is not None and ri != task[0]:
+            continue
         where = f"$.runs[{ri}]"
         run = Run(as_dict(run_doc, where), where)
         category = TOOL_CATEGORY.get(run.tool, "sast")
         default_level = DEFAULT_LEVEL.get(run.tool, "warning")
         facts_by_rule: dict[tuple, tuple] = {}
-        for i, result in enumerate(as_list(run_doc.get("results"), f"{where}.results")):
+        results = as_list(run_doc.get("results"), f"{where}.results")
+        lo, hi = (task[1], task[2]) if task is not None else (0, len(results))
+        for i in range(lo, hi):
+            result = results[i]
             if type(result) is not dict:
                 raise ParseError("expected object", f"{where}.results[{i}]")
             kind = result.get("kind")
@@ -375,6 +405,8 @@ def parse(doc: dict):
             locs = _locations(run, result, f"{where}.results[{i}]")
             if run.tool == "trivy":
                 _adapt_trivy(f, rule, locs)
+            elif run.tool == "checkov":
+                _adapt_checkov(f, rule)
             if not locs:
                 yield f
                 continue
@@ -390,4 +422,4 @@ def parse(doc: dict):
 
 
 FORMATS = [Format("sarif", "json", "SARIF 2.1.0 (any tool)",
-                  "an object with a `runs` array and `version` 2.x or a SARIF `$schema`", detect, parse)]
+                  "an object with a `runs` array and `version` 2.x or a SARIF `$schema`", detect, parse, split)]

@@ -3,7 +3,8 @@
 CLI: `{version, results: [{check_id, path, start: {line, col, offset}, end, extra: {message,
 severity, metadata, lines, fix, fingerprint, is_ignored, sca_info}}], errors, paths}`.
 - One finding per result. rule_id `check_id`; title the rule's `metadata.shortDescription` (what
-  Semgrep's SARIF uses as well), else the last dotted component of check_id made readable
+  Semgrep's SARIF uses as well), else (supply-chain rules, whose ids are `ssc-<uuid>`) the
+  advisory's first message line, else the last dotted component of check_id made readable
   ("python.lang.security.audit.eval-detected" -> "Eval detected"); message `extra.message`.
 - severity: ERROR high, WARNING medium, INFO low (the SARIF levels error/warning/note), and the
   newer CRITICAL/HIGH/MEDIUM/LOW as they read; anything else (INVENTORY, EXPERIMENT) info.
@@ -18,12 +19,12 @@ severity, metadata, lines, fix, fingerprint, is_ignored, sca_info}}], errors, pa
 Supply Chain API (`{vulns: [{title, advisory, matchedDependency, dependencyFileLocation, triage,
 ...}], hasMore, cursor}`): one finding per vuln, category `sca`; rule_id `advisory.ruleId`; the
 package is `matchedDependency` with its ecosystem from the rule's `depends-on-either` namespace
-(`advisory.ecosystem` names the advisory's first package, not necessarily the matched one) and
+(`advisory.ecosystem` may name another of the advisory's packages) and
 `closestSafeDependency` as fixed version; severity `advisory.severity`; location the dependency
 file and line; triage status IGNORED is an accepted external suppression.
 
-No deduplication here: results with the same fingerprint (tool, rule, path, line; for packages
-tool, rule, package, version, path) collapse centrally.
+No deduplication here: results with one fingerprint (records.fingerprint_key: tool, rule, path, line
+and start column; for packages tool, rule, package, version and path) collapse centrally.
 """
 
 from __future__ import annotations
@@ -69,9 +70,10 @@ def _listed(value) -> list:
     return value if isinstance(value, list) else [value]
 
 
-def _title(check_id: str, metadata: dict) -> str:
+def _title(check_id: str, metadata: dict, advisory: str) -> str:
     words = check_id.rsplit(".", 1)[-1].replace("-", " ").replace("_", " ").strip()
-    return text(metadata.get("shortDescription")) or (words[:1].upper() + words[1:]) or check_id
+    return (text(metadata.get("shortDescription")) or advisory.split("\n", 1)[0][:200]
+            or (words[:1].upper() + words[1:]) or check_id)
 
 
 def _sca_package(extra: dict, metadata: dict, where: str) -> dict:
@@ -101,7 +103,7 @@ def _result(r: dict, version: str, where: str) -> dict:
         "tool": "semgrep",
         "tool_version": version,
         "rule_id": check_id,
-        "title": _title(check_id, metadata),
+        "title": _title(check_id, metadata, text(extra.get("message")) if package else ""),
         "message": text(extra.get("message")),
         "severity": _severity(word),
         "tool_severity": word,
@@ -180,6 +182,7 @@ def _vuln(v: dict, where: str) -> dict:
 
 
 def parse(doc: dict):
+    doc = as_dict(doc, "$")
     key = "vulns" if "vulns" in doc and "results" not in doc else "results"
     version = text(doc.get("version"))
     for i, item in enumerate(as_list(doc.get(key), f"$.{key}")):
