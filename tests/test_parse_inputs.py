@@ -172,37 +172,3 @@ def test_forced_format_and_list_formats(tmp_path):
     assert code == 0 and len(records) == 6 and all(schema_error("finding/1", r) is None for r in records)
     assert len({f.name for f in FORMATS}) == len(FORMATS)
 
-
-# ---------------------------------------------------------------- parallel reading of a huge report
-
-def _big_sarif(n: int) -> dict:
-    from secai.parse import PARALLEL_MIN
-
-    doc = orjson.loads(GOOD)
-    result = doc["runs"][0]["results"][0]
-    doc["runs"][0]["results"] = [
-        {**result, "locations": [{"physicalLocation": {"artifactLocation": {"uri": f"src/m{i % 300}.py"},
-                                                        "region": {"startLine": i // 300 + 1}}}]}
-        for i in range(max(n, PARALLEL_MIN))]
-    return doc
-
-
-def test_workers_give_the_same_output_as_one_process(tmp_path):
-    doc = _big_sarif(0)
-    doc["runs"][0]["results"][7] = doc["runs"][0]["results"][-1]  # a duplicate across the two halves
-    (tmp_path / "big.sarif").write_bytes(orjson.dumps(doc))
-    one = run_command(Parse, ["-q", "--workers", "1", str(tmp_path / "big.sarif")], raw=True)
-    two = run_command(Parse, ["-q", "--workers", "2", str(tmp_path / "big.sarif")], raw=True)
-    assert one[0] == two[0] == 0
-    assert one[1] == two[1]
-    assert len(one[1].splitlines()) == len(doc["runs"][0]["results"]) - 1
-
-
-def test_an_error_in_a_worker_is_one_clear_line(tmp_path):
-    doc = _big_sarif(0)
-    doc["runs"][0]["results"][-3]["locations"] = "nowhere"
-    (tmp_path / "big.sarif").write_bytes(orjson.dumps(doc))
-    code, _, err = run_command(Parse, ["--workers", "2", str(tmp_path / "big.sarif")])
-    n = len(doc["runs"][0]["results"])
-    assert code == 1
-    assert f"$.runs[0].results[{n - 3}].locations: expected array" in one_error_line(err)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import codecs
 import gc
 import io
-import multiprocessing
 import os
 import stat
 import sys
@@ -140,8 +139,6 @@ rest are still parsed (exit 0); without it, the first one stops the run (exit 1)
         p.add_argument("--run-id", help="CI run id to record in source.run_id")
         p.add_argument("--commit", help="scanned commit to record in source.commit")
         p.add_argument("--branch", help="scanned branch to record in source.branch")
-        p.add_argument("--workers", type=int, default=None,
-                       help="processes for one huge report (default: parse.workers, 0 = one per CPU up to 8)")
         p.add_argument("--max-file-mb", type=float, default=None,
                        help="refuse a report or zip member larger than this (default: parse.max_file_mb)")
 
@@ -257,45 +254,34 @@ rest are still parsed (exit 0); without it, the first one stops the run (exit 1)
             return None
         return fmt, doc
 
-    def rendered(self, unit: Unit, base: dict) -> list[Rendered]:
+    def rendered(self, unit: Unit, base: dict) -> Rendered | None:
         """Every finding of one report as checked JSONL lines, in document order."""
         found = self.detect(unit)
         if found is None:
-            return []
+            return None
         fmt, doc = found
-        job = (fmt, doc, {"file": unit.name, "format": fmt.name}, base)
-        workers = self.args.workers
         try:
-            # a huge report of a format that splits is read by several processes
-            tasks = fmt.split(doc, workers, PARALLEL_MIN) if fmt.split and workers > 1 else []
-            if not tasks:
-                return [_render(job, None)]
-            global _JOB
-            _JOB = job  # the forked workers inherit the loaded document instead of receiving it
-            with multiprocessing.get_context("fork").Pool(min(workers, len(tasks))) as pool:
-                return pool.map(_render_task, tasks, chunksize=1)
+            return _render(fmt, doc, {"file": unit.name, "format": fmt.name}, base)
         except ParseError as exc:
             where = f"{exc.where}: " if exc.where else ""
             raise InputError(unit.name, exc.line, f"{fmt.name}: {where}{exc.reason}") from None
         except (AttributeError, KeyError, TypeError, ValueError, IndexError) as exc:
             raise InputError(unit.name, None, f"{fmt.name}: unexpected structure ({type(exc).__name__}: {exc})") from None
-        finally:
-            _JOB = None
 
     def read_inputs(self) -> Iterator[tuple[str, memoryview]]:
         base = self.base_source()
         self.stats = {"reports": 0}
         for unit in self.units():
             try:
-                parts = self.rendered(unit, base)
+                found = self.rendered(unit, base)
             except InputError as err:
                 self.reject(err)
                 continue
-            self.stats["reports"] += 1
-            if self.args.verbose:
-                self.log(f"{unit.name}: {sum(len(p.ids) for p in parts)} findings")
-            for part in parts:
-                yield from part.lines()
+            if found is not None:
+                self.stats["reports"] += 1
+                if self.args.verbose:
+                    self.log(f"{unit.name}: {len(found.ids)} findings")
+                yield from found.lines()
 
     def process(self, rendered):
         """Deduplicate by fingerprint: the first finding of an id is kept, later ones are folded in."""
@@ -328,20 +314,14 @@ rest are still parsed (exit 0); without it, the first one stops the run (exit 1)
                     documented.add(module)
                     sys.stdout.write("\n" + (module.__doc__ or "").strip() + "\n\n")
             return 0
-        if self.args.workers is None:
-            self.args.workers = config.get("parse", "workers") or min(os.cpu_count() or 1, 8)
         count = self.write_lines(self.process(self.read_inputs()))
         self.write_rejects()
         return count
 
 
-PARALLEL_MIN = 20_000  # findings-to-be below which one process is faster than starting workers
-_JOB = None
-
-
 class Rendered(NamedTuple):
-    """The findings of one report (or task) as JSONL in one buffer: orjson's bytes objects are
-    kept small this way (each one alone holds several KB), and a worker returns one blob."""
+    """The findings of one report as JSONL in one buffer: a large report's lines stay compact
+    this way (each bytes object orjson returns holds several KB of memory while it lives)."""
 
     ids: list[str]
     ends: list[int]
@@ -354,11 +334,10 @@ class Rendered(NamedTuple):
             start = end
 
 
-def _render(job, task) -> Rendered:
-    """Parse (one task of) a report into finished JSONL lines, each checked against finding/1."""
-    fmt, doc, source, base = job
+def _render(fmt, doc, source: dict, base: dict) -> Rendered:
+    """Parse a report into finished JSONL lines, each checked against finding/1."""
     ids, ends, buf = [], [], io.BytesIO()
-    for partial in (fmt.parse(doc) if task is None else fmt.parse(doc, task)):
+    for partial in fmt.parse(doc):
         found = partial.pop("source", None) or {}
         src = source
         if any(base.values()) or any(found.values()):
@@ -366,15 +345,11 @@ def _render(job, task) -> Rendered:
             for key in ("run_id", "commit", "branch"):
                 if value := base[key] or found.get(key):
                     src[key] = str(value)
-        rec = finalize(partial, src)
+        rec = finalize(partial, src, fmt.clean)
         buf.write(render("finding/1", rec))
         ids.append(rec["id"])
         ends.append(buf.tell())
     return Rendered(ids, ends, buf.getvalue())
-
-
-def _render_task(task) -> Rendered:
-    return _render(_JOB, task)
 
 
 def main():

@@ -13,6 +13,7 @@ from collections.abc import Iterable
 from urllib.parse import urlsplit
 
 SCHEMA = "finding/1"
+_sha256 = hashlib.sha256
 SEVERITIES = ("critical", "high", "medium", "low", "info")
 _RANK = {s: i for i, s in enumerate(SEVERITIES)}
 
@@ -192,24 +193,23 @@ def redact(text_value: str, secrets: Iterable[str]) -> str:
 
 # ---------------------------------------------------------------- fingerprint and finalize
 
-def fingerprint_key(f: dict) -> tuple:
-    """The parts of a finding that identify it; see the `id` description in the schema."""
-    base = (f["tool"], f["rule_id"])
+def fingerprint(f: dict) -> str:
+    """The id of a finding: SHA-256 (first 32 hex digits) over the parts that identify it; see the
+    `id` description in the schema. Parts are joined by the unit separator, which no field holds."""
     loc = f.get("location") or {}
     pkg = f.get("package")
     if pkg:
-        return base + ("pkg", pkg.get("name", ""), pkg.get("version", ""), loc.get("path", ""))
-    if f.get("category") == "dast" and f.get("endpoint"):
-        return base + ("site", site_of(f["endpoint"]["url"]))
-    if loc:
+        key = f"{f['tool']}\x1f{f['rule_id']}\x1fpkg\x1f{pkg.get('name', '')}\x1f{pkg.get('version', '')}\x1f{loc.get('path', '')}"
+    elif f.get("category") == "dast" and f.get("endpoint"):
+        key = f"{f['tool']}\x1f{f['rule_id']}\x1fsite\x1f{site_of(f['endpoint']['url'])}"
+    elif loc:
         # column 1 is what many SARIF writers put when they have no column: it counts as none
         column = loc.get("start_column") or 0
-        return base + ("loc", loc.get("path", ""), loc.get("start_line") or 0, column if column > 1 else 0)
-    return base
-
-
-def fingerprint(parts: tuple) -> str:
-    return hashlib.sha256("\x1f".join(map(str, parts)).encode("utf-8", "surrogatepass")).hexdigest()[:32]
+        key = (f"{f['tool']}\x1f{f['rule_id']}\x1floc\x1f{loc.get('path', '')}\x1f{loc.get('start_line') or 0}"
+               f"\x1f{column if column > 1 else 0}")
+    else:
+        key = f"{f['tool']}\x1f{f['rule_id']}"
+    return _sha256(key.encode("utf-8", "surrogatepass")).hexdigest()[:32]
 
 
 _EMPTYABLE = (str, list, dict)
@@ -235,16 +235,18 @@ def prune(d: dict) -> None:
         del d[key]
 
 
-def finalize(f: dict, source: dict) -> dict:
-    """Complete a parser's finding (in place): prune empties, add schema, id, occurrences and source."""
-    prune(f)
+def finalize(f: dict, source: dict, clean: bool = False) -> dict:
+    """Complete a parser's finding (in place): prune empties (unless the parser gives none: clean),
+    add schema, id, occurrences and source."""
+    if not clean:
+        prune(f)
     if "description" in f and f["description"] == f.get("title"):
         del f["description"]
     if "message" in f and (f["message"] == f.get("title") or f["message"] == f.get("description")):
         del f["message"]
     f.setdefault("suppressed", False)
     f["schema"] = SCHEMA
-    f["id"] = fingerprint(fingerprint_key(f))
+    f["id"] = fingerprint(f)
     f["occurrences"] = 1
     f["source"] = source
     return f

@@ -3,8 +3,7 @@
 Each parser module defines `FORMATS`, a list of `Format`. A format is detected from content, never
 from the file name: `detect` gets the parsed document (JSON value, list of JSON Lines records, or
 the XML root element) and says whether it is this format; `parse` yields partial finding dicts
-(see records.finalize). A format whose reports can be huge may also define `split(doc, n, minimum)`: about n
-independent tasks (none when the report has fewer than `minimum` results) that `parse(doc, task)` reads in document order, for secai-parse's workers. Order matters only where shapes overlap: the first format that claims a
+(see records.finalize). Order matters only where shapes overlap: the first format that claims a
 document reads it.
 """
 
@@ -21,8 +20,8 @@ class Format:
     tool: str                      # the scanner, for --list-formats
     identifies: str                # what in the content identifies it, for --list-formats
     detect: Callable[[object], bool]
-    parse: Callable[..., Iterator[dict]]   # parse(doc) or, for formats with `split`, parse(doc, task)
-    split: Callable[[object, int, int], list] | None = None  # split(doc, n, minimum): tasks, [] when small
+    parse: Callable[[object], Iterator[dict]]
+    clean: bool = False   # parse never yields empty values, so finalize need not prune them
 
 
 def _table() -> list[Format]:

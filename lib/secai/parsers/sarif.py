@@ -222,8 +222,8 @@ def _suppression(result: dict) -> tuple[bool, dict]:
         return False, {}
     suppressed = all(text(s.get("status")) in ("", "accepted") for s in sups)
     s = sups[0]
-    return suppressed, {"kind": text(s.get("kind")), "status": text(s.get("status")),
-                        "justification": text(s.get("justification"))}
+    details = {"kind": text(s.get("kind")), "status": text(s.get("status")), "justification": text(s.get("justification"))}
+    return suppressed, {k: v for k, v in details.items() if v}
 
 
 def _int(value) -> int | None:
@@ -305,7 +305,7 @@ def _adapt_trivy(f: dict, rule: dict, locs: list[dict]) -> None:
 _CHECKOV_SCA = re.compile(r"^(License )?(.+?) - (.+): (\S+)$")
 
 
-def _adapt_checkov(f: dict, rule: dict) -> None:
+def _adapt_checkov(f: dict, rule: dict, locs: list[dict]) -> None:
     """Checkov's SARIF names an SCA rule `<advisory or license>_<package>@<version>` (spaces as _) and
     its rule name is `[License ]<id> - <package>: <version>`; its JSON has check_id plus
     vulnerability_details, read as rule id = advisory or license, with the package."""
@@ -314,6 +314,10 @@ def _adapt_checkov(f: dict, rule: dict) -> None:
         f["rule_id"], f["category"], f["cve"] = m[2], "sca", split_advisory_ids([m[2]])[0]
         f["package"] = {"name": m[3], "version": m[4], "license": m[2] if m[1] else ""}
 # ---- end of Checkov SCA adapter ----
+
+
+# producers whose JSON secai also reads: their SARIF is normalized to what that parser gives
+ADAPTERS = {"trivy": _adapt_trivy, "checkov": _adapt_checkov}
 
 
 def _rule_facts(run: Run, rid: str, rule: dict, category: str) -> tuple[dict, str, object]:
@@ -344,29 +348,16 @@ def _rule_facts(run: Run, rid: str, rule: dict, category: str) -> tuple[dict, st
     return facts, level, rprops.get("security-severity")
 
 
-def split(doc: dict, n: int, minimum: int) -> list[tuple[int, int, int]]:
-    """(run, first result, end) tasks covering every run's results in about n even parts."""
-    runs = [r.get("results") if isinstance(r, dict) else None for r in as_list(doc.get("runs"), "$.runs")]
-    sizes = [len(r) if isinstance(r, list) else 0 for r in runs]
-    if sum(sizes) < minimum:
-        return []
-    step = -(-sum(sizes) // n)
-    return [(ri, lo, min(lo + step, size)) for ri, size in enumerate(sizes) for lo in range(0, size, step)]
-
-
-def parse(doc: dict, task: tuple[int, int, int] | None = None):
+def parse(doc: dict):
     for ri, run_doc in enumerate(as_list(doc.get("runs"), "$.runs")):
-        if task is not None and ri != task[0]:
-            continue
         where = f"$.runs[{ri}]"
         run = Run(as_dict(run_doc, where), where)
         category = TOOL_CATEGORY.get(run.tool, "sast")
         default_level = DEFAULT_LEVEL.get(run.tool, "warning")
-        facts_by_rule: dict[tuple, tuple] = {}
-        results = as_list(run_doc.get("results"), f"{where}.results")
-        lo, hi = (task[1], task[2]) if task is not None else (0, len(results))
-        for i in range(lo, hi):
-            result = results[i]
+        rule_facts: dict[tuple, tuple] = {}
+        # a finding's fields that depend only on its rule and severity, built once per combination
+        base_by_key: dict[tuple, dict] = {}
+        for i, result in enumerate(as_list(run_doc.get("results"), f"{where}.results")):
             if type(result) is not dict:
                 raise ParseError("expected object", f"{where}.results[{i}]")
             kind = result.get("kind")
@@ -375,38 +366,47 @@ def parse(doc: dict, task: tuple[int, int, int] | None = None):
             rid, rule, override_key = run.rule_of(result)
             if not rid:
                 raise ParseError("result has no ruleId and no rule", f"{where}.results[{i}]")
-            key = (rid, id(rule))
-            if key not in facts_by_rule:
-                facts_by_rule[key] = _rule_facts(run, rid, rule, category)
-            facts, rule_level, rule_sec = facts_by_rule[key]
-            f = facts.copy()
             props = result.get("properties") or {}
             if type(props) is not dict:
                 raise ParseError("expected object", f"{where}.results[{i}].properties")
-            level = result.get("level")
-            if not level or type(level) is not str:
-                level = text(level) or run.overrides.get(override_key) or rule_level or default_level
-            sec = props.get("security-severity", rule_sec)
-            severity = severity_from_score(sec) if sec is not None else None
-            f["severity"] = severity or LEVEL_SEVERITY.get(level, "medium")
-            f["tool_severity"] = text(sec) if severity else level
-            f["message"] = message = _message(result, rule)
-            if not f.get("title"):
+            level, sec = result.get("level"), props.get("security-severity")
+            level = level if type(level) is str else text(level)
+            sec = sec if sec is None or type(sec) in (str, int, float) else text(sec)
+            key = (rid, id(rule), level, sec, override_key)
+            base = base_by_key.get(key)
+            if base is None:
+                rkey = (rid, id(rule))
+                if rkey not in rule_facts:
+                    rule_facts[rkey] = _rule_facts(run, rid, rule, category)
+                facts, rule_level, rule_sec = rule_facts[rkey]
+                level = level.strip() or run.overrides.get(override_key) or rule_level or default_level
+                sec = rule_sec if sec is None else sec
+                severity = severity_from_score(sec) if sec is not None else None
+                base = base_by_key[key] = {**facts, "severity": severity or LEVEL_SEVERITY.get(level, "medium"),
+                                           "tool_severity": text(sec) if severity else level}
+            f = base.copy()
+            if message := _message(result, rule):
+                f["message"] = message
+            if "title" not in f:
                 f["title"] = message.split("\n", 1)[0][:200] or rid
             if result.get("taxa") or props.get("cwe"):
                 taxa = [text(as_dict(t, "taxa").get("id")) for t in as_list(result.get("taxa"), f"{where}.results[{i}].taxa")]
                 extra = props.get("cwe") if isinstance(props.get("cwe"), list) else [props.get("cwe")]
-                f["cwe"] = cwe_ids([*f.get("cwe", []), *taxa, *extra])
+                if cwes := cwe_ids([*f.get("cwe", []), *taxa, *extra]):
+                    f["cwe"] = cwes
             if result.get("fixes"):
-                f["fix_hint"] = "\n".join(unique(_msg(as_dict(x, "fixes").get("description"))
-                                                  for x in as_list(result["fixes"], f"{where}.results[{i}].fixes")))
+                fixes = unique(_msg(as_dict(x, "fixes").get("description"))
+                               for x in as_list(result["fixes"], f"{where}.results[{i}].fixes"))
+                if fixes:
+                    f["fix_hint"] = "\n".join(fixes)
             if result.get("suppressions"):
                 f["suppressed"], f["suppression"] = _suppression(result)
             locs = _locations(run, result, f"{where}.results[{i}]")
-            if run.tool == "trivy":
-                _adapt_trivy(f, rule, locs)
-            elif run.tool == "checkov":
-                _adapt_checkov(f, rule)
+            if run.tool in ADAPTERS:
+                ADAPTERS[run.tool](f, rule, locs)
+                prune(f)
+                for loc in locs:
+                    prune(loc)
             if not locs:
                 yield f
                 continue
@@ -416,10 +416,11 @@ def parse(doc: dict, task: tuple[int, int, int] | None = None):
                     snippet = loc.pop("snippet")
                     value = text(props.get("offender")) or text(props.get("secret")) or snippet
                     g["secret"] = {"sha256": secret_digest(value)}
-                    g["message"] = redact(g["message"], [value, snippet.strip()])
+                    if "message" in g:
+                        g["message"] = redact(g["message"], [value, snippet.strip()])
                 g["location"] = loc
                 yield g
 
 
 FORMATS = [Format("sarif", "json", "SARIF 2.1.0 (any tool)",
-                  "an object with a `runs` array and `version` 2.x or a SARIF `$schema`", detect, parse, split)]
+                  "an object with a `runs` array and `version` 2.x or a SARIF `$schema`", detect, parse, clean=True)]
