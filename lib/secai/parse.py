@@ -337,14 +337,16 @@ class Rendered(NamedTuple):
 def _render(fmt, doc, source: dict, base: dict) -> Rendered:
     """Parse a report into finished JSONL lines, each checked against finding/1."""
     ids, ends, buf = [], [], io.BytesIO()
+    sources: dict[tuple, dict] = {}  # a report's findings share a few sources: build each once
     for partial in fmt.parse(doc):
         found = partial.pop("source", None) or {}
-        src = source
-        if any(base.values()) or any(found.values()):
-            src = dict(source)
-            for key in ("run_id", "commit", "branch"):
-                if value := base[key] or found.get(key):
-                    src[key] = str(value)
+        key = (found.get("run_id"), found.get("commit"), found.get("branch")) if found else ()
+        src = sources.get(key)
+        if src is None:
+            src = sources[key] = dict(source)
+            for name in ("run_id", "commit", "branch"):
+                if value := base[name] or found.get(name):
+                    src[name] = str(value)
         rec = finalize(partial, src, fmt.clean)
         buf.write(render("finding/1", rec))
         ids.append(rec["id"])

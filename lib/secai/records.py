@@ -149,12 +149,8 @@ def split_advisory_ids(ids: Iterable, exclude: str = "") -> tuple[list[str], lis
 
 
 def unique(values: Iterable) -> list[str]:
-    out: list[str] = []
-    for value in values:
-        value = text(value)
-        if value and value not in out:
-            out.append(value)
-    return out
+    """The non-empty texts of `values`, first occurrence of each, in order."""
+    return list(dict.fromkeys(t for v in values if (t := text(v))))
 
 
 # ---------------------------------------------------------------- paths and endpoints
