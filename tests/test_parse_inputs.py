@@ -172,3 +172,11 @@ def test_forced_format_and_list_formats(tmp_path):
     assert code == 0 and len(records) == 6 and all(schema_error("finding/1", r) is None for r in records)
     assert len({f.name for f in FORMATS}) == len(FORMATS)
 
+
+
+def test_a_refused_zip_member_does_not_cost_the_others(tmp_path):
+    (tmp_path / "a.zip").write_bytes(_zip({"../evil.sarif": GOOD, "z/good.sarif": GOOD}))
+    rejects = tmp_path / "rejects.jsonl"
+    code, records, err = run_command(Parse, ["-q", str(tmp_path / "a.zip"), "--rejects", str(rejects)])
+    assert code == 0 and len(records) == 6 and records[0]["source"]["file"].endswith("a.zip!z/good.sarif")
+    assert "escapes the archive" in rejects.read_text()

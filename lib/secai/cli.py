@@ -152,7 +152,6 @@ class Command:
     def __init__(self):
         self.args = None
         self.rejects = []        # (file, line, reason) of inputs set aside with --rejects
-        self.progress = None
 
     # -- to implement
     def add_arguments(self, parser: argparse.ArgumentParser) -> None:
@@ -193,11 +192,11 @@ class Command:
         self.rejects.append(err)
         print(f"{self.name}: rejected: {err}", file=sys.stderr)
 
-    def progress_bar(self, total=None, unit="record"):
-        """A tqdm bar on stderr, shown only when stderr is a terminal and -q is off."""
+    def progress(self, iterable, unit: str = "record", total: int | None = None):
+        """`iterable` with a tqdm bar on stderr, shown only when stderr is a terminal and -q is off."""
         from tqdm import tqdm
 
-        return tqdm(total=total, unit=unit, file=sys.stderr, leave=False,
+        return tqdm(iterable, total=total, unit=unit, file=sys.stderr, leave=False,
                     disable=self.args.quiet or not sys.stderr.isatty())
 
     def read_inputs(self) -> Iterator[dict]:

@@ -10,8 +10,8 @@ import stat
 import sys
 import zipfile
 from collections.abc import Iterator
-from typing import NamedTuple
 from pathlib import PurePosixPath
+from typing import NamedTuple
 
 import orjson
 
@@ -171,37 +171,41 @@ rest are still parsed (exit 0); without it, the first one stops the run (exit 1)
             yield Unit(path, data, explicit)
 
     def _zip_members(self, name: str, data: bytes) -> Iterator[Unit]:
-        """The members of an artifact zip, refusing path traversal and zip bombs."""
-        limit = self._limit()
-        ratio = config.get("parse", "max_zip_ratio")
+        """The members of an artifact zip; a refused member is rejected alone, the others still read."""
         try:
             zf = zipfile.ZipFile(io.BytesIO(data))
             infos = sorted(zf.infolist(), key=lambda i: i.filename)
         except (zipfile.BadZipFile, OSError, ValueError) as exc:
             raise InputError(name, None, f"bad zip archive: {exc}") from None
         for info in infos:
-            member = f"{name}!{info.filename}"
-            if info.is_dir():
+            if info.is_dir() or PurePosixPath(info.filename.replace("\\", "/")).name.startswith("."):
                 continue
-            parts = PurePosixPath(info.filename.replace("\\", "/")).parts
-            if info.filename.startswith(("/", "\\")) or ".." in parts or (parts and ":" in parts[0]):
-                raise InputError(member, None, "zip member path escapes the archive (refused)")
-            if PurePosixPath(info.filename).name.startswith("."):
-                continue
-            if info.file_size > limit:
-                raise InputError(member, None, f"zip member expands to {info.file_size / 1048576:.0f} MB, over the limit (zip bomb?)")
-            if info.file_size > 10 * 1048576 and info.file_size > ratio * max(info.compress_size, 1):
-                raise InputError(member, None, f"zip member compression ratio over {ratio}:1 (zip bomb?)")
             try:
-                with zf.open(info) as fh:
-                    content = fh.read(limit + 1)
-            except (zipfile.BadZipFile, OSError, RuntimeError, NotImplementedError, EOFError) as exc:
-                raise InputError(member, None, f"cannot extract zip member: {exc}") from None
-            if len(content) > limit:
-                raise InputError(member, None, "zip member expands past the size limit (zip bomb?)")
-            if content.startswith(ZIP_MAGIC):
-                raise InputError(member, None, "nested zip archives are not read")
-            yield Unit(member, content, False)
+                yield Unit(f"{name}!{info.filename}", self._zip_member(zf, info, f"{name}!{info.filename}"), False)
+            except InputError as err:
+                self.reject(err)
+
+    def _zip_member(self, zf: zipfile.ZipFile, info: zipfile.ZipInfo, member: str) -> bytes:
+        """A member's bytes, refusing path traversal and zip bombs (declared and actual sizes)."""
+        limit = self._limit()
+        ratio = config.get("parse", "max_zip_ratio")
+        parts = PurePosixPath(info.filename.replace("\\", "/")).parts
+        if info.filename.startswith(("/", "\\")) or ".." in parts or (parts and ":" in parts[0]):
+            raise InputError(member, None, "zip member path escapes the archive (refused)")
+        if info.file_size > limit:
+            raise InputError(member, None, f"zip member expands to {info.file_size / 1048576:.0f} MB, over the limit (zip bomb?)")
+        if info.file_size > 10 * 1048576 and info.file_size > ratio * max(info.compress_size, 1):
+            raise InputError(member, None, f"zip member compression ratio over {ratio}:1 (zip bomb?)")
+        try:
+            with zf.open(info) as fh:
+                content = fh.read(limit + 1)
+        except (zipfile.BadZipFile, OSError, RuntimeError, NotImplementedError, EOFError) as exc:
+            raise InputError(member, None, f"cannot extract zip member: {exc}") from None
+        if len(content) > limit:
+            raise InputError(member, None, "zip member expands past the size limit (zip bomb?)")
+        if content.startswith(ZIP_MAGIC):
+            raise InputError(member, None, "nested zip archives are not read")
+        return content
 
     def units(self) -> Iterator[Unit]:
         for path in self.args.inputs:
@@ -271,7 +275,7 @@ rest are still parsed (exit 0); without it, the first one stops the run (exit 1)
     def read_inputs(self) -> Iterator[tuple[str, memoryview]]:
         base = self.base_source()
         self.stats = {"reports": 0}
-        for unit in self.units():
+        for unit in self.progress(self.units(), unit="report"):
             try:
                 found = self.rendered(unit, base)
             except InputError as err:
