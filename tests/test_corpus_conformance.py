@@ -20,7 +20,12 @@ from conftest import CORPUS, run_command  # noqa: E402
 from secai.cli import schema_error  # noqa: E402
 from secai.parse import Parse  # noqa: E402
 
-TOOLS = {"sarif", "trivy", "checkov", "semgrep", "osv_scanner", "gitleaks", "zap"}
+# corpus tool -> the formats its files must be detected as
+FORMATS_OF = {
+    "sarif": {"sarif"}, "trivy": {"trivy-json"}, "checkov": {"checkov-json"}, "semgrep": {"semgrep-json"},
+    "osv_scanner": {"osv-scanner-json"}, "gitleaks": {"gitleaks-json"}, "zap": {"zap-xml", "zap-json"},
+}
+TOOLS = set(FORMATS_OF)
 
 # secai's rules that make a count differ from DefectDojo's
 SAME_PLACE = ("fingerprint dedup: results of one tool and rule at the same path, line and column "
@@ -69,6 +74,9 @@ def check(row) -> tuple[str, int | None, str]:
     if bad:
         return "FAIL", len(records), bad[0]
     n = len(records)
+    wrong = {r["source"]["format"] for r in records} - FORMATS_OF[row["tool"]]
+    if wrong:
+        return "FAIL", n, f"detected as {', '.join(sorted(wrong))}"
     if expected == "unknown":
         return "match", n, "no reference count"
     if expected.startswith(">"):

@@ -25,10 +25,13 @@ class Format:
 
 
 def _table() -> list[Format]:
-    from . import checkov, gitleaks, osv, sarif, semgrep, trivy, zap
+    from . import (bandit, checkov, dependency_check, dockle, gitleaks, grype, hadolint, kics, npm_audit,
+                   osv, sarif, semgrep, snyk, tfsec, trivy, trufflehog, zap)
 
     return [*sarif.FORMATS, *trivy.FORMATS, *checkov.FORMATS, *semgrep.FORMATS, *osv.FORMATS,
-            *gitleaks.FORMATS, *zap.FORMATS]
+            *gitleaks.FORMATS, *zap.FORMATS, *grype.FORMATS, *bandit.FORMATS, *dependency_check.FORMATS,
+            *npm_audit.FORMATS, *trufflehog.FORMATS, *hadolint.FORMATS, *kics.FORMATS, *tfsec.FORMATS,
+            *snyk.FORMATS, *dockle.FORMATS]
 
 
 FORMATS: list[Format] = _table()

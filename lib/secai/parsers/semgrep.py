@@ -29,7 +29,7 @@ and start column; for packages tool, rule, package, version and path) collapse c
 
 from __future__ import annotations
 
-import json
+import orjson
 
 from ..records import (
     ParseError,
@@ -133,7 +133,7 @@ def _result(r: dict, version: str, where: str) -> dict:
 def _ecosystem(advisory: dict, name: str) -> str:
     """The namespace the advisory's rule gives the matched package, else the advisory's ecosystem."""
     try:
-        rule = json.loads(text(advisory.get("ruleText")) or "{}")
+        rule = orjson.loads(text(advisory.get("ruleText")) or "{}")
     except ValueError:
         rule = None
     depends = rule.get("r2c-internal-project-depends-on") if isinstance(rule, dict) else None
