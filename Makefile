@@ -11,6 +11,7 @@ ARTIFACTS ?= examples/artifacts
 BUILD     ?= build
 VENV      ?= .venv
 PYTHON    ?= python3
+SCANNERS  ?=
 
 PY     := $(VENV)/bin/python
 PIP    := $(PY) -m pip
@@ -19,10 +20,12 @@ LIB    := $(shell find lib -name '*.py' 2>/dev/null)
 # Linux: the CPU build of torch (a plain `torch` would pull a multi-GB CUDA build)
 TORCH  ?= $(if $(filter Linux,$(shell uname -s)),torch==2.13.0,)
 
-ARTIFACT_FILES := $(shell find $(ARTIFACTS) -type f 2>/dev/null | sort)
+# every file under ARTIFACTS (recursively, through symlinks) and every directory, so that editing,
+# adding or removing a report rebuilds the findings
+ARTIFACT_FILES := $(shell find -L $(ARTIFACTS) \( -type f -o -type d \) 2>/dev/null | sort)
 PARSE_CODE := lib/secai/parse.py lib/secai/records.py lib/secai/cli.py $(wildcard lib/secai/parsers/*.py) schemas/finding.schema.json
 
-.PHONY: help install all parse test bench clean
+.PHONY: help install all parse test bench clean examples examples-checkov examples-semgrep examples-bandit
 
 help: ## this list
 	@echo "secai — make targets"
@@ -34,6 +37,7 @@ help: ## this list
 	@echo "  VENV=$(VENV)                    the virtual environment \`make install\` creates"
 	@echo "  PYTHON=$(PYTHON)                interpreter that creates it (Python >= 3.11)"
 	@echo "  TORCH=$(TORCH)         torch requirement installed first (Linux: the CPU build)"
+	@echo "  SCANNERS=$(SCANNERS)                   directory holding checkov, semgrep and bandit for \`make examples\` (empty: PATH)"
 
 # ---------------------------------------------------------------- install
 install: $(STAMP) ## create .venv and install secai with its dependencies
@@ -53,6 +57,45 @@ parse: $(BUILD)/findings.jsonl ## scanner reports -> findings
 $(BUILD)/findings.jsonl: $(ARTIFACT_FILES) $(PARSE_CODE) | $(STAMP)
 	@mkdir -p $(@D)
 	$(PY) -m secai.parse $(ARTIFACTS) -o $@ --rejects $(BUILD)/rejects.jsonl
+
+# ---------------------------------------------------------------- shipped examples
+# examples/artifacts/ is committed, so `all` never depends on this (a fresh clone has no scanners).
+# Each scanner runs inside the demo project, so report paths are relative to it (app.py, main.tf);
+# reports are written under $(BUILD)/examples/ first and moved into place only when the scan worked.
+DEMO        := examples/demo-app
+# relative to DEMO: Semgrep prefixes each rule id with the config path (semgrep-rules.eval-of-input)
+DEMO_RULES  := ../semgrep-rules
+DEMO_OUT    := examples/artifacts
+DEMO_TMP    := $(abspath $(BUILD))/examples
+scanner      = $(if $(SCANNERS),$(abspath $(SCANNERS))/$(1),$(1))
+CHECKOV     := $(call scanner,checkov)
+SEMGREP     := $(call scanner,semgrep)
+BANDIT      := $(call scanner,bandit)
+# $(call need,COMMAND): stop with a clear message when a scanner is not installed
+need         = command -v $(1) >/dev/null 2>&1 || { echo "make examples: $(notdir $(1)) not found $(if $(SCANNERS),in SCANNERS=$(SCANNERS),on PATH) (install it, or point SCANNERS at the directory holding it)" >&2; exit 1; }
+
+examples: examples-checkov examples-semgrep examples-bandit ## regenerate examples/artifacts with checkov, semgrep and bandit (when installed)
+
+examples-checkov:
+	@$(call need,$(CHECKOV))
+	rm -rf $(DEMO_TMP)/checkov && mkdir -p $(DEMO_TMP)/checkov $(DEMO_OUT)
+	cd $(DEMO) && CHECKOV_PARALLELIZATION_TYPE=none PYTHONHASHSEED=0 $(CHECKOV) --skip-download --soft-fail --quiet -d . -o json -o sarif --output-file-path $(DEMO_TMP)/checkov >/dev/null
+	mv $(DEMO_TMP)/checkov/results_json.json $(DEMO_OUT)/checkov.json
+	mv $(DEMO_TMP)/checkov/results_sarif.sarif $(DEMO_OUT)/checkov.sarif
+
+examples-semgrep:
+	@$(call need,$(SEMGREP))
+	rm -rf $(DEMO_TMP)/semgrep && mkdir -p $(DEMO_TMP)/semgrep $(DEMO_OUT)
+	cd $(DEMO) && SEMGREP_ENABLE_VERSION_CHECK=0 SEMGREP_SEND_METRICS=off $(SEMGREP) scan --quiet --metrics off \
+	  --config $(DEMO_RULES) --json-output=$(DEMO_TMP)/semgrep/semgrep.json --sarif-output=$(DEMO_TMP)/semgrep/semgrep.sarif . >/dev/null
+	mv $(DEMO_TMP)/semgrep/semgrep.json $(DEMO_TMP)/semgrep/semgrep.sarif $(DEMO_OUT)/
+
+examples-bandit:
+	@$(call need,$(BANDIT))
+	rm -rf $(DEMO_TMP)/bandit && mkdir -p $(DEMO_TMP)/bandit $(DEMO_OUT)
+	cd $(DEMO) && $(BANDIT) -q --exit-zero -r . -f json -o $(DEMO_TMP)/bandit/bandit.json
+	cd $(DEMO) && $(BANDIT) -q --exit-zero -r . -f sarif -o $(DEMO_TMP)/bandit/bandit.sarif
+	mv $(DEMO_TMP)/bandit/bandit.json $(DEMO_TMP)/bandit/bandit.sarif $(DEMO_OUT)/
 
 # ---------------------------------------------------------------- checks
 test: $(STAMP) ## run the test suite (fails when no test ran)
