@@ -1,2 +1,73 @@
-"""(being written)"""
-FORMATS = []
+"""Dockle JSON reports (`dockle -f json IMAGE`): container image configuration checks.
+
+{"image": "<name>" (Dockle 0.4+), "summary": {fatal, warn, info, skip, pass}, "details": [{code,
+title, level, alerts[]}]}; identified by a summary with fatal, warn and pass counts beside details.
+
+Mapping: tool dockle, category container; one finding per check code in details: rule_id code
+(CIS-DI-0001, DKL-DI-0006, DKL-LI-0003), title the check's title (else the code), message the alerts
+one per line, references the check's entry in Dockle's CHECKPOINT.md, location.path the image as
+given in the report (none when the report does not name it). Dockle lists every check once; where an
+old version lists one code twice (CIS-DI-0010 for ENV keys and for files), the entries are one finding
+with the first title, the highest severity and every alert, as the fingerprint (tool, code, image)
+would merge them anyway.
+
+Severity, the level kept as tool_severity: FATAL→high, WARN→medium, INFO→low, any other level→info.
+Checks that passed or were not applied are no findings: PASS, SKIP (not applicable to the image) and
+IGNORE (accepted with --ignore or .dockleignore) are skipped.
+
+Secrets: alerts name suspicious ENV keys ("Suspicious ENV key found : MYSQL_PASSWD") and quote image
+history commands ("... on /bin/sh -c #(nop) ENV MYSQL_PASSWD=s3cret"); every value written after
+`KEY=` (4 characters or more) in any alert of the report is replaced by [REDACTED] wherever it appears.
+"""
+
+from __future__ import annotations
+
+import re
+
+from ..records import ParseError, as_dict, as_list, max_severity, redact, text
+from . import Format
+
+LEVELS = {"FATAL": "high", "WARN": "medium", "INFO": "low"}
+SKIPPED = {"PASS", "SKIP", "IGNORE"}
+CHECKPOINT = "https://github.com/goodwithtech/dockle/blob/master/CHECKPOINT.md#"
+_ASSIGNED = re.compile(r"""[A-Za-z_][\w.-]*=("[^"]*"|'[^']*'|[^\s"']+)""")
+
+
+def detect(doc) -> bool:
+    if not isinstance(doc, dict) or not isinstance(doc.get("summary"), dict) or "details" not in doc:
+        return False
+    return {"fatal", "warn", "pass"} <= doc["summary"].keys()
+
+
+def parse(doc: dict):
+    doc = as_dict(doc, "$")
+    image = text(doc.get("image"))
+    checks: dict[str, dict] = {}
+    for i, raw in enumerate(as_list(doc.get("details"), "$.details")):
+        where = f"$.details[{i}]"
+        entry = as_dict(raw, where)
+        code, level = text(entry.get("code")), text(entry.get("level"))
+        if not code:
+            raise ParseError("missing code", where)
+        if level.upper() in SKIPPED:
+            continue
+        alerts = [text(a) for a in as_list(entry.get("alerts"), f"{where}.alerts")]
+        severity = LEVELS.get(level.upper(), "info")
+        if code in checks:
+            kept = checks[code]
+            kept["alerts"] += alerts
+            if max_severity(kept["severity"], severity) != kept["severity"]:
+                kept["severity"], kept["tool_severity"] = severity, level
+            continue
+        checks[code] = {"tool": "dockle", "rule_id": code, "title": text(entry.get("title")) or code,
+                        "severity": severity, "tool_severity": level, "category": "container",
+                        "alerts": alerts, "references": [CHECKPOINT + code],
+                        "location": {"path": image} if image else None}
+    values = [m.strip("\"'") for c in checks.values() for a in c["alerts"] for m in _ASSIGNED.findall(a)]
+    for finding in checks.values():
+        finding["message"] = redact("\n".join(a for a in finding.pop("alerts") if a), values)
+        yield finding
+
+
+FORMATS = [Format("dockle-json", "json", "Dockle",
+                  "an object with `details` and a `summary` of fatal, warn and pass counts", detect, parse)]
