@@ -33,7 +33,7 @@ class ParseError(Exception):
     """A report that cannot be read as its format: `where` is a JSON path or element path."""
 
     def __init__(self, reason: str, where: str = "", line: int | None = None):
-        super().__init__(reason, where, line)  # all three, so it survives pickling from a worker
+        super().__init__(reason, where, line)
         self.reason = reason
         self.where = where
         self.line = line
