@@ -64,9 +64,6 @@ def test_output_is_valid_and_deterministic(cmd, good, bad, empty_is_error):
 def test_schemas_are_valid_draft_2020_12_and_describe_every_field():
     import jsonschema
 
-    s = schema("finding/1")
-    jsonschema.Draft202012Validator.check_schema(s)
-
     def walk(node, path):
         for name, prop in node.get("properties", {}).items():
             assert "description" in prop or "$ref" in prop, f"{path}.{name} has no description"
@@ -76,7 +73,10 @@ def test_schemas_are_valid_draft_2020_12_and_describe_every_field():
         for name, sub in node.get("$defs", {}).items():
             walk(sub, f"{path}.$defs.{name}")
 
-    walk(s, "finding")
+    for kind in ("finding/1", "analysis/1"):
+        s = schema(kind)
+        jsonschema.Draft202012Validator.check_schema(s)
+        walk(s, kind)
 
 
 def test_sigpipe_is_quiet():
