@@ -24,6 +24,7 @@ from secai.parse import Parse  # noqa: E402
 FORMATS_OF = {
     "sarif": {"sarif"}, "trivy": {"trivy-json"}, "checkov": {"checkov-json"}, "semgrep": {"semgrep-json"},
     "osv_scanner": {"osv-scanner-json"}, "gitleaks": {"gitleaks-json"}, "zap": {"zap-xml", "zap-json"},
+    "anchore_grype": {"grype-json"}, "dockle": {"dockle-json"}, "hadolint": {"hadolint-json"},
 }
 TOOLS = set(FORMATS_OF)
 

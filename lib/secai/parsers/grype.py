@@ -27,7 +27,9 @@ packages ("busybox:1.32.1" → "library/busybox"): the files Grype lists for it 
 copyright) do not tell installations apart, so one vulnerable package version is one finding per
 image, as DefectDojo aggregates matches by vulnerability, name and version. Other packages (language
 packages, binaries, and OS packages of directory scans) have the artifact's first location path,
-relative to the image root in image scans: two copies of a library at two places are two findings.
+without the leading "/" Grype writes (its paths are relative to the scanned image or directory): two
+copies of a library at two places are two findings. In image scans location.resource is the image
+reference as given (with its tag), which is not part of the id.
 Identical matches (Grype lists a package twice when two matchers find it) are one finding.
 """
 
@@ -75,12 +77,11 @@ def _cwes(vulns: list[tuple[dict, str]]) -> list[str]:
 
 
 def _image(doc: dict) -> str:
-    """The scanned image's repository (or reference as written) in an image scan, else ''."""
+    """The image reference an image scan was asked for (its userInput), else ''."""
     source = as_dict(doc.get("source"), "$.source")
     if text(source.get("type")) != "image":
         return ""
-    name = text(as_dict(source.get("target"), "$.source.target").get("userInput"))
-    return image_repository(name) or name
+    return text(as_dict(source.get("target"), "$.source.target").get("userInput"))
 
 
 def _match(m: dict, where: str, image: str) -> dict:
@@ -102,14 +103,15 @@ def _match(m: dict, where: str, image: str) -> dict:
     kind = text(a.get("type"))
     locations = as_list(a.get("locations"), f"{where}.artifact.locations")
     first = as_dict(locations[0], f"{where}.artifact.locations[0]") if locations else {}
-    path = norm_path(first.get("path"))
-    if image:
-        path = image if kind in OS_PACKAGE_TYPES else path.lstrip("/")
+    path = norm_path(first.get("path")).lstrip("/")
+    if image and kind in OS_PACKAGE_TYPES:
+        path = image_repository(image) or image
     word = text(v.get("severity"))
+    descriptions = [text(x.get("description")) for x in (v, *(r for r, _ in related))]
     return {
         "rule_id": vid,
         "title": f"{vid} in {name} {version}".rstrip(),
-        "description": text(v.get("description")) or next((d for r, _ in related if (d := text(r.get("description")))), ""),
+        "description": next((d for d in descriptions if d), ""),
         "severity": severity_from_word(word) or "info",
         "tool_severity": word,
         "category": "container" if kind in OS_PACKAGE_TYPES else "sca",
@@ -125,7 +127,7 @@ def _match(m: dict, where: str, image: str) -> dict:
         "references": unique([v.get("dataSource"), *as_list(v.get("urls"), f"{where}.vulnerability.urls"),
                               *(r.get("dataSource") for r, _ in related)]),
         "tags": [f"fix-state:{state}"] if (state := text(fix.get("state"))) else [],
-        "location": {"path": path} if path else None,
+        "location": {"path": path, "resource": image} if path else None,
     }
 
 
