@@ -1,7 +1,8 @@
 """Golden fixtures: tests/fixtures/parse/<format>/<case>.<ext> beside <case>.expected.jsonl.
 
 Each case is parsed with its folder as the working directory; the output must equal the expected
-records exactly. `python tests/test_parse_golden.py --regen [CASE...]` rewrites expected files
+records exactly. `python tests/test_parse_golden.py --regen [CASE...]` rewrites expected files (a CASE is a path, or
+a bare file name matching that name in every format folder)
 (review the diff before committing: a golden file is a claim about what is right).
 """
 
@@ -53,9 +54,9 @@ def test_every_format_has_golden_fixtures():
 if __name__ == "__main__":
     if sys.argv[1:2] != ["--regen"]:
         sys.exit("usage: python tests/test_parse_golden.py --regen [CASE...]")
-    wanted = set(sys.argv[2:])
+    wanted = {str(Path(a).resolve()) if "/" in a else a for a in sys.argv[2:]}  # paths, or bare names
     for case in CASES:
-        if wanted and case.name not in wanted and str(case) not in wanted:
+        if wanted and case.name not in wanted and str(case.resolve()) not in wanted:
             continue
         code, records, err = _parse(case)
         if code != 0:
