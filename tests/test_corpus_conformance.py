@@ -25,6 +25,8 @@ FORMATS_OF = {
     "sarif": {"sarif"}, "trivy": {"trivy-json"}, "checkov": {"checkov-json"}, "semgrep": {"semgrep-json"},
     "osv_scanner": {"osv-scanner-json"}, "gitleaks": {"gitleaks-json"}, "zap": {"zap-xml", "zap-json"},
     "anchore_grype": {"grype-json"}, "dockle": {"dockle-json"}, "hadolint": {"hadolint-json"},
+    "bandit": {"bandit-json"}, "tfsec": {"tfsec-json"}, "kics": {"kics-json"}, "snyk": {"snyk-json"},
+    "trufflehog": {"trufflehog-v2-jsonl", "trufflehog-v3-jsonl"}, "trufflehog3": {"trufflehog3-json"},
 }
 TOOLS = set(FORMATS_OF)
 
@@ -39,6 +41,12 @@ ZAP_CONFIDENCE_SPLIT = ("fingerprint dedup: one ZAP alert on one site is one fin
 SECRET_ACROSS_COMMITS = ("fingerprint dedup: one secret at one place found in several commits of a "
                          "history scan is one finding (commit is not part of the id)")
 
+SNYK_PATHS = ("fingerprint dedup: one vulnerability of one package version in one manifest or image is one "
+              "finding; Snyk's per-dependency-path entries (and in container reports its per-binary-package "
+              "entries of one source package) are counted in `occurrences`")
+SNYK_APPLICATIONS = ("Snyk Container's `applications` (language packages found in the image) are read as sca "
+                     "findings too; the reference counts only the image's OS packages")
+
 # file -> (secai's count, rule)
 DIFFERENCES = {
     "sarif/bash-report.sarif": (12, SAME_PLACE),
@@ -46,6 +54,12 @@ DIFFERENCES = {
     "gitleaks/gitleaks8_many.json": (4, COLUMNS),
     "semgrep/sca-deployments-vulns.json": (8, SAME_PLACE),
     "zap/dvwa_baseline_dojo.xml": (18, ZAP_CONFIDENCE_SPLIT),
+    "bandit/many_vulns.json": (213, SAME_PLACE),
+    "bandit/dd2.json": (164, SAME_PLACE),
+    "kics/many_findings.json": (15, SAME_PLACE),
+    "snyk/all_containers_target_output.json": (17, SNYK_PATHS),
+    "snyk/all_projects_issue4277.json": (50, SNYK_PATHS),
+    "snyk/snykcontainer_issue_epss.json": (13, SNYK_APPLICATIONS),
 }
 
 

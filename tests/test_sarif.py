@@ -109,3 +109,17 @@ def test_same_rule_same_line_different_columns_stay_apart():
     results = [{"ruleId": "R", "message": {"text": "m"}, "locations": loc(c)} for c in (5, 30, 30)]
     code, recs, _ = run_command(Parse, ["-q"], stdin=sarif(results))
     assert [r["occurrences"] for r in recs] == [1, 2]
+
+
+def test_bandit_hardcoded_passwords_never_leave_as_text():
+    snippet = "PASSWORD = 's3cr3t-Hunter2!'\nTOKEN = 'abcd-other-pass'"
+    results = [{"ruleId": "B105", "message": {"text": f"Possible hardcoded password: '{pw}'"},
+                "locations": [{"physicalLocation": {"artifactLocation": {"uri": "app.py"},
+                                                    "region": {"startLine": line, "snippet": {"text": snippet}}}}]}
+               for line, pw in ((3, "s3cr3t-Hunter2!"), (4, "abcd-other-pass"))]
+    doc = orjson.loads(sarif(results))
+    doc["runs"][0]["tool"]["driver"]["name"] = "Bandit"
+    code, recs, _ = run_command(Parse, ["-q"], stdin=orjson.dumps(doc))
+    out = orjson.dumps(recs)
+    assert code == 0 and b"Hunter2" not in out and b"other-pass" not in out
+    assert all(len(r["secret"]["sha256"]) == 64 for r in recs)

@@ -250,6 +250,8 @@ rest are still parsed (exit 0); without it, the first one stops the run (exit 1)
             self.log(f"{unit.name}: empty report (no findings)")
             return None
         fmt = parsers.detect(doc, syntax)
+        if fmt is None and syntax == "json" and isinstance(doc, dict) and parsers.detect([doc], "jsonl"):
+            fmt, doc = parsers.detect([doc], "jsonl"), [doc]  # a JSON Lines report of one record
         if fmt is None:
             reason = f"not a known report format: {_describe(doc)} (see --list-formats)"
             if unit.explicit:

@@ -43,6 +43,7 @@ from ..records import (
     unique,
 )
 from . import Format
+from .bandit import password_forms, quoted_password, redact_password
 
 LEVEL_SEVERITY = {"error": "high", "warning": "medium", "note": "low", "none": "info"}
 PRECISION = {"very-high": "high", "high": "high", "medium": "medium", "low": "low"}
@@ -131,6 +132,7 @@ class Run:
                     elif isinstance(desc.get("index"), int):
                         self.overrides[desc["index"]] = level
         self.paths: dict[tuple, str] = {}
+        self.passwords: set[str] = set()  # hardcoded passwords Bandit quotes anywhere in the run
         self.bases = as_dict(run.get("originalUriBaseIds"), f"{where}.originalUriBaseIds")
         self.artifacts = as_list(run.get("artifacts"), f"{where}.artifacts")
         vcp = as_list(run.get("versionControlProvenance"), f"{where}.versionControlProvenance")
@@ -267,7 +269,7 @@ def _locations(run: Run, result: dict, where: str) -> list[dict]:
     return out
 
 
-def _adapt_trivy(f: dict, rule: dict, locs: list[dict]) -> None:
+def _adapt_trivy(f: dict, rule: dict, locs: list[dict], run: Run) -> None:
     """Trivy's SARIF carries the package in the message and the class in the rule name."""
     cls = text(rule.get("name"))
     f["category"] = TRIVY_CLASS_CATEGORY.get(cls, f["category"])
@@ -305,7 +307,7 @@ def _adapt_trivy(f: dict, rule: dict, locs: list[dict]) -> None:
 _CHECKOV_SCA = re.compile(r"^(License )?(.+?) - (.+): (\S+)$")
 
 
-def _adapt_checkov(f: dict, rule: dict, locs: list[dict]) -> None:
+def _adapt_checkov(f: dict, rule: dict, locs: list[dict], run: Run) -> None:
     """Checkov's SARIF names an SCA rule `<advisory or license>_<package>@<version>` (spaces as _) and
     its rule name is `[License ]<id> - <package>: <version>`; its JSON has check_id plus
     vulnerability_details, read as rule id = advisory or license, with the package."""
@@ -316,8 +318,19 @@ def _adapt_checkov(f: dict, rule: dict, locs: list[dict]) -> None:
 # ---- end of Checkov SCA adapter ----
 
 
+def _adapt_bandit(f: dict, rule: dict, locs: list[dict], run: Run) -> None:
+    """Bandit's hardcoded-password results quote the password in the message, and snippets may
+    quote any result's: as its JSON parser does, keep only the hash."""
+    if value := quoted_password(f.get("message", "")):
+        f["secret"] = {"sha256": secret_digest(value)}
+        f["message"] = redact_password(f["message"])
+    for loc in locs:
+        if "snippet" in loc:
+            loc["snippet"] = redact(loc["snippet"], run.passwords)
+
+
 # producers whose JSON secai also reads: their SARIF is normalized to what that parser gives
-ADAPTERS = {"trivy": _adapt_trivy, "checkov": _adapt_checkov}
+ADAPTERS = {"trivy": _adapt_trivy, "checkov": _adapt_checkov, "bandit": _adapt_bandit}
 
 
 def _rule_facts(run: Run, rid: str, rule: dict, category: str) -> tuple[dict, str, object]:
@@ -354,10 +367,13 @@ def parse(doc: dict):
         run = Run(as_dict(run_doc, where), where)
         category = TOOL_CATEGORY.get(run.tool, "sast")
         default_level = DEFAULT_LEVEL.get(run.tool, "warning")
+        results = as_list(run_doc.get("results"), f"{where}.results")
+        if run.tool == "bandit":
+            run.passwords = password_forms(quoted_password(_msg(r.get("message"))) for r in results if isinstance(r, dict))
         rule_facts: dict[tuple, tuple] = {}
         # a finding's fields that depend only on its rule and severity, built once per combination
         base_by_key: dict[tuple, dict] = {}
-        for i, result in enumerate(as_list(run_doc.get("results"), f"{where}.results")):
+        for i, result in enumerate(results):
             if type(result) is not dict:
                 raise ParseError("expected object", f"{where}.results[{i}]")
             kind = result.get("kind")
@@ -387,8 +403,6 @@ def parse(doc: dict):
             f = base.copy()
             if message := _message(result, rule):
                 f["message"] = message
-            if "title" not in f:
-                f["title"] = message.split("\n", 1)[0][:200] or rid
             if result.get("taxa") or props.get("cwe"):
                 taxa = [text(as_dict(t, "taxa").get("id")) for t in as_list(result.get("taxa"), f"{where}.results[{i}].taxa")]
                 extra = props.get("cwe") if isinstance(props.get("cwe"), list) else [props.get("cwe")]
@@ -403,10 +417,12 @@ def parse(doc: dict):
                 f["suppressed"], f["suppression"] = _suppression(result)
             locs = _locations(run, result, f"{where}.results[{i}]")
             if run.tool in ADAPTERS:
-                ADAPTERS[run.tool](f, rule, locs)
+                ADAPTERS[run.tool](f, rule, locs, run)
                 prune(f)
                 for loc in locs:
                     prune(loc)
+            if "title" not in f:  # after the adapters: the message may have been redacted
+                f["title"] = f.get("message", "").split("\n", 1)[0][:200] or rid
             if not locs:
                 yield f
                 continue
@@ -416,8 +432,9 @@ def parse(doc: dict):
                     snippet = loc.pop("snippet")
                     value = text(props.get("offender")) or text(props.get("secret")) or snippet
                     g["secret"] = {"sha256": secret_digest(value)}
-                    if "message" in g:
-                        g["message"] = redact(g["message"], [value, snippet.strip()])
+                    for key in ("message", "title"):
+                        if key in g:
+                            g[key] = redact(g[key], [value, snippet.strip()])
                 g["location"] = loc
                 yield g
 

@@ -55,7 +55,9 @@ def detect(doc) -> bool:
     results, vulns = doc.get("results"), doc.get("vulns")
     if isinstance(results, list):
         first = results[0] if results else None
-        return (isinstance(first, dict) and "check_id" in first) or (not results and "errors" in doc)
+        # an empty Semgrep report has `errors`; an empty Bandit report too, but also `generated_at`
+        return (isinstance(first, dict) and "check_id" in first) or (
+            not results and "errors" in doc and "generated_at" not in doc)
     if isinstance(vulns, list):
         first = vulns[0] if vulns else None
         return (isinstance(first, dict) and "advisory" in first) or (not vulns and "cursor" in doc)
