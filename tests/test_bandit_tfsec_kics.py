@@ -166,7 +166,7 @@ def test_detection_claims_only_its_own_reports(path: Path):
     claimed = {name for name, module in MINE.items() if any(f.detect(doc) for f in module.FORMATS)}
     assert claimed == ({path.parent.name} & MINE.keys())
     if claimed:
-        assert parsers.detect(doc, syntax).name in claimed
+        assert parsers.detect(doc, syntax)[0].name in claimed
 
 
 def test_empty_bandit_report_is_bandit():

@@ -17,8 +17,9 @@ import pytest
 sys.path.insert(0, str(Path(__file__).parent))
 from conftest import CORPUS, run_command  # noqa: E402
 
+from secai import parsers  # noqa: E402
 from secai.cli import schema_error  # noqa: E402
-from secai.parse import Parse  # noqa: E402
+from secai.parse import Parse, Unit, load  # noqa: E402
 
 # corpus tool -> the formats its files must be detected as
 FORMATS_OF = {
@@ -27,6 +28,8 @@ FORMATS_OF = {
     "anchore_grype": {"grype-json"}, "dockle": {"dockle-json"}, "hadolint": {"hadolint-json"},
     "bandit": {"bandit-json"}, "tfsec": {"tfsec-json"}, "kics": {"kics-json"}, "snyk": {"snyk-json"},
     "trufflehog": {"trufflehog-v2-jsonl", "trufflehog-v3-jsonl"}, "trufflehog3": {"trufflehog3-json"},
+    "dependency_check": {"dependency-check-xml", "dependency-check-json"},
+    "npm_audit": {"npm-audit-json"}, "npm_audit_7_plus": {"npm-audit-v7-json"},
 }
 TOOLS = set(FORMATS_OF)
 
@@ -47,6 +50,12 @@ SNYK_PATHS = ("fingerprint dedup: one vulnerability of one package version in on
 SNYK_APPLICATIONS = ("Snyk Container's `applications` (language packages found in the image) are read as sca "
                      "findings too; the reference counts only the image's OS packages")
 
+NPM6_PER_VERSION = ("npm audit 6: one finding per advisory per installed version (findings[].version), as the "
+                    "fix differs per version; DefectDojo counts one per advisory")
+NPM7_TRANSITIVE = ("npm audit 7+: a `vulnerabilities` entry whose `via` names only other packages is a transitive "
+                   "effect of a vulnerable dependency that has its own finding, not a finding itself")
+NPM7_PER_ADVISORY = "npm audit 7+: one finding per advisory in `via`; DefectDojo counts one per `vulnerabilities` key"
+
 # file -> (secai's count, rule)
 DIFFERENCES = {
     "sarif/bash-report.sarif": (12, SAME_PLACE),
@@ -60,6 +69,10 @@ DIFFERENCES = {
     "snyk/all_containers_target_output.json": (17, SNYK_PATHS),
     "snyk/all_projects_issue4277.json": (50, SNYK_PATHS),
     "snyk/snykcontainer_issue_epss.json": (13, SNYK_APPLICATIONS),
+    "npm_audit/multiple_cwes.json": (44, NPM6_PER_VERSION),
+    "npm_audit/multiple_cwes2.json": (7, NPM6_PER_VERSION),
+    "npm_audit_7_plus/many_vulns.json": (3, NPM7_TRANSITIVE),
+    "npm_audit_7_plus/one_vuln.json": (2, NPM7_PER_ADVISORY),
 }
 
 
@@ -71,6 +84,15 @@ def manifest():
 
 
 ROWS = manifest()
+
+
+def detected_as(path: Path) -> set[str]:
+    """The format a report is detected as, also when it holds no finding (none for an empty document)."""
+    syntax, doc = load(Unit(str(path), path.read_bytes(), True))
+    if doc in (None, [], {}):
+        return set()
+    fmt, _ = parsers.detect(doc, syntax)
+    return {fmt.name if fmt else "nothing"}
 
 
 def check(row) -> tuple[str, int | None, str]:
@@ -89,7 +111,7 @@ def check(row) -> tuple[str, int | None, str]:
     if bad:
         return "FAIL", len(records), bad[0]
     n = len(records)
-    wrong = {r["source"]["format"] for r in records} - FORMATS_OF[row["tool"]]
+    wrong = ({r["source"]["format"] for r in records} | detected_as(path)) - FORMATS_OF[row["tool"]]
     if wrong:
         return "FAIL", n, f"detected as {', '.join(sorted(wrong))}"
     if expected == "unknown":

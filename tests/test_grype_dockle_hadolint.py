@@ -89,7 +89,7 @@ def test_detection_claims_only_its_own_reports(path, owner):
         claimed = module.detect(doc)
         if name == owner and doc not in ([], {}, None):
             assert claimed, f"{name} does not detect {path}"
-            assert parsers.detect(doc, "json").name == name  # no format before it in the table claims it
+            assert parsers.detect(doc, "json")[0].name == name  # no format before it in the table claims it
         else:
             assert not claimed, f"{name} claims {path}"
 

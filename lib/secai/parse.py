@@ -249,9 +249,7 @@ rest are still parsed (exit 0); without it, the first one stops the run (exit 1)
         if syntax == "json" and _empty(doc):
             self.log(f"{unit.name}: empty report (no findings)")
             return None
-        fmt = parsers.detect(doc, syntax)
-        if fmt is None and syntax == "json" and isinstance(doc, dict) and parsers.detect([doc], "jsonl"):
-            fmt, doc = parsers.detect([doc], "jsonl"), [doc]  # a JSON Lines report of one record
+        fmt, doc = parsers.detect(doc, syntax)
         if fmt is None:
             reason = f"not a known report format: {_describe(doc)} (see --list-formats)"
             if unit.explicit:

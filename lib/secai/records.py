@@ -125,7 +125,7 @@ def cwe_ids(values: Iterable) -> list[str]:
             found = _CWE_RE.findall(str(value))
         for number in found:
             cwe = f"CWE-{int(number)}"
-            if cwe not in out:
+            if int(number) > 0 and cwe not in out:
                 out.append(cwe)
     return out
 

@@ -38,9 +38,14 @@ FORMATS: list[Format] = _table()
 BY_NAME = {f.name: f for f in FORMATS}
 
 
-def detect(doc, syntax: str) -> Format | None:
-    """The first format of `syntax` that claims `doc`, or None."""
+def detect(doc, syntax: str) -> tuple[Format | None, object]:
+    """(the first format of `syntax` that claims `doc`, the document as it reads it), or (None, doc).
+    A JSON Lines report of one record loads as a JSON object; it is offered to the JSON Lines formats."""
     for fmt in FORMATS:
         if fmt.syntax == syntax and fmt.detect(doc):
-            return fmt
-    return None
+            return fmt, doc
+    if syntax == "json" and isinstance(doc, dict):
+        for fmt in FORMATS:
+            if fmt.syntax == "jsonl" and fmt.detect([doc]):
+                return fmt, [doc]
+    return None, doc
