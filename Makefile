@@ -24,8 +24,9 @@ TORCH  ?= $(if $(filter Linux,$(shell uname -s)),torch==2.13.0,)
 # adding or removing a report rebuilds the findings
 ARTIFACT_FILES := $(shell find -L $(ARTIFACTS) \( -type f -o -type d \) 2>/dev/null | sort)
 PARSE_CODE := lib/secai/parse.py lib/secai/records.py lib/secai/cli.py $(wildcard lib/secai/parsers/*.py) schemas/finding.schema.json
+TINY_MODEL := $(BUILD)/models/base/tiny-olmo2
 
-.PHONY: help install all parse test bench clean examples examples-checkov examples-semgrep examples-bandit
+.PHONY: help install all parse demo-model test bench clean examples examples-checkov examples-semgrep examples-bandit
 
 help: ## this list
 	@echo "secai — make targets"
@@ -57,6 +58,15 @@ parse: $(BUILD)/findings.jsonl ## scanner reports -> findings
 $(BUILD)/findings.jsonl: $(ARTIFACT_FILES) $(PARSE_CODE) | $(STAMP)
 	@mkdir -p $(@D)
 	$(PY) -m secai.parse $(ARTIFACTS) -o $@ --rejects $(BUILD)/rejects.jsonl
+
+# ---------------------------------------------------------------- models
+# The offline test and demo model: random weights, a locally trained tokenizer, nothing downloaded.
+# secai.tinymodel builds the folder under a temporary name and renames it into place; its manifest
+# (file hashes, content hash, seed) is the target.
+demo-model: $(TINY_MODEL)/secai-model.json ## build the tiny random-weight OLMo-2 test model
+
+$(TINY_MODEL)/secai-model.json: lib/secai/tinymodel.py | $(STAMP)
+	$(PY) -m secai.tinymodel $(@D)
 
 # ---------------------------------------------------------------- shipped examples
 # examples/artifacts/ is committed, so `all` never depends on this (a fresh clone has no scanners).
