@@ -12,6 +12,9 @@ BUILD     ?= build
 VENV      ?= .venv
 PYTHON    ?= python3
 SCANNERS  ?=
+SOURCE_ROOT ?= examples/demo-app
+BACKEND   ?= kb
+BASE_MODEL ?=
 
 PY     := $(VENV)/bin/python
 PIP    := $(PY) -m pip
@@ -25,8 +28,13 @@ TORCH  ?= $(if $(filter Linux,$(shell uname -s)),torch==2.13.0,)
 ARTIFACT_FILES := $(shell find -L $(ARTIFACTS) \( -type f -o -type d \) 2>/dev/null | sort)
 PARSE_CODE := lib/secai/parse.py lib/secai/records.py lib/secai/cli.py $(wildcard lib/secai/parsers/*.py) schemas/finding.schema.json
 TINY_MODEL := $(BUILD)/models/base/tiny-olmo2
+ANALYZE_CODE := lib/secai/analyze.py lib/secai/cache.py lib/secai/context.py $(wildcard lib/secai/backends/*.py) \
+                $(wildcard lib/secai/kb/*) schemas/analysis.schema.json
+# the mlx backend runs BASE_MODEL, else the tiny test model (which it builds)
+ANALYZE_MODEL := $(or $(BASE_MODEL),$(TINY_MODEL))
+ANALYZE_DEPS := $(if $(filter mlx,$(BACKEND)),$(if $(BASE_MODEL),,$(TINY_MODEL)/secai-model.json))
 
-.PHONY: help install all parse demo-model test bench clean examples examples-checkov examples-semgrep examples-bandit
+.PHONY: help install all parse analyze demo-model test bench clean examples examples-checkov examples-semgrep examples-bandit
 
 help: ## this list
 	@echo "secai — make targets"
@@ -39,6 +47,9 @@ help: ## this list
 	@echo "  PYTHON=$(PYTHON)                interpreter that creates it (Python >= 3.11)"
 	@echo "  TORCH=$(TORCH)         torch requirement installed first (Linux: the CPU build)"
 	@echo "  SCANNERS=$(SCANNERS)                   directory holding checkov, semgrep and bandit for \`make examples\` (empty: PATH)"
+	@echo "  SOURCE_ROOT=$(SOURCE_ROOT) checkout the findings' paths refer to (code context; empty: none)"
+	@echo "  BACKEND=$(BACKEND)                  analysis backend: kb (offline knowledge base) or mlx (a model)"
+	@echo "  BASE_MODEL=$(BASE_MODEL)                 MLX model for BACKEND=mlx (empty: the tiny test model)"
 
 # ---------------------------------------------------------------- install
 install: $(STAMP) ## create .venv and install secai with its dependencies
@@ -51,13 +62,19 @@ $(STAMP): pyproject.toml
 	touch $@
 
 # ---------------------------------------------------------------- pipeline
-all: parse ## run the whole pipeline on ARTIFACTS
+all: parse analyze ## run the whole pipeline on ARTIFACTS
 
 parse: $(BUILD)/findings.jsonl ## scanner reports -> findings
 
 $(BUILD)/findings.jsonl: $(ARTIFACT_FILES) $(PARSE_CODE) | $(STAMP)
 	@mkdir -p $(@D)
 	$(PY) -m secai.parse $(ARTIFACTS) -o $@ --rejects $(BUILD)/rejects.jsonl
+
+analyze: $(BUILD)/analyses.jsonl ## findings -> explained analyses (BACKEND, SOURCE_ROOT)
+
+$(BUILD)/analyses.jsonl: $(BUILD)/findings.jsonl $(ANALYZE_CODE) $(ANALYZE_DEPS) | $(STAMP)
+	$(PY) -m secai.analyze $< -o $@ --backend $(BACKEND) --cache $(BUILD)/cache/analyze \
+	  $(if $(SOURCE_ROOT),--source-root $(SOURCE_ROOT)) $(if $(filter mlx,$(BACKEND)),--model $(ANALYZE_MODEL))
 
 # ---------------------------------------------------------------- models
 # The offline test and demo model: random weights, a locally trained tokenizer, nothing downloaded.
@@ -113,8 +130,9 @@ test: $(STAMP) ## run the test suite (fails when no test ran)
 	$(PY) -m pytest -q --junitxml=$(BUILD)/test-results.xml
 	$(PY) tests/junit_check.py $(BUILD)/test-results.xml
 
-bench: $(STAMP) ## benchmarks -> build/bench/*.json
+bench: $(TINY_MODEL)/secai-model.json | $(STAMP) ## benchmarks -> build/bench/*.json
 	$(PY) benchmarks/bench_parse.py --out $(BUILD)/bench/parse.json
+	$(PY) benchmarks/bench_analyze.py --out $(BUILD)/bench/analyze.json --model $(TINY_MODEL)
 
 clean: ## remove build outputs (keeps .venv)
 	rm -rf $(BUILD)

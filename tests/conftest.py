@@ -48,3 +48,12 @@ def corpus():
     if not CORPUS.is_dir():
         pytest.skip("../shared/corpus is absent")
     return CORPUS
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory):
+    """The tiny random-weight OLMo-2 test model, built once per test session (offline)."""
+    from secai.tinymodel import build
+
+    os.environ["HF_HUB_OFFLINE"] = "1"
+    return build(tmp_path_factory.mktemp("models") / "tiny-olmo2")

@@ -11,13 +11,24 @@ from conftest import FIXTURES, ROOT, run_command
 
 from secai import __version__
 from secai.cli import schema, schema_error
+from secai.analyze import Analyze
 from secai.parse import Parse
+
+SPEC = (FIXTURES / "parse" / "sarif" / "spec-features.sarif").read_bytes()
+
+
+def _findings() -> bytes:
+    code, out, err = run_command(Parse, ["-q"], stdin=SPEC, raw=True)
+    return out.encode()
+
 
 # (command class, a valid input, input that is malformed for it, whether empty input is an error)
 COMMANDS = [
-    (Parse, (FIXTURES / "parse" / "sarif" / "spec-features.sarif").read_bytes(), b'{"runs": [', True),
+    (Parse, SPEC, b'{"runs": [', True),
+    (Analyze, _findings(), b'{"schema": "finding/1", ', False),
 ]
 IDS = [c[0].name for c in COMMANDS]
+ISOLATED = {Analyze: ["--no-cache"]}  # flags that keep a command's run out of the project's build/
 
 
 @pytest.mark.parametrize("cmd,good,bad,empty_is_error", COMMANDS, ids=IDS)
@@ -54,11 +65,12 @@ def test_malformed_input(cmd, good, bad, empty_is_error):
 
 
 @pytest.mark.parametrize("cmd,good,bad,empty_is_error", COMMANDS, ids=IDS)
-def test_output_is_valid_and_deterministic(cmd, good, bad, empty_is_error):
-    code, records, err = run_command(cmd, ["-q"], stdin=good)
+def test_output_is_valid_and_deterministic(cmd, good, bad, empty_is_error, tmp_path):
+    argv = ["-q", *ISOLATED.get(cmd, [])]
+    code, records, err = run_command(cmd, argv, stdin=good)
     assert code == 0 and records, err
     assert all(schema_error(cmd.output_kind, r) is None for r in records)
-    assert run_command(cmd, ["-q"], stdin=good)[1] == records
+    assert run_command(cmd, argv, stdin=good)[1] == records
 
 
 def test_schemas_are_valid_draft_2020_12_and_describe_every_field():

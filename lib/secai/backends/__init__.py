@@ -1,0 +1,1 @@
+"""Analysis backends: `kb` (knowledge base, offline) and `mlx` (a language model)."""

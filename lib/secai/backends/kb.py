@@ -1,0 +1,136 @@
+"""The `kb` backend: an analysis composed from the knowledge base and the finding's own texts.
+
+Offline and deterministic. The knowledge-base entry the finding matches gives the explanation of
+its family; the finding gives what makes it specific: tool, rule, place, package and versions,
+the scanner's message and fix hint, its references. For a vulnerable dependency whose manifest is
+under the source root, the remediation names the file and line to change and the fix shows it.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from .. import kb as knowledge
+from ..records import REDACTED
+
+COMPOSER_VERSION = "kb-compose-1"
+_STEP_DOWN = {"critical": "high", "high": "medium", "medium": "low", "low": "info", "info": "info"}
+
+
+def facts_of(finding: dict) -> dict:
+    """The finding facts the knowledge-base templates may use (see secai.kb.MISSING)."""
+    loc, pkg = finding.get("location") or {}, finding.get("package") or {}
+    return {
+        "title": finding["title"], "rule_id": finding["rule_id"], "tool": finding["tool"],
+        "path": loc.get("path") or (finding.get("endpoint") or {}).get("url"),
+        "line": loc.get("start_line"), "resource": loc.get("resource"),
+        "package": pkg.get("name"), "installed": pkg.get("version"),
+        "fixed": ", ".join(pkg.get("fixed_versions", [])), "cve": ", ".join(finding.get("cve", [])),
+        "severity": finding["severity"],
+    }
+
+
+def _place(finding: dict) -> str:
+    loc = finding.get("location") or {}
+    if loc.get("path"):
+        where = f"{loc['path']}:{loc['start_line']}" if loc.get("start_line") else loc["path"]
+        return f"{where} ({loc['resource']})" if loc.get("resource") else where
+    endpoint = finding.get("endpoint") or {}
+    return " ".join(v for v in (endpoint.get("method"), endpoint.get("url")) if v) or "the scanned target"
+
+
+def manifest_line(root: Path | None, finding: dict) -> tuple[str, int, str] | None:
+    """(path, line number, line) of the dependency's declaration in its manifest under `root`."""
+    pkg, loc = finding.get("package") or {}, finding.get("location") or {}
+    if root is None or not pkg.get("name") or not loc.get("path"):
+        return None
+    from ..context import NoContext, locate  # imported here: only needed with a source root
+
+    try:
+        path, rel = locate(root, loc["path"])
+    except NoContext:
+        return None
+    if path.stat().st_size > 2_000_000:
+        return None
+    name = re.escape(pkg["name"].split(":")[-1].split("/")[-1])
+    pattern = re.compile(rf"(?<![\w.-]){name}(?![\w-])", re.IGNORECASE)
+    lines = path.read_text(encoding="utf-8", errors="replace").splitlines()
+    hits = [(n, text) for n, text in enumerate(lines, 1) if pattern.search(text)]
+    exact = [h for h in hits if pkg.get("version") and pkg["version"] in h[1]]
+    if not (exact or hits):
+        return None
+    n, text = (exact or hits)[0]
+    return rel, n, text
+
+
+def _risk(finding: dict, entry: dict) -> dict:
+    rating, reasons = finding["severity"], [f"{finding['tool']} rates it {finding.get('tool_severity', finding['severity'])}"]
+    if finding.get("suppressed"):
+        rating = _STEP_DOWN[rating]
+        why = (finding.get("suppression") or {}).get("justification")
+        reasons.append("it is suppressed" + (f" ({why})" if why else "") + ", so it was reviewed and accepted")
+    if finding.get("confidence") == "low":
+        rating = _STEP_DOWN[rating]
+        reasons.append("the scanner's confidence is low")
+    pkg = finding.get("package")
+    if pkg is not None and finding["category"] in ("sca", "container"):
+        reasons.append(f"a fixed version exists ({', '.join(pkg['fixed_versions'])})" if pkg.get("fixed_versions")
+                       else "no fixed version is known yet")
+    if finding.get("secret"):
+        reasons.append("a committed credential stays usable until it is revoked, whatever the code does later")
+    reasons.append("it is worse when " + entry["risk_factors"]["raises"][0])
+    reasons.append("less so when " + entry["risk_factors"]["lowers"][0])
+    return {"rating": rating, "rationale": "; ".join(reasons) + "."}
+
+
+def _fix(finding: dict, manifest) -> dict | None:
+    pkg = finding.get("package") or {}
+    if manifest and pkg.get("version") and pkg.get("fixed_versions"):
+        path, n, line = manifest
+        fixed = pkg["fixed_versions"][0]
+        if pkg["version"] in line:
+            return {"language": "requirements" if path.endswith(".txt") else Path(path).suffix.lstrip(".") or "text",
+                    "original": line, "code": line.replace(pkg["version"], fixed, 1),
+                    "explanation": f"Raises {pkg['name']} from {pkg['version']} to {fixed} in {path} line {n}.",
+                    "verification": f"Reinstall from {path} and re-run {finding['tool']}: {finding['rule_id']} must be gone."}
+    return None  # the knowledge base's examples are generic: a fix is given only when it is this finding's
+
+
+def compose(finding: dict, context: dict | None, root: Path | None) -> dict:
+    """The `analysis` object of analysis/1 for a finding (and its code context, when read)."""
+    entry = knowledge.load().match(finding).render(facts_of(finding))
+    summary = entry["summary"]
+    place = _place(finding)
+    if ((finding.get("location") or {}).get("path") or place) not in summary:
+        summary += f" It is at {place}."
+    enclosing = (context or {}).get("enclosing")
+    if enclosing and enclosing.get("name") and enclosing["name"] not in summary:
+        summary += f" The code is in {enclosing['kind']} {enclosing['name']}."
+    if finding.get("message") and finding["message"] not in (finding["title"], finding.get("description")):
+        summary += f" {finding['tool']} says: {finding['message'].strip()[:400]}"
+    remediation = entry["remediation"]
+    pkg = finding.get("package") or {}
+    manifest = manifest_line(root, finding)
+    if pkg.get("name") and finding["category"] in ("sca", "container"):
+        target = ", ".join(pkg.get("fixed_versions", [])) or "a version without this vulnerability (none is published yet)"
+        lead = f"Upgrade {pkg['name']} from {pkg.get('version', 'the installed version')} to {target}"
+        lead += f" in {manifest[0]} line {manifest[1]} (`{manifest[2].strip()}`)." if manifest else "."
+        remediation = f"{lead} {remediation}"
+    if finding.get("fix_hint") and REDACTED not in finding["fix_hint"]:
+        remediation += f" The scanner's advice: {finding['fix_hint'].strip()[:600]}"
+    analysis = {
+        "summary": summary,
+        "impact": entry["impact"],
+        "remediation": remediation,
+        "prevention": entry["prevention"],
+        "risk": _risk(finding, entry),
+        "references": list(dict.fromkeys([*finding.get("references", []), *entry["references"]])),
+    }
+    if fix := _fix(finding, manifest):
+        analysis["fix"] = {k: v for k, v in fix.items() if v}
+    return analysis
+
+
+def kb_version() -> str:
+    return knowledge.load().version

@@ -1,0 +1,149 @@
+"""The offline knowledge base: YAML entries (lib/secai/kb/*.yaml) that explain findings.
+
+`load()` reads the YAML files in name order, validates every entry (schemas/kb.schema.json, unique
+ids, regexes, placeholders) and caches the `KB`. `KB.match(finding)` precedence: exact rule id >
+rule pattern > CWE (in the finding's order) > category fallback, ties to the entry read first; an
+entry only applies to findings passing its `categories`/`tools` filters. `Entry.render(facts)`
+fills the templates; a missing or empty fact reads as plain words (MISSING), never an error.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import string
+from functools import cache
+from itertools import chain
+from pathlib import Path
+
+import yaml
+
+from ..config import ROOT
+
+KB_DIR = Path(__file__).resolve().parent
+SCHEMA_FILE = ROOT / "schemas" / "kb.schema.json"
+TEXTS = ("summary", "impact", "remediation", "remediation_no_fix", "prevention", "verification")
+LEVELS = ("rule_id", "rule_pattern", "cwe", "category")
+MISSING = {  # how each finding fact reads when the composer has no value for it
+    "title": "this finding", "rule_id": "the scanner rule", "tool": "the scanner",
+    "path": "the affected location", "line": "unknown", "resource": "the affected resource",
+    "package": "the affected package", "installed": "the installed version",
+    "fixed": "a fixed version", "cve": "the published advisory", "severity": "unknown",
+}
+
+
+class KBError(ValueError):
+    """A knowledge-base file or entry that cannot be used; the message names file and entry."""
+
+
+class Facts(dict):
+    """Template facts (lists joined with ', ', empty values dropped); a missing key reads as words."""
+
+    def __init__(self, facts: dict):
+        super().__init__((k, ", ".join(map(str, v)) if isinstance(v, (list, tuple)) else str(v))
+                         for k, v in facts.items() if v not in (None, "", [], ()))
+
+    def __missing__(self, key: str) -> str:
+        return MISSING.get(key, key.replace("_", " "))
+
+
+class Entry:
+    """One entry: its YAML data, the file it came from, and its compiled selectors and filters."""
+
+    def __init__(self, data: dict, file: str):
+        self.data, self.file, self.id = data, file, data["id"]
+        m = data["match"]
+        self.rule_ids, self.cwe = tuple(m.get("rule_ids", ())), tuple(m.get("cwe", ()))
+        self.patterns = tuple(re.compile(p) for p in m.get("rule_patterns", ()))
+        self.categories, self.tools = frozenset(m.get("categories", ())), frozenset(m.get("tools", ()))
+        self.fallback = not (self.rule_ids or self.patterns or self.cwe)
+
+    def applies(self, finding: dict) -> bool:
+        return ((not self.categories or finding.get("category") in self.categories)
+                and (not self.tools or finding.get("tool") in self.tools))
+
+    def render(self, facts: dict) -> dict:
+        """The texts filled from `facts` (remediation_no_fix replaces remediation without {fixed})."""
+        f = Facts(facts)
+        out = {k: self.data[k].format_map(f) for k in TEXTS if k in self.data}
+        no_fix = out.pop("remediation_no_fix", None)
+        if no_fix and "fixed" not in f:
+            out["remediation"] = no_fix
+        return {"id": self.id, "title": self.data["title"], **out,
+                "risk_factors": self.data["risk_factors"], "fix": self.data.get("fix", {}),
+                "references": list(self.data["sources"])}
+
+
+class KB:
+    """All entries in precedence order, indexed by rule id and CWE."""
+
+    def __init__(self, entries: list[Entry], version: str):
+        self.entries, self.version = entries, version
+        self.by_id = {e.id: e for e in entries}
+        self._exact, self._cwe = {}, {}  # rule id / CWE -> entries, in precedence order
+        for e in entries:
+            for key, index in [(r, self._exact) for r in e.rule_ids] + [(c, self._cwe) for c in e.cwe]:
+                index.setdefault(key, []).append(e)
+        self._patterns = [(p, e) for e in entries for p in e.patterns]
+        self._fallbacks = [e for e in entries if e.fallback]
+
+    def lookup(self, finding: dict) -> tuple[str, Entry]:
+        """(level, entry): the level of LEVELS that matched, and the entry chosen."""
+        rid = finding.get("rule_id", "")
+        candidates = chain(  # lazily, in precedence order
+            (("rule_id", e) for e in self._exact.get(rid, ())),
+            (("rule_pattern", e) for p, e in self._patterns if p.search(rid)),
+            (("cwe", e) for c in finding.get("cwe", ()) for e in self._cwe.get(c, ())),
+            (("category", e) for e in self._fallbacks))
+        for level, entry in candidates:
+            if entry.applies(finding):
+                return level, entry
+        raise LookupError(f"no knowledge-base entry for category {finding.get('category')!r}")
+
+    def match(self, finding: dict) -> Entry:
+        return self.lookup(finding)[1]
+
+
+def _check(data, name: str, index: int, errors, seen: dict) -> Entry:
+    ident = data.get("id") if isinstance(data, dict) else None
+    label = f"{name}: entry {ident if isinstance(ident, str) else f'#{index + 1}'}"
+    if error := errors(data):
+        raise KBError(f"{label}: {error.json_path}: {error.message}")
+    if ident in seen:
+        raise KBError(f"{label}: duplicate id (first defined in {seen[ident]})")
+    for key in (k for k in TEXTS if k in data):
+        try:
+            fields = [f for _, f, _, _ in string.Formatter().parse(data[key])]
+            unknown = [f for f in fields if f not in (None, *MISSING)]
+        except ValueError as exc:
+            raise KBError(f"{label}: {key}: {exc}") from None
+        if unknown:
+            raise KBError(f"{label}: {key}: unknown placeholder {{{unknown[0]}}}, known: {list(MISSING)}")
+    try:
+        entry = Entry(data, name)
+    except re.error as exc:
+        raise KBError(f"{label}: rule_patterns: {exc.pattern!r}: {exc}") from None
+    seen[ident] = name
+    return entry
+
+
+@cache
+def load(directory: Path | str = KB_DIR) -> KB:
+    """The knowledge base in `directory`, validated and cached; version = hash of the YAML files."""
+    from jsonschema import Draft202012Validator  # validation runs once per process (load is cached)
+    from jsonschema.exceptions import best_match
+
+    validator = Draft202012Validator(yaml.safe_load(SCHEMA_FILE.read_text(encoding="utf-8")))
+    errors = lambda data: best_match(validator.iter_errors(data))  # noqa: E731
+    digest, entries, seen = hashlib.sha256(), [], {}
+    for path in sorted(Path(directory).glob("*.yaml")):
+        raw = path.read_bytes()
+        digest.update(path.name.encode() + b"\0" + raw + b"\0")
+        try:
+            doc = yaml.safe_load(raw)
+        except yaml.YAMLError as exc:
+            raise KBError(f"{path.name}: invalid YAML: {exc}") from None
+        if not isinstance(doc, list):
+            raise KBError(f"{path.name}: expected a list of entries")
+        entries += [_check(d, path.name, i, errors, seen) for i, d in enumerate(doc)]
+    return KB(entries, digest.hexdigest()[:16])
