@@ -65,7 +65,7 @@ def test_dependency_remediation_names_the_upgrade_and_the_manifest_line(tmp_path
     code, [rec], err = analyze(tmp_path, [f], "--source-root", str(root))
     assert code == 0, err
     remediation = rec["analysis"]["remediation"]
-    assert f"Upgrade {pkg['name']} from {pkg['version']} to {pkg['fixed_versions'][0]}" in remediation
+    assert f"{pkg['name']} from {pkg['version']} to {pkg['fixed_versions'][0]}" in remediation
     assert f"{path} line 2" in remediation
     fix = rec["analysis"]["fix"]
     assert fix["original"] == f"{pkg['name']}=={pkg['version']}" and pkg["fixed_versions"][0] in fix["code"]
@@ -159,3 +159,17 @@ def test_mlx_backend_on_the_tiny_model_counts_fallbacks_and_caches(tmp_path, fin
     assert f"{fallbacks} fell back to kb" in err
     code, again, err = analyze(tmp_path, findings[:5], *argv)
     assert code == 0 and "5 cached, 0 new" in err and again == out
+
+
+@pytest.mark.parametrize("installed,fixed,target", [
+    ("9.0.109", ["11.0.14", "10.1.49", "9.0.112"], "9.0.112"),
+    ("2.19.1", ["2.20.0"], "2.20.0"),
+    ("1.2.3", ["2.0.0", "1.9.0", "1.4.0"], "1.4.0"),
+    ("5.0.0", ["4.2.1", "6.1.0"], "6.1.0"),
+    (None, ["3.1"], "3.1"),
+    ("1.0", [], None),
+])
+def test_upgrade_target_stays_on_the_installed_major_line(installed, fixed, target):
+    from secai.backends.kb import upgrade_target
+
+    assert upgrade_target(installed, fixed) == target

@@ -18,6 +18,23 @@ COMPOSER_VERSION = "kb-compose-1"
 _STEP_DOWN = {"critical": "high", "high": "medium", "medium": "low", "low": "info", "info": "info"}
 
 
+def _numbers(version: str) -> tuple[int, ...]:
+    return tuple(int(n) for n in re.findall(r"\d+", version)[:4])
+
+
+def upgrade_target(installed: str | None, fixed: list[str]) -> str | None:
+    """The fixed version to move to: the lowest above the installed one on its own major line
+    (9.0.109 -> 9.0.112 when 11.0.14, 10.1.49 and 9.0.112 fix it), else the lowest above it."""
+    if not fixed:
+        return None
+    if not installed or not _numbers(installed):
+        return fixed[0]
+    now = _numbers(installed)
+    above = [v for v in fixed if _numbers(v) > now]
+    same_line = [v for v in above if _numbers(v)[:1] == now[:1]]
+    return min(same_line or above or fixed, key=_numbers)
+
+
 def facts_of(finding: dict) -> dict:
     """The finding facts the knowledge-base templates may use (see secai.kb.MISSING)."""
     loc, pkg = finding.get("location") or {}, finding.get("package") or {}
@@ -26,7 +43,8 @@ def facts_of(finding: dict) -> dict:
         "path": loc.get("path") or (finding.get("endpoint") or {}).get("url"),
         "line": loc.get("start_line"), "resource": loc.get("resource"),
         "package": pkg.get("name"), "installed": pkg.get("version"),
-        "fixed": ", ".join(pkg.get("fixed_versions", [])), "cve": ", ".join(finding.get("cve", [])),
+        "fixed": upgrade_target(pkg.get("version"), pkg.get("fixed_versions", [])),
+        "cve": ", ".join(finding.get("cve", [])),
         "severity": finding["severity"],
     }
 
@@ -86,9 +104,9 @@ def _risk(finding: dict, entry: dict) -> dict:
 
 def _fix(finding: dict, manifest) -> dict | None:
     pkg = finding.get("package") or {}
-    if manifest and pkg.get("version") and pkg.get("fixed_versions"):
+    fixed = upgrade_target(pkg.get("version"), pkg.get("fixed_versions", []))
+    if manifest and pkg.get("version") and fixed:
         path, n, line = manifest
-        fixed = pkg["fixed_versions"][0]
         if pkg["version"] in line:
             return {"language": "requirements" if path.endswith(".txt") else Path(path).suffix.lstrip(".") or "text",
                     "original": line, "code": line.replace(pkg["version"], fixed, 1),
@@ -113,10 +131,12 @@ def compose(finding: dict, context: dict | None, root: Path | None) -> dict:
     pkg = finding.get("package") or {}
     manifest = manifest_line(root, finding)
     if pkg.get("name") and finding["category"] in ("sca", "container"):
-        target = ", ".join(pkg.get("fixed_versions", [])) or "a version without this vulnerability (none is published yet)"
-        lead = f"Upgrade {pkg['name']} from {pkg.get('version', 'the installed version')} to {target}"
-        lead += f" in {manifest[0]} line {manifest[1]} (`{manifest[2].strip()}`)." if manifest else "."
-        remediation = f"{lead} {remediation}"
+        if pkg["name"] not in remediation:  # the entry's template did not already name the upgrade
+            target = upgrade_target(pkg.get("version"), pkg.get("fixed_versions", []))
+            remediation = (f"Upgrade {pkg['name']} from {pkg.get('version', 'the installed version')} to "
+                           f"{target or 'a version without this vulnerability (none is published yet)'}. {remediation}")
+        if manifest:
+            remediation = f"It is declared in {manifest[0]} line {manifest[1]} (`{manifest[2].strip()}`). {remediation}"
     if finding.get("fix_hint") and REDACTED not in finding["fix_hint"]:
         remediation += f" The scanner's advice: {finding['fix_hint'].strip()[:600]}"
     analysis = {
