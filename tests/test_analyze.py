@@ -173,3 +173,60 @@ def test_upgrade_target_stays_on_the_installed_major_line(installed, fixed, targ
     from secai.backends.kb import upgrade_target
 
     assert upgrade_target(installed, fixed) == target
+
+
+@pytest.fixture(scope="module")
+def tiny_adapter(tiny_model, tmp_path_factory):
+    """A LoRA adapter (mlx-lm format, random B) for the tiny model: the shape a fine-tune writes."""
+    import mlx.core as mx
+    from mlx.utils import tree_flatten
+    from mlx_lm import load
+    from mlx_lm.tuner.utils import linear_to_lora_layers
+
+    model, _ = load(str(tiny_model))
+    model.freeze()
+    params = {"rank": 4, "scale": 10.0, "dropout": 0.0}
+    linear_to_lora_layers(model, 2, params)
+    out = tmp_path_factory.mktemp("adapter")
+    mx.save_safetensors(str(out / "adapters.safetensors"), dict(tree_flatten(model.trainable_parameters())))
+    (out / "adapter_config.json").write_bytes(orjson.dumps({"fine_tune_type": "lora", "num_layers": 2,
+                                                             "lora_parameters": params}))
+    return out
+
+
+def test_mlx_backend_with_an_adapter_records_it_and_keys_the_cache_on_it(tmp_path, findings, tiny_model, tiny_adapter):
+    argv = ["--backend", "mlx", "--model", str(tiny_model), "--max-tokens", "8"]
+    code, plain, err = analyze(tmp_path, findings[:2], *argv)
+    assert code == 0, err
+    code, adapted, err = analyze(tmp_path, findings[:2], *argv, "--adapter", str(tiny_adapter))
+    assert code == 0 and "0 cached, 2 new" in err  # another adapter is another cache key
+    p = adapted[0]["producer"]
+    assert p["adapter"] == str(tiny_adapter) and len(p["adapter_hash"]) == 16 and "adapter" not in plain[0]["producer"]
+
+
+def test_a_missing_model_directory_is_a_clear_error_not_a_download(tmp_path, findings):
+    code, _, err = analyze(tmp_path, findings[:1], "--backend", "mlx", "--model", str(tmp_path / "nope"))
+    assert code == 1 and "not an MLX model directory" in err and err.count("\n") == 1
+
+
+def test_a_killed_run_leaves_only_whole_cache_entries(tmp_path, findings):
+    import hashlib
+    import signal
+    import time
+
+    many = [{**findings[i % len(findings)], "id": hashlib.sha256(str(i).encode()).hexdigest()[:32]} for i in range(3000)]
+    src = tmp_path / "findings.jsonl"
+    src.write_bytes(b"".join(dumps(f) for f in many))
+    cache = tmp_path / "cache"
+    cmd = [sys.executable, "-m", "secai.analyze", str(src), "--cache", str(cache), "-q", "-o", str(tmp_path / "out.jsonl")]
+    proc = subprocess.Popen(cmd, cwd=ROOT)
+    deadline = time.time() + 60
+    while time.time() < deadline and len(list(cache.rglob("*.json"))) < 50:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    entries = list(cache.rglob("*.json"))
+    assert 0 < len(entries) < len(many) and not (tmp_path / "out.jsonl").exists()
+    assert all(orjson.loads(p.read_bytes())["schema"] == "analysis/1" for p in entries)
+    assert subprocess.run(cmd, cwd=ROOT).returncode == 0
+    assert len((tmp_path / "out.jsonl").read_bytes().splitlines()) == len(many)

@@ -153,4 +153,4 @@ def compose(finding: dict, context: dict | None, root: Path | None) -> dict:
 
 
 def kb_version() -> str:
-    return knowledge.load().version
+    return knowledge.version()

@@ -127,23 +127,35 @@ def _check(data, name: str, index: int, errors, seen: dict) -> Entry:
     return entry
 
 
+_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml when present: ~10x faster
+
+
+@cache
+def version(directory: Path | str = KB_DIR) -> str:
+    """The knowledge base's version: a hash of its YAML files' names and contents (no parsing, so a
+    fully cached run can key on it without loading the knowledge base)."""
+    digest = hashlib.sha256()
+    for path in sorted(Path(directory).glob("*.yaml")):
+        digest.update(path.name.encode() + b"\0" + path.read_bytes() + b"\0")
+    return digest.hexdigest()[:16]
+
+
 @cache
 def load(directory: Path | str = KB_DIR) -> KB:
-    """The knowledge base in `directory`, validated and cached; version = hash of the YAML files."""
+    """The knowledge base in `directory`, validated and cached."""
     from jsonschema import Draft202012Validator  # validation runs once per process (load is cached)
     from jsonschema.exceptions import best_match
 
     validator = Draft202012Validator(yaml.safe_load(SCHEMA_FILE.read_text(encoding="utf-8")))
     errors = lambda data: best_match(validator.iter_errors(data))  # noqa: E731
-    digest, entries, seen = hashlib.sha256(), [], {}
+    entries, seen = [], {}
     for path in sorted(Path(directory).glob("*.yaml")):
         raw = path.read_bytes()
-        digest.update(path.name.encode() + b"\0" + raw + b"\0")
         try:
-            doc = yaml.safe_load(raw)
+            doc = yaml.load(raw, Loader=_LOADER)
         except yaml.YAMLError as exc:
             raise KBError(f"{path.name}: invalid YAML: {exc}") from None
         if not isinstance(doc, list):
             raise KBError(f"{path.name}: expected a list of entries")
         entries += [_check(d, path.name, i, errors, seen) for i, d in enumerate(doc)]
-    return KB(entries, digest.hexdigest()[:16])
+    return KB(entries, version(directory))
