@@ -230,3 +230,23 @@ def test_a_killed_run_leaves_only_whole_cache_entries(tmp_path, findings):
     assert all(orjson.loads(p.read_bytes())["schema"] == "analysis/1" for p in entries)
     assert subprocess.run(cmd, cwd=ROOT).returncode == 0
     assert len((tmp_path / "out.jsonl").read_bytes().splitlines()) == len(many)
+
+
+def test_progress_with_rate_and_eta_only_on_a_terminal(tmp_path, findings, monkeypatch):
+    import io
+
+    class Terminal(io.StringIO):
+        def isatty(self):
+            return True
+
+    src = tmp_path / "findings.jsonl"
+    src.write_bytes(b"".join(dumps(f) for f in findings[:20]))
+    argv = [str(src), "--no-cache", "--batch-size", "4", "-o", str(tmp_path / "out.jsonl")]
+    term = Terminal()
+    monkeypatch.setattr(sys, "stderr", term)
+    assert Analyze().main(argv) == 0
+    shown = term.getvalue()
+    assert "finding/s" in shown and "<00:" in shown and "/20 [" in shown  # rate, ETA, count
+    plain = io.StringIO()
+    monkeypatch.setattr(sys, "stderr", plain)
+    assert Analyze().main(argv) == 0 and "finding/s" not in plain.getvalue()
