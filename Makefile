@@ -30,11 +30,14 @@ PARSE_CODE := lib/secai/parse.py lib/secai/records.py lib/secai/cli.py $(wildcar
 TINY_MODEL := $(BUILD)/models/base/tiny-olmo2
 ANALYZE_CODE := lib/secai/analyze.py lib/secai/cache.py lib/secai/context.py $(wildcard lib/secai/backends/*.py) \
                 $(wildcard lib/secai/kb/*) schemas/analysis.schema.json
+NARRATE_CODE := lib/secai/narrate.py lib/secai/secrets.py lib/secai/backends/mlx.py schemas/example.schema.json
+SPLIT_CODE := lib/secai/split.py lib/secai/secrets.py schemas/example.schema.json schemas/dataset.schema.json
+INDEX_CODE := lib/secai/index.py schemas/similar.schema.json
 # the mlx backend runs BASE_MODEL, else the tiny test model (which it builds)
 ANALYZE_MODEL := $(or $(BASE_MODEL),$(TINY_MODEL))
 ANALYZE_DEPS := $(if $(filter mlx,$(BACKEND)),$(if $(BASE_MODEL),,$(TINY_MODEL)/secai-model.json))
 
-.PHONY: help install all parse analyze demo-model test bench clean examples examples-checkov examples-semgrep examples-bandit
+.PHONY: help install all parse analyze index dataset dataset-codefix demo-model test bench clean examples examples-checkov examples-semgrep examples-bandit
 
 help: ## this list
 	@echo "secai — make targets"
@@ -62,7 +65,7 @@ $(STAMP): pyproject.toml
 	touch $@
 
 # ---------------------------------------------------------------- pipeline
-all: parse analyze ## run the whole pipeline on ARTIFACTS
+all: parse index analyze dataset ## run the whole pipeline on ARTIFACTS
 
 parse: $(BUILD)/findings.jsonl ## scanner reports -> findings
 
@@ -72,9 +75,32 @@ $(BUILD)/findings.jsonl: $(ARTIFACT_FILES) $(PARSE_CODE) | $(STAMP)
 
 analyze: $(BUILD)/analyses.jsonl ## findings -> explained analyses (BACKEND, SOURCE_ROOT)
 
-$(BUILD)/analyses.jsonl: $(BUILD)/findings.jsonl $(ANALYZE_CODE) $(ANALYZE_DEPS) | $(STAMP)
-	$(PY) -m secai.analyze $< -o $@ --backend $(BACKEND) --cache $(BUILD)/cache/analyze \
+$(BUILD)/analyses.jsonl: $(BUILD)/findings.jsonl $(BUILD)/index/manifest.json $(ANALYZE_CODE) $(ANALYZE_DEPS) | $(STAMP)
+	$(PY) -m secai.analyze $< -o $@ --backend $(BACKEND) --cache $(BUILD)/cache/analyze --index $(BUILD)/index \
 	  $(if $(SOURCE_ROOT),--source-root $(SOURCE_ROOT)) $(if $(filter mlx,$(BACKEND)),--model $(ANALYZE_MODEL))
+
+index: $(BUILD)/index/manifest.json ## findings -> FAISS index of MiniLM embeddings (only new ids are embedded)
+
+$(BUILD)/index/manifest.json: $(BUILD)/findings.jsonl $(INDEX_CODE) | $(STAMP)
+	$(PY) -m secai.index update --index $(@D) $<
+	touch $@  # update leaves an index with nothing new untouched; make still needs it newer than its input
+
+dataset: $(BUILD)/datasets/analysis/manifest.json $(BUILD)/training/codefix.jsonl ## analyses -> training examples -> the stage-1 dataset
+
+# stage 1 (analysis) and stage 2 (code fix) chat examples; one rule per file (make -j safe)
+$(BUILD)/training/%.jsonl: $(BUILD)/analyses.jsonl $(NARRATE_CODE) | $(STAMP)
+	@mkdir -p $(@D)
+	$(PY) -m secai.narrate --stage $* $< -o $@
+
+$(BUILD)/datasets/analysis/manifest.json: $(BUILD)/training/analysis.jsonl $(SPLIT_CODE) | $(STAMP)
+	$(PY) -m secai.split -q $< -o $(@D)
+
+# stage 2 needs code-fix examples (findings with code context and a fix that parses); it replays
+# part of stage 1 into its training split
+dataset-codefix: $(BUILD)/datasets/codefix/manifest.json ## the stage-2 (code fix) dataset, when there are code fixes
+
+$(BUILD)/datasets/codefix/manifest.json: $(BUILD)/training/codefix.jsonl $(BUILD)/datasets/analysis/manifest.json $(SPLIT_CODE) | $(STAMP)
+	$(PY) -m secai.split -q $< -o $(@D) --replay $(BUILD)/datasets/analysis
 
 # ---------------------------------------------------------------- models
 # The offline test and demo model: random weights, a locally trained tokenizer, nothing downloaded.

@@ -12,6 +12,7 @@ from conftest import FIXTURES, ROOT, run_command
 from secai import __version__
 from secai.cli import schema, schema_error
 from secai.analyze import Analyze
+from secai.narrate import Narrate
 from secai.parse import Parse
 
 SPEC = (FIXTURES / "parse" / "sarif" / "spec-features.sarif").read_bytes()
@@ -22,10 +23,16 @@ def _findings() -> bytes:
     return out.encode()
 
 
+def _analyses() -> bytes:
+    code, out, err = run_command(Analyze, ["-q", "--no-cache"], stdin=_findings(), raw=True)
+    return out.encode()
+
+
 # (command class, a valid input, input that is malformed for it, whether empty input is an error)
 COMMANDS = [
     (Parse, SPEC, b'{"runs": [', True),
     (Analyze, _findings(), b'{"schema": "finding/1", ', False),
+    (Narrate, _analyses(), b'{"schema": "analysis/1", ', False),
 ]
 IDS = [c[0].name for c in COMMANDS]
 ISOLATED = {Analyze: ["--no-cache"]}  # flags that keep a command's run out of the project's build/
@@ -85,7 +92,7 @@ def test_schemas_are_valid_draft_2020_12_and_describe_every_field():
         for name, sub in node.get("$defs", {}).items():
             walk(sub, f"{path}.$defs.{name}")
 
-    for kind in ("finding/1", "analysis/1"):
+    for kind in ("finding/1", "analysis/1", "example/1", "dataset/1", "similar/1"):
         s = schema(kind)
         jsonschema.Draft202012Validator.check_schema(s)
         walk(s, kind)

@@ -42,6 +42,11 @@ model call; one new finding costs one analysis."""
         p.add_argument("--max-tokens", type=int, metavar="N", help="reply length limit in tokens (default: analyze.max_tokens)")
         p.add_argument("--cache", metavar="DIR", help="cache directory (default: analyze.cache_dir)")
         p.add_argument("--no-cache", action="store_true", help="neither read nor write the cache")
+        # -- similar past findings (secai-index)
+        p.add_argument("--index", metavar="DIR", help="secai-index directory: record each finding's most similar "
+                                                      "indexed findings in similar[] and give them to the model "
+                                                      "(default: analyze.index)")
+        p.add_argument("--similar", type=int, metavar="K", help="similar findings per finding with --index (default: analyze.similar)")
 
     def setting(self, name: str):
         value = getattr(self.args, name)
@@ -61,6 +66,14 @@ model call; one new finding costs one analysis."""
 
             model = Model(path, a.adapter, self.setting("max_tokens"))
         findings = list(findings)
+        # -- similar past findings (secai-index): one look-up for all; only findings new to the index are embedded
+        self.similar = None
+        if self.setting("index") and self.setting("similar") > 0:
+            from .index import SimilarityIndex
+
+            found = SimilarityIndex.load(self.setting("index")).similar(findings, self.setting("similar"))
+            self.similar = {f["id"]: s for f, s in zip(findings, found)}
+        # --
         # every secret hash of the input: a secret one scanner hashes may sit unhashed in another's code
         hashes = tuple({f["secret"]["sha256"] for f in findings if "secret" in f})
         self.stats = {"cached": 0, "analysed": 0, "fallback": 0, "context": 0, "refused": 0}
@@ -85,10 +98,11 @@ model call; one new finding costs one analysis."""
         out, todo = [], []
         for finding in findings:
             context = self._context(finding, root, hashes)
-            k = key(finding["id"], producer, context)
+            sim = self.similar[finding["id"]] if self.similar is not None else []  # secai-index: ids key the cache
+            k = key(finding["id"], producer, context, *([[s["id"] for s in sim]] if self.similar is not None else []))
             record = cache.get(k)
             if record is None:
-                record = {"schema": "analysis/1", "id": finding["id"], "finding": finding, "similar": [],
+                record = {"schema": "analysis/1", "id": finding["id"], "finding": finding, "similar": sim,
                           "producer": dict(producer),
                           "analysis": kb_backend.compose(finding, context, root)}
                 if context:

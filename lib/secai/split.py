@@ -1,0 +1,691 @@
+"""secai-split: example/1 in, a dataset directory out — a seeded, grouped train/valid(/test) split.
+
+The directory holds `train.jsonl`, `valid.jsonl` and, with `--test`, `test.jsonl` (each line one
+example exactly as read, sorted keys: `mlx_lm lora --data DIR` reads their `messages`, and
+`datasets.load_dataset("json", data_dir=DIR)` reads them whole), `README.md` (a Hugging Face dataset
+card with YAML metadata) and `manifest.json` (dataset/1, schemas/dataset.schema.json: counts,
+seed, fractions, grouping, the SHA-256 of every file and of every input). Same inputs and flags:
+a byte-identical directory.
+
+How examples are split (plain functions below, usable without the CLI):
+- Examples are grouped by finding (`metadata.finding_id`) or, with `--group-by rule`, by tool and
+  rule (`metadata.tool`, `metadata.rule_id`). A group never straddles two splits.
+- Each group is placed by its own hash: u = sha256("secai-split", seed, group_by, key) read as a
+  number in [0, 1); u < valid → valid, u < valid + test → test, else train. A group's split depends
+  on nothing but the seed and its key, so adding examples or groups never moves another group, and
+  adding a test split only takes groups from train.
+- Fix-up for tiny datasets: with ≥ 2 groups, train and valid are never empty (unless --valid 0),
+  nor, with ≥ 3 groups, a test split asked for: an empty split gets the smallest group (fewest
+  examples, then lowest u) of the split holding the most groups. Only then can a group's split
+  depend on the others; the moves are listed in the manifest. A single group always goes to train
+  (valid.jsonl is then not written: mlx_lm reads an absent file as no validation, an empty one fails).
+- Within each file the order is a seeded shuffle: examples sorted by sha256(seed, example id) —
+  independent of input order.
+- Replay (`--replay FILE --replay-fraction F`): of FILE's stage-1 (`analysis`) examples, those whose
+  finding or group is in this dataset's valid or test split are dropped (no leakage), and so are
+  those of groups absent here that the hash would place in valid or test (so that a later, larger
+  dataset with the same seed cannot hold them out either), and ids already in the dataset; a seeded
+  fraction F of the rest (the first round(F·n) by sha256(seed, id)) joins the train split only.
+- A dataset with a secret in it is never written: every message is checked with `secai.secrets.find`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import os
+import re
+import shutil
+import sys
+from collections import Counter
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+import orjson
+import yaml
+
+from . import __version__, config
+from .cli import Command, InputError, dumps, entry, schema_error
+
+KIND = "example/1"
+MANIFEST_KIND = "dataset/1"
+SPLITS = ("train", "valid", "test")
+HF_SPLIT = {"train": "train", "valid": "validation", "test": "test"}  # Hugging Face split names
+SEVERITIES = ("critical", "high", "medium", "low", "info")
+# defaults; config/secai.yaml's `split:` section and then flags override them
+DEFAULTS = {"valid": 0.2, "test": 0.0, "seed": 0, "group_by": "finding", "replay_fraction": 0.1,
+            "license": "apache-2.0", "name": "secai security findings"}
+
+
+@dataclass
+class Example:
+    """One input example and where it came from (for FILE:LINE errors)."""
+    record: dict
+    file: str
+    line: int
+    replayed: bool = False
+
+    @property
+    def id(self) -> str:
+        return self.record["id"]
+
+
+# ---------------------------------------------------------------- the split itself
+
+def unit(*parts) -> float:
+    """A number in [0, 1) fixed by `parts` alone (first 64 bits of their SHA-256)."""
+    digest = hashlib.sha256("\x1f".join(["secai-split", *map(str, parts)]).encode()).digest()
+    return int.from_bytes(digest[:8], "big") / 2**64
+
+
+def group_key(record: dict, group_by: str) -> str:
+    """The key of an example's group: its finding id, or its tool and rule (as 'tool/rule_id')."""
+    m = record["metadata"]
+    if group_by == "finding":
+        return m["finding_id"]
+    return f"{m['tool']}/{m['rule_id']}"
+
+
+def assign(sizes: dict[str, int], seed: int, valid: float, test: float, group_by: str = "finding"):
+    """Place each group (key → number of examples) in a split: ({key: split}, [moves]).
+    See the module docstring for the rule and the small-dataset fix-up."""
+    u = {k: unit(seed, group_by, k) for k in sizes}
+    placed = {k: "valid" if u[k] < valid else "test" if u[k] < valid + test else "train" for k in sizes}
+    moves, done = [], []
+    need = ["train"] + (["valid"] if valid > 0 else []) + (["test"] if test > 0 else [])
+    for split in need[:len(sizes)]:
+        members = {s: [k for k in sizes if placed[k] == s] for s in SPLITS}
+        if not members[split]:
+            # some other split has a group to spare: one with two or more, or one not yet needed
+            donors = [s for s in SPLITS if s != split and (len(members[s]) > 1 or (members[s] and s not in done))]
+            donor = max(donors, key=lambda s: (len(members[s]), -SPLITS.index(s)))
+            key = min(members[donor], key=lambda k: (sizes[k], u[k], k))
+            placed[key] = split
+            moves.append({"group": key, "from": donor, "to": split, "examples": sizes[key]})
+        done.append(split)
+    return placed, moves
+
+
+def order(examples: list[Example], seed: int) -> list[Example]:
+    """The seeded shuffle of one split: sorted by sha256(seed, id)."""
+    return sorted(examples, key=lambda e: (hashlib.sha256(f"secai-split\x1forder\x1f{seed}\x1f{e.id}".encode())
+                                           .digest(), e.id))
+
+
+def select_replay(candidates: list[Example], fraction: float, seed: int) -> list[Example]:
+    """A seeded fraction of `candidates`: the first round(fraction·n) by sha256(seed, id)."""
+    ranked = sorted(candidates, key=lambda e: (unit(seed, "replay", e.id), e.id))
+    return ranked[:int(fraction * len(ranked) + 0.5)]
+
+
+# ---------------------------------------------------------------- reading
+
+def parse_lines(name: str, data: bytes, kind: str):
+    """(line number, record or InputError) for each non-blank line of JSONL bytes: the checks of
+    cli.read_jsonl, but over bytes already read (so that they can be hashed) and going on after a
+    bad line (so that --rejects sees every one)."""
+    for lineno, raw in enumerate(data.split(b"\n"), 1):
+        if not raw.strip():
+            continue
+        try:
+            rec = orjson.loads(raw)
+        except orjson.JSONDecodeError as exc:
+            yield lineno, InputError(name, lineno, f"invalid JSON: {exc.msg}")
+            continue
+        if not isinstance(rec, dict):
+            yield lineno, InputError(name, lineno, f"expected a JSON object, got {type(rec).__name__}")
+        elif rec.get("schema") != kind:
+            yield lineno, InputError(name, lineno, f"expected a {kind} record, got schema {rec.get('schema')!r}")
+        else:
+            reason = schema_error(kind, rec)
+            yield lineno, (InputError(name, lineno, reason) if reason else rec)
+
+
+def public_name(name: str) -> str:
+    """An input's name as the manifest and card show it: relative paths as given, absolute ones
+    by their last part only (no local directories in a published card)."""
+    return Path(name).name if os.path.isabs(name) else name
+
+
+@lru_cache(maxsize=256)
+def _find_secrets(text: str) -> tuple[str, ...]:
+    """secai.secrets.find, remembered for the texts many examples share (the system prompts)."""
+    from .secrets import find
+
+    return tuple(find(text))
+
+
+def secret_patterns(record: dict) -> list[tuple[int, str, list[str]]]:
+    """(message index, role, pattern names) for each message in which secai.secrets finds a secret."""
+    hits = []
+    for i, message in enumerate(record.get("messages", [])):
+        content = message.get("content")
+        text = content if isinstance(content, str) else orjson.dumps(content).decode()
+        names = _find_secrets(text)
+        if names:
+            hits.append((i, message.get("role", "?"), sorted(set(names))))
+    return hits
+
+
+# ---------------------------------------------------------------- writing
+
+def sha256_file(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _fresh_dir(out: Path, kind: str) -> Path:
+    """A new empty folder beside out, .NAME.KIND-PID-RANDOM (mode from the umask)."""
+    while True:
+        d = out.parent / f".{out.name}.{kind}-{os.getpid()}-{os.urandom(4).hex()}"
+        try:
+            d.mkdir()
+            return d
+        except FileExistsError:
+            continue
+
+
+def check_replaceable(out: Path) -> None:
+    """Refuse to replace anything but nothing, an empty folder or a dataset this command wrote."""
+    if not out.exists() and not out.is_symlink():
+        return
+    if out.is_symlink() or not out.is_dir():
+        raise InputError(str(out), None, "exists and is not a directory")
+    if not any(out.iterdir()):
+        return
+    try:
+        kind = orjson.loads((out / "manifest.json").read_bytes()).get("schema")
+    except (OSError, orjson.JSONDecodeError, AttributeError):
+        kind = None
+    if kind != MANIFEST_KIND:
+        raise InputError(str(out), None, f"exists and is not a {MANIFEST_KIND} dataset (no manifest.json "
+                                         "of one); refusing to replace it")
+
+
+def swap_in(tmp: Path, out: Path) -> None:
+    """Rename the finished folder tmp to out. A folder cannot replace a non-empty one in one
+    rename, so an existing out is renamed aside first and then removed: at every moment out is
+    absent, the old dataset or the new one — never a mixture. (A kill between the two renames
+    leaves the old dataset in .NAME.old-*.)"""
+    for _ in range(10):
+        try:
+            os.rename(tmp, out)
+            return
+        except OSError:
+            if not out.exists():
+                raise
+        old = _fresh_dir(out, "old")
+        try:
+            os.replace(out, old)  # old is an empty directory, which a rename may replace
+        except FileNotFoundError:  # another run moved it first
+            old.rmdir()
+            continue
+        shutil.rmtree(old, ignore_errors=True)
+    raise OSError(f"could not move the new dataset into {out}")
+
+
+# ---------------------------------------------------------------- the command
+
+class Split(Command):
+    name = "secai-split"
+    description = ("Split training examples (example/1) into a dataset directory: train.jsonl, valid.jsonl "
+                   "and optionally test.jsonl, which `mlx_lm lora --data DIR` and "
+                   "`datasets.load_dataset(\"json\", data_dir=DIR)` read, with manifest.json (counts, "
+                   "seed, hashes) and a Hugging Face dataset card (README.md). The split is seeded and "
+                   "grouped: every example of one finding (or, with --group-by rule, of one rule) lands in "
+                   "one split, placed by a hash of its key, so adding examples never moves the others. "
+                   "The directory is replaced atomically; a dataset in which a secret pattern is found "
+                   "is refused.")
+    examples = """\
+  secai-split build/examples.jsonl -o build/dataset
+  secai-narrate --stage analysis a.jsonl | secai-split -o build/dataset-stage1 --seed 7
+  secai-split codefix.jsonl -o build/dataset-stage2 --test 0.1 --group-by rule \\
+      --replay build/dataset-stage1 --replay-fraction 0.2
+
+Groups are placed by sha256(seed, key) in [0,1): below --valid → valid, below --valid + --test →
+test, else train; with two groups or more neither train nor valid is ever empty (the smallest group
+of the fullest split is moved, and the move is recorded in manifest.json). --replay mixes a seeded
+fraction of another file's (or dataset directory's train.jsonl's) stage-1 examples into train only,
+leaving out those of findings held out here. Same inputs and flags give a byte-identical directory."""
+    input_kind = KIND
+    output_kind = None
+
+    def parser(self):
+        p = super().parser()
+        for action in p._actions:  # the base's -o is a FILE and optional; here it is the required DIR
+            if action.dest == "output":
+                action.required, action.metavar = True, "DIR"
+                action.help = "the dataset directory to write (replaced atomically; required)"
+        parse_args = p.parse_args
+
+        def checked(args=None, namespace=None):  # cross-flag usage errors exit 2 like the others
+            ns = parse_args(args, namespace)
+            self.check_arguments(p, ns)
+            return ns
+
+        p.parse_args = checked
+        return p
+
+    def add_arguments(self, p):
+        p.add_argument("--valid", type=_fraction, metavar="FRACTION",
+                       help=f"share of groups in valid.jsonl (default: split.valid or {DEFAULTS['valid']})")
+        p.add_argument("--test", type=_fraction, metavar="FRACTION",
+                       help="share of groups in test.jsonl (default: split.test or 0: no test split)")
+        p.add_argument("--seed", type=int, metavar="N", help="seed of the split and of the order in each file "
+                                                             "(default: split.seed or 0)")
+        p.add_argument("--group-by", choices=("finding", "rule"),
+                       help="keep together all examples of one finding (default) or of one tool+rule")
+        p.add_argument("--replay", metavar="FILE", help="example/1 JSONL, or a dataset directory (its "
+                                                        "train.jsonl), whose stage-1 examples are mixed into train")
+        p.add_argument("--replay-fraction", type=_fraction, metavar="F",
+                       help=f"share of the replayable stage-1 examples mixed in (default: split.replay_fraction "
+                            f"or {DEFAULTS['replay_fraction']})")
+        p.add_argument("--name", help=f"the dataset's name in its card (default: {DEFAULTS['name']!r})")
+        p.add_argument("--license", metavar="ID", help="license id in the card's metadata "
+                                                       f"(default: split.license or {DEFAULTS['license']})")
+
+    def check_arguments(self, p, ns) -> None:
+        if ns.output == "-":
+            p.error("-o/--output must be a directory, not stdout")
+        valid, test = self._setting(ns, "valid"), self._setting(ns, "test")
+        for name in ("valid", "test", "replay_fraction"):  # config values are checked here, flags by argparse
+            if not isinstance(self._setting(ns, name), (int, float)) or not 0 <= self._setting(ns, name) <= 1:
+                p.error(f"split.{name} must be a fraction between 0 and 1")
+        if self._setting(ns, "group_by") not in ("finding", "rule"):
+            p.error("split.group_by must be 'finding' or 'rule'")
+        if valid + test >= 1:
+            p.error(f"--valid {valid} and --test {test} leave nothing for train")
+        if ns.replay_fraction is not None and not ns.replay:
+            p.error("--replay-fraction needs --replay FILE")
+
+    @staticmethod
+    def _setting(ns, name: str):
+        value = getattr(ns, name)
+        if value is not None:
+            return value
+        return (config.load().get("split") or {}).get(name, DEFAULTS[name])
+
+    def setting(self, name: str):
+        return self._setting(self.args, name)
+
+    # -- input
+    def read_examples(self, names: list[str], stats: list[dict]) -> list[Example]:
+        """Every valid example of the inputs, exact duplicates dropped; a second, different record
+        with an id already read is an error. Appends {path, sha256, examples} per input to stats."""
+        by_id: dict[str, Example] = {}
+        for name in names:
+            data = self._read_bytes(name)
+            if data is None:
+                continue
+            count = 0
+            for lineno, rec in parse_lines(name, data, KIND):
+                if isinstance(rec, InputError):
+                    self.reject(rec)
+                    continue
+                count += 1
+                seen = by_id.get(rec["id"])
+                if seen is None:
+                    by_id[rec["id"]] = Example(rec, name, lineno)
+                elif seen.record != rec:
+                    self.reject(InputError(name, lineno, f"example {rec['id']} differs from the one with "
+                                                         f"the same id at {seen.file}:{seen.line}"))
+                else:
+                    self.duplicates += 1
+            stats.append({"path": public_name(name), "sha256": hashlib.sha256(data).hexdigest(), "examples": count})
+        return [e for e in by_id.values() if self._clean(e)]
+
+    def _read_bytes(self, name: str) -> bytes | None:
+        try:
+            return sys.stdin.buffer.read() if name == "-" else Path(name).read_bytes()
+        except OSError as exc:
+            self.reject(InputError(name, None, exc.strerror or str(exc)))
+            return None
+
+    def _clean(self, e: Example) -> bool:
+        """False (after --rejects set it aside) for an example with a secret; raises without --rejects."""
+        hits = secret_patterns(e.record)
+        if not hits:
+            return True
+        i, role, names = hits[0]
+        self.reject(InputError(e.file, e.line, f"example {e.id}: messages[{i}] ({role}): secret pattern "
+                                               f"{', '.join(names)} found; a dataset with secrets is not written"))
+        return False
+
+    # -- the run
+    def run(self) -> int:
+        a = self.args
+        seed, valid, test = self.setting("seed"), self.setting("valid"), self.setting("test")
+        group_by = self.setting("group_by")
+        out = Path(a.output)
+        check_replaceable(out)
+        self.duplicates = 0
+        inputs: list[dict] = []
+        examples = self.read_examples(a.inputs, inputs)
+        if not examples:
+            raise InputError(", ".join(a.inputs), None, "no examples: a dataset needs at least one")
+        sizes = Counter(group_key(e.record, group_by) for e in examples)
+        placed, moves = assign(sizes, seed, valid, test, group_by)
+        splits = {s: [] for s in SPLITS}
+        for e in examples:
+            splits[placed[group_key(e.record, group_by)]].append(e)
+        replay = self._replay(splits, placed, seed, group_by) if a.replay else None
+        splits = {s: order(xs, seed) for s, xs in splits.items()}
+        for s in ("valid", "test"):
+            if not splits[s] and (valid if s == "valid" else test) > 0:
+                self.log(f"warning: {s} split is empty ({len(sizes)} group{'s' if len(sizes) != 1 else ''}); "
+                         f"{s}.jsonl is not written")
+        settings = {"seed": seed, "valid": valid, "test": test, "group_by": group_by,
+                    "name": self.setting("name"), "license": self.setting("license")}
+        manifest = build_manifest(splits, sizes, placed, moves, inputs, replay, settings, self.duplicates)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        tmp = _fresh_dir(out, "tmp")
+        try:
+            write_dataset(tmp, splits, manifest)
+            check_replaceable(out)
+            swap_in(tmp, out)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        self.write_rejects()
+        n = {s: len(xs) for s, xs in splits.items()}
+        replayed = f" ({replay['added']} replayed)" if replay else ""
+        self.log(f"{sum(n.values())} examples in {len(sizes)} {group_by} groups: train {n['train']}{replayed}, "
+                 f"valid {n['valid']}, test {n['test']}; "
+                 f"{self.duplicates} duplicates dropped; wrote {out}")
+        return sum(n.values())
+
+    def _replay(self, splits, placed, seed, group_by) -> dict:
+        a = self.args
+        fraction = self.setting("replay_fraction")
+        valid, test = self.setting("valid"), self.setting("test")
+        path = Path(a.replay)
+        name = str(path / "train.jsonl") if path.is_dir() else a.replay
+        shown = f"{public_name(str(path))}/train.jsonl" if path.is_dir() else public_name(name)
+        data = self._read_bytes(name)
+        if data is None:
+            return {"path": shown, "fraction": fraction, "added": 0}
+        held_out = {s: {e.record["metadata"]["finding_id"] for e in splits[s]} for s in ("valid", "test")}
+        held_findings = held_out["valid"] | held_out["test"]
+        held_groups = {k for k, s in placed.items() if s != "train"}
+        ids = {e.id for xs in splits.values() for e in xs}
+        stage1, leaked, duplicate, candidates = 0, 0, 0, []
+        for lineno, rec in parse_lines(name, data, KIND):
+            if isinstance(rec, InputError):
+                self.reject(rec)
+                continue
+            if rec["stage"] != "analysis":
+                continue
+            stage1 += 1
+            key = group_key(rec, group_by)
+            # held out: its finding or group is in valid/test here, or a group new here would be placed
+            # there by its hash — so a later, larger dataset with the same seed cannot hold it out either
+            if (rec["metadata"]["finding_id"] in held_findings or key in held_groups
+                    or (key not in placed and unit(seed, group_by, key) < valid + test)):
+                leaked += 1
+            elif rec["id"] in ids:
+                duplicate += 1
+            else:
+                ids.add(rec["id"])
+                candidates.append(Example(rec, name, lineno, replayed=True))
+        chosen = [e for e in select_replay(candidates, fraction, seed) if self._clean(e)]
+        splits["train"].extend(chosen)
+        return {"path": shown, "sha256": hashlib.sha256(data).hexdigest(), "fraction": fraction,
+                "stage1_examples": stage1, "excluded_held_out": leaked, "excluded_duplicate": duplicate,
+                "eligible": len(candidates), "added": len(chosen)}
+
+
+def _fraction(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not 0 <= value <= 1:
+        raise argparse.ArgumentTypeError(f"{text} is not a fraction between 0 and 1")
+    return value
+
+
+# ---------------------------------------------------------------- manifest and card
+
+def _counts(examples: list[Example], field: str) -> dict[str, int]:
+    if field == "stage":
+        return dict(sorted(Counter(e.record["stage"] for e in examples).items()))
+    return dict(sorted(Counter(str(e.record["metadata"].get(field, "unknown")) for e in examples).items()))
+
+
+def build_manifest(splits, sizes, placed, moves, inputs, replay, settings, duplicates) -> dict:
+    """manifest.json without the file hashes (write_dataset adds them)."""
+    everything = [e for xs in splits.values() for e in xs]
+    split_info = {}
+    for s, xs in splits.items():
+        if not xs:
+            continue
+        own = [e for e in xs if not e.replayed]
+        split_info[s] = {
+            "file": f"{s}.jsonl", "hf_split": HF_SPLIT[s], "examples": len(xs),
+            "groups": sum(1 for v in placed.values() if v == s),
+            "findings": len({e.record["metadata"]["finding_id"] for e in own}),
+            "replayed": len(xs) - len(own), "stages": _counts(xs, "stage"),
+        }
+    return {
+        "schema": MANIFEST_KIND,
+        "name": settings["name"],
+        "license": settings["license"],
+        "secai_version": __version__,
+        "seed": settings["seed"],
+        "group_by": settings["group_by"],
+        "fractions": {"train": round(1 - settings["valid"] - settings["test"], 12),
+                      "valid": settings["valid"], "test": settings["test"]},
+        "groups": len(sizes),
+        "moved_groups": moves,
+        "examples": len(everything),
+        "duplicates_dropped": duplicates,
+        "splits": split_info,
+        "stages": _counts(everything, "stage"),
+        "tools": _counts(everything, "tool"),
+        "categories": _counts(everything, "category"),
+        "severities": _counts(everything, "severity"),
+        "producers": producers(everything),
+        "inputs": inputs,
+        "replay": replay,
+        "secret_check": "secai.secrets.find on every message",
+        "files": {},
+    }
+
+
+def producers(examples: list[Example]) -> dict[str, int]:
+    """How many examples each analysis producer wrote (metadata.provenance): 'kb' — also where the
+    mlx backend's reply was unusable and the kb analysis stands in (provenance.fallback) — or
+    'mlx:<model name>' (a local model path reduced to its last part); 'unknown' where none is said."""
+    counts = Counter()
+    for e in examples:
+        prov = e.record["metadata"].get("provenance") or {}
+        backend, model = prov.get("backend"), prov.get("model")
+        if prov.get("fallback"):
+            backend = "kb"
+        elif backend and backend != "kb" and model:
+            backend = f"{backend}:{Path(model.rstrip('/')).name or model}"
+        counts[backend or "unknown"] += 1
+    return dict(sorted(counts.items()))
+
+
+def write_dataset(d: Path, splits: dict, manifest: dict) -> None:
+    """Write the split files, the card and the manifest into the (new, empty) folder d."""
+    for s, xs in splits.items():
+        if xs:
+            with open(d / f"{s}.jsonl", "wb") as fh:
+                for e in xs:
+                    fh.write(dumps(e.record))
+    (d / "README.md").write_text(card(manifest), encoding="utf-8")
+    manifest["files"] = {p.name: sha256_file(p) for p in sorted(d.iterdir()) if p.is_file()}
+    reason = schema_error(MANIFEST_KIND, manifest)
+    if reason:  # a bug, not bad input
+        raise RuntimeError(f"manifest is not a valid {MANIFEST_KIND}: {reason}")
+    (d / "manifest.json").write_bytes(orjson.dumps(manifest, option=orjson.OPT_SORT_KEYS | orjson.OPT_INDENT_2) + b"\n")
+
+
+def size_category(n: int) -> str:
+    for limit, label in ((1_000, "n<1K"), (10_000, "1K<n<10K"), (100_000, "10K<n<100K"),
+                         (1_000_000, "100K<n<1M"), (10_000_000, "1M<n<10M")):
+        if n < limit:
+            return label
+    return "10M<n<100M"
+
+
+def _table(title: str, counts: dict[str, int], order_first=()) -> str:
+    keys = [k for k in order_first if k in counts] + sorted((k for k in counts if k not in order_first),
+                                                            key=lambda k: (-counts[k], k))
+    rows = "\n".join(f"| {_cell(k)} | {counts[k]} |" for k in keys)
+    return f"| {title} | examples |\n|---|---:|\n{rows}\n"
+
+
+def _cell(text: str) -> str:
+    return re.sub(r"[|\n\r]", " ", text)
+
+
+def card(m: dict) -> str:
+    """README.md: a Hugging Face dataset card for the manifest `m`."""
+    splits = m["splits"]
+    categories = sorted(k for k in m["categories"] if k != "unknown")
+    tags = ["security", "sast", "vulnerabilities", "remediation", "code", "secai"]
+    tags += [c for c in categories if c not in tags]
+    meta = {
+        "license": m["license"],
+        "pretty_name": m["name"],
+        "task_categories": ["text-generation"],
+        "language": ["en"],
+        "tags": tags,
+        "size_categories": [size_category(m["examples"])],
+        "configs": [{"config_name": "default",
+                     "data_files": [{"split": info["hf_split"], "path": info["file"]} for info in splits.values()]}],
+    }
+    front = yaml.safe_dump(meta, sort_keys=False, allow_unicode=True, default_flow_style=False)
+    rows = "\n".join(
+        f"| {info['hf_split']} | `{info['file']}` | {info['examples']} | {info['groups']} | {info['findings']} | "
+        f"{info['stages'].get('analysis', 0)} | {info['stages'].get('codefix', 0)} | {info['replayed']} |"
+        for info in splits.values())
+    stages = ", ".join(f"{n} {s}" for s, n in m["stages"].items())
+    by_what = "finding (`metadata.finding_id`)" if m["group_by"] == "finding" else \
+        "rule (`metadata.tool` and `metadata.rule_id`)"
+    f = m["fractions"]
+    moved = "".join(f"\n- group `{x['group']}` ({x['examples']} examples) moved from {x['from']} to {x['to']} "
+                    "so that no split is empty." for x in m["moved_groups"])
+    inputs = ", ".join(f"`{i['path']}` (sha256 `{i['sha256'][:16]}…`, {i['examples']} examples)" for i in m["inputs"])
+    replay = ""
+    if m["replay"]:
+        r = m["replay"]
+        replay = (f"\n\n**Replay.** {r['added']} stage-1 (`analysis`) examples from `{r['path']}` were mixed into the "
+                  f"train split only (a seeded {r['fraction']:g} of the {r.get('eligible', 0)} eligible; "
+                  f"{r.get('excluded_held_out', 0)} left out because their finding or group is — or by its hash "
+                  f"would be — in this dataset's validation or test split, {r.get('excluded_duplicate', 0)} "
+                  "because they were already in it), "
+                  "so that a second fine-tuning stage keeps practising the first stage's task.")
+    prod = m["producers"]
+    models = {k: v for k, v in prod.items() if k not in ("kb", "unknown")}
+    notes = []
+    if prod.get("kb"):
+        notes.append(f"{prod['kb']} examples carry analyses written by secai's **kb backend**: composed "
+                     "deterministically from a hand-written knowledge base and the scanner's own texts, without a "
+                     "language model. They are consistent and specific to each finding, but templated: a model "
+                     "trained on them learns that knowledge base's phrasing.")
+    if models:
+        notes.append(f"{sum(models.values())} examples carry analyses written by a **language model** "
+                     f"({', '.join(f'`{k}`: {v}' for k, v in models.items())}); they were checked for structure, "
+                     "not reviewed by a person, and can be wrong.")
+    if prod.get("unknown"):
+        notes.append(f"{prod['unknown']} examples do not record which backend wrote their analysis.")
+    return f"""---
+{front}---
+
+# {m['name']}
+
+Instruction-tuning examples that teach a language model to explain security-scanner findings and
+to fix the code they point at. Each example is a chat (`system`, `user`, `assistant`): the user
+turn presents one finding of a scanner (tool, rule, severity, CWE, location and, where available,
+the code around it); the assistant turn answers with a structured analysis (stage `analysis`:
+summary, impact, remediation, prevention, risk) or with fixed code, its explanation and how to
+validate it (stage `codefix`).
+
+It was made by secai {m['secai_version']} (`secai-parse` → `secai-analyze` →
+`secai-narrate` → `secai-split`) from {inputs}: {m['examples']} examples ({stages}) about
+{sum(i['findings'] for i in splits.values())} findings in {m['groups']} groups.
+
+## Splits
+
+| split | file | examples | groups | findings | analysis | codefix | replayed |
+|---|---|---:|---:|---:|---:|---:|---:|
+{rows}
+
+{_table('tool', m['tools'])}
+{_table('category', m['categories'])}
+{_table('severity', m['severities'], SEVERITIES)}
+## Use
+
+```python
+from datasets import load_dataset
+ds = load_dataset("json", data_dir="path/to/this/folder")   # or the Hub repository's name
+```
+
+```sh
+mlx_lm lora --model <model> --train --data path/to/this/folder   # reads the `messages` of each line
+```
+
+## Fields
+
+Every line is one JSON object (`schema: "example/1"`, keys sorted):
+
+- `id` — the example's stable identifier (32 hex digits).
+- `stage` — `analysis` (explain a finding) or `codefix` (fix its code).
+- `messages` — the chat: a list of `{{role, content}}` with roles `system`, `user`, `assistant`; the
+  format `mlx_lm lora` and chat templates read directly.
+- `metadata.finding_id` — the finding's fingerprint (tool, rule and location or package; never a
+  timestamp or run id), shared by all examples about that finding.
+- `metadata.tool`, `metadata.rule_id` — the scanner and its rule.
+- `metadata.category` — sast, sca, iac, secret, dast or container.
+- `metadata.severity` — critical, high, medium, low or info (normalized from the tool's own).
+- `metadata.cwe` — the finding's CWE identifiers, when it has any.
+- `metadata.language` — the language of the code in the example, when there is code.
+- `metadata.provenance` — what produced the text: the analysis backend (`kb` or `mlx`, with the
+  model and adapter), prompt and knowledge-base versions, secai's version, and the scanner report,
+  CI run and commit the finding came from, when known.
+
+`manifest.json` lists the counts per split, stage, tool, category and severity, the seed and
+fractions, and the SHA-256 of every file here and of every input.
+
+## How the split was made
+
+Grouped by {by_what}: all examples of one group are in the same split, so no {m['group_by']} of the
+validation{' or test' if 'test' in splits else ''} split is seen in training. Each group is placed by
+its own hash — sha256 of the seed ({m['seed']}) and its key, read as a number u in [0, 1): u <
+{f['valid']:g} → validation, u < {f['valid'] + f['test']:g} → test, otherwise train (target shares
+train {f['train']:g}, validation {f['valid']:g}, test {f['test']:g}). A group's split depends only on
+the seed and its key, so a later, larger version of this dataset keeps every earlier group where it
+was. Within each file the order is a seeded shuffle (sorted by sha256 of the seed and example id).{moved}{replay}
+
+## Redaction
+
+`secai-narrate` redacts the secrets scanners reported and common token patterns in every field
+before an example is written, and `secai-split` refuses to write a dataset in which any message
+still matches one of secai's secret patterns. Pattern matching cannot recognise every secret:
+report anything that looks like one.
+
+## Producers
+
+{' '.join(notes) if notes else 'The provenance does not record which backend wrote the analyses.'}
+
+## Limitations
+
+- Scanner findings include false positives; an example explains a finding, it does not confirm it.
+- The analyses and fixes were not reviewed by people. Code fixes were checked to parse for their
+  language, not to be correct, complete or safe.
+- The findings come from the scanned projects at hand and cover their languages, tools and rules
+  unevenly (see the tables above); rare rules have few examples.
+- Code excerpts in the examples come from the scanned repositories and keep their licenses.
+"""
+
+
+def main():
+    entry(Split)
+
+
+if __name__ == "__main__":
+    main()
