@@ -159,6 +159,8 @@ test: $(STAMP) ## run the test suite (fails when no test ran)
 bench: $(TINY_MODEL)/secai-model.json | $(STAMP) ## benchmarks -> build/bench/*.json
 	$(PY) benchmarks/bench_parse.py --out $(BUILD)/bench/parse.json
 	$(PY) benchmarks/bench_analyze.py --out $(BUILD)/bench/analyze.json --model $(TINY_MODEL)
+	$(PY) benchmarks/bench_narrate.py --out $(BUILD)/bench/narrate.json
+	$(PY) benchmarks/bench_index.py --out $(BUILD)/bench/index.json
 
 clean: ## remove build outputs (keeps .venv)
 	rm -rf $(BUILD)
