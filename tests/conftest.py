@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import io
 import os
+import socket
 import sys
 from pathlib import Path
 
@@ -57,3 +58,29 @@ def tiny_model(tmp_path_factory):
 
     os.environ["HF_HUB_OFFLINE"] = "1"
     return build(tmp_path_factory.mktemp("models") / "tiny-olmo2")
+
+
+@pytest.fixture(scope="module")
+def no_network():
+    """Any attempt to open a network connection fails the test that made it (tests that load a
+    model use it: nothing may be fetched from a hub). Use: pytestmark = pytest.mark.usefixtures("no_network")."""
+    def refuse(self, address, *args, **kwargs):
+        if self.family in (socket.AF_INET, socket.AF_INET6):
+            raise AssertionError(f"network access attempted: {address!r}")
+        return real_connect(self, address, *args, **kwargs)
+
+    real_connect = socket.socket.connect
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(socket.socket, "connect", refuse)
+        mp.setattr(socket.socket, "connect_ex", refuse)
+        yield
+
+
+@pytest.fixture(scope="session")
+def findings():
+    """The findings of the shipped examples (examples/artifacts), parsed once."""
+    from secai.parse import Parse
+
+    code, records, err = run_command(Parse, ["-q", str(ROOT / "examples" / "artifacts")])
+    assert code == 0, err
+    return records

@@ -20,13 +20,6 @@ EXAMPLES = ROOT / "examples"
 
 
 @pytest.fixture(scope="module")
-def findings():
-    code, records, err = run_command(Parse, ["-q", str(EXAMPLES / "artifacts")])
-    assert code == 0, err
-    return records
-
-
-@pytest.fixture(scope="module")
 def sca_findings():
     code, records, err = run_command(Parse, ["-q", str(FIXTURES / "parse" / "trivy-json" / "fs.json")])
     assert code == 0, err

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import socket
 
 # huggingface_hub reads these when it is first imported, so they are set before anything imports it
 os.environ["HF_HUB_OFFLINE"] = "1"
@@ -15,31 +14,17 @@ os.environ["TRANSFORMERS_OFFLINE"] = "1"
 
 import orjson  # noqa: E402
 import pytest  # noqa: E402
-from conftest import ROOT, run_command  # noqa: E402
+from conftest import run_command  # noqa: E402
 
 from secai import __version__  # noqa: E402
 from secai import index as ix  # noqa: E402
 from secai.analyze import Analyze  # noqa: E402
 from secai.cli import dumps, schema_error  # noqa: E402
 from secai.index import Index  # noqa: E402
-from secai.parse import Parse  # noqa: E402
-
-EXAMPLES = ROOT / "examples"
 
 
-@pytest.fixture(scope="module", autouse=True)
-def no_network():
-    """Any attempt to open a network connection fails the test that made it."""
-    def refuse(self, address, *args, **kwargs):
-        if self.family in (socket.AF_INET, socket.AF_INET6):
-            raise AssertionError(f"network access attempted: {address!r}")
-        return real_connect(self, address, *args, **kwargs)
 
-    real_connect = socket.socket.connect
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(socket.socket, "connect", refuse)
-        mp.setattr(socket.socket, "connect_ex", refuse)
-        yield
+pytestmark = pytest.mark.usefixtures("no_network")
 
 
 @pytest.fixture(scope="module")
@@ -48,13 +33,6 @@ def embedder(no_network):
     e = ix.Embedder()
     e.embed(["warm up"])
     return e
-
-
-@pytest.fixture(scope="module")
-def findings():
-    code, records, err = run_command(Parse, ["-q", str(EXAMPLES / "artifacts")])
-    assert code == 0, err
-    return records
 
 
 @pytest.fixture(scope="module")

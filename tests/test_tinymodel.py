@@ -6,7 +6,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -31,19 +30,7 @@ PROMPTS = ["SQL injection in app.py", "A hard-coded AWS access key was found in 
            "Upgrade requests 2.19.1 to 2.31.0"]
 
 
-@pytest.fixture(scope="module", autouse=True)
-def no_network():
-    """Any attempt to open a network connection fails the test that made it."""
-    def refuse(self, address, *args, **kwargs):
-        if self.family in (socket.AF_INET, socket.AF_INET6):
-            raise AssertionError(f"network access attempted: {address!r}")
-        return real_connect(self, address, *args, **kwargs)
-
-    real_connect = socket.socket.connect
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(socket.socket, "connect", refuse)
-        mp.setattr(socket.socket, "connect_ex", refuse)
-        yield
+pytestmark = pytest.mark.usefixtures("no_network")
 
 
 @pytest.fixture(scope="module")

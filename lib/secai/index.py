@@ -36,6 +36,7 @@ import orjson
 
 from . import __version__
 from .cli import Command, InputError, entry, read_jsonl, schema_error
+from .files import fresh_dir, sha256_file, swap_in
 
 # ---------------------------------------------------------------- the text embedded per finding
 
@@ -96,18 +97,10 @@ def model_info(path: Path | None = None) -> dict:
         rel = p.relative_to(path).as_posix()
         if p.name == "README.md" or any(part.startswith(".") for part in p.relative_to(path).parts):
             continue
-        h.update(f"{rel}\0{_sha256_file(p)}\n".encode())
+        h.update(f"{rel}\0{sha256_file(p)}\n".encode())
     pooling = orjson.loads((path / "1_Pooling" / "config.json").read_bytes())
     return {"name": MODEL_NAME, "package": MODEL_PACKAGE, "package_version": version(MODEL_PACKAGE),
             "content_hash": h.hexdigest(), "dimension": int(pooling["word_embedding_dimension"])}
-
-
-def _sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 @cache
@@ -310,11 +303,10 @@ def write(directory: str | os.PathLike, index, entries: list[dict], model: dict)
     """Write an index directory to a temporary folder beside it, then rename it into place."""
     import faiss
 
-    from .tinymodel import _fresh_dir, _swap_in  # the same folder swap the model builder uses
 
     out = Path(directory).absolute()
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = _fresh_dir(out, "tmp")
+    tmp = fresh_dir(out, "tmp")
     try:
         faiss.write_index(index, str(tmp / "index.faiss"))
         (tmp / "entries.jsonl").write_bytes(b"".join(orjson.dumps(e, option=orjson.OPT_SORT_KEYS | orjson.OPT_APPEND_NEWLINE)
@@ -329,11 +321,11 @@ def write(directory: str | os.PathLike, index, entries: list[dict], model: dict)
             "faiss_index": type(index).__name__,
             "count": int(index.ntotal),
             "ids_sha256": ids_sha256(e["id"] for e in entries),
-            "files": {name: _sha256_file(tmp / name) for name in ("entries.jsonl", "index.faiss")},
+            "files": {name: sha256_file(tmp / name) for name in ("entries.jsonl", "index.faiss")},
         }
         (tmp / "manifest.json").write_bytes(orjson.dumps(manifest, option=orjson.OPT_SORT_KEYS | orjson.OPT_INDENT_2)
                                             + b"\n")
-        _swap_in(tmp, out)
+        swap_in(tmp, out)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

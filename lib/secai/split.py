@@ -47,6 +47,7 @@ import yaml
 
 from . import __version__, config
 from .cli import Command, InputError, dumps, entry, schema_error
+from .files import fresh_dir, sha256_file, swap_in
 
 KIND = "example/1"
 MANIFEST_KIND = "dataset/1"
@@ -170,21 +171,6 @@ def secret_patterns(record: dict) -> list[tuple[int, str, list[str]]]:
 
 # ---------------------------------------------------------------- writing
 
-def sha256_file(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
-def _fresh_dir(out: Path, kind: str) -> Path:
-    """A new empty folder beside out, .NAME.KIND-PID-RANDOM (mode from the umask)."""
-    while True:
-        d = out.parent / f".{out.name}.{kind}-{os.getpid()}-{os.urandom(4).hex()}"
-        try:
-            d.mkdir()
-            return d
-        except FileExistsError:
-            continue
-
-
 def check_replaceable(out: Path) -> None:
     """Refuse to replace anything but nothing, an empty folder or a dataset this command wrote."""
     if not out.exists() and not out.is_symlink():
@@ -200,28 +186,6 @@ def check_replaceable(out: Path) -> None:
     if kind != MANIFEST_KIND:
         raise InputError(str(out), None, f"exists and is not a {MANIFEST_KIND} dataset (no manifest.json "
                                          "of one); refusing to replace it")
-
-
-def swap_in(tmp: Path, out: Path) -> None:
-    """Rename the finished folder tmp to out. A folder cannot replace a non-empty one in one
-    rename, so an existing out is renamed aside first and then removed: at every moment out is
-    absent, the old dataset or the new one — never a mixture. (A kill between the two renames
-    leaves the old dataset in .NAME.old-*.)"""
-    for _ in range(10):
-        try:
-            os.rename(tmp, out)
-            return
-        except OSError:
-            if not out.exists():
-                raise
-        old = _fresh_dir(out, "old")
-        try:
-            os.replace(out, old)  # old is an empty directory, which a rename may replace
-        except FileNotFoundError:  # another run moved it first
-            old.rmdir()
-            continue
-        shutil.rmtree(old, ignore_errors=True)
-    raise OSError(f"could not move the new dataset into {out}")
 
 
 # ---------------------------------------------------------------- the command
@@ -378,7 +342,7 @@ leaving out those of findings held out here. Same inputs and flags give a byte-i
                     "name": self.setting("name"), "license": self.setting("license")}
         manifest = build_manifest(splits, sizes, placed, moves, inputs, replay, settings, self.duplicates)
         out.parent.mkdir(parents=True, exist_ok=True)
-        tmp = _fresh_dir(out, "tmp")
+        tmp = fresh_dir(out, "tmp")
         try:
             write_dataset(tmp, splits, manifest)
             check_replaceable(out)

@@ -24,12 +24,13 @@ import hashlib
 import json
 import os
 import random
-import secrets
 import shutil
 import sys
 from pathlib import Path
 
 import numpy as np
+
+from .files import fresh_dir, sha256_file, swap_in
 
 # Bump whenever anything written by build() changes (corpus, tokenizer settings, config, card):
 # the version is part of the model's identity.
@@ -495,14 +496,6 @@ def write_safetensors(path: Path, tensors: dict[str, np.ndarray], metadata: dict
 
 
 # ---------------------------------------------------------------- identity
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def content_hash(model_dir: str | os.PathLike) -> str:
     """The identity of a model folder: SHA-256 over the names and SHA-256s of the files that define
     it (config, generation config, weights, tokenizer files, chat templates), sorted by name.
@@ -582,10 +575,10 @@ def build(out_dir: str | os.PathLike, seed: int = 0, **sizes) -> Path:
         raise TypeError(f"unknown size(s): {', '.join(sorted(unknown))}")
     out = Path(out_dir).absolute()
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = _fresh_dir(out, "tmp")
+    tmp = fresh_dir(out, "tmp")
     try:
         _write(tmp, seed, {**DEFAULTS, **sizes})
-        _swap_in(tmp, out)
+        swap_in(tmp, out)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -622,39 +615,6 @@ def _write(d: Path, seed: int, sizes: dict) -> None:
         "seed": seed,
         "sizes": sizes,
     })
-
-
-def _fresh_dir(out: Path, kind: str) -> Path:
-    """A new empty folder next to out, named .NAME.KIND-PID-RANDOM (mode from the umask, as
-    any folder the user makes)."""
-    while True:
-        d = out.parent / f".{out.name}.{kind}-{os.getpid()}-{secrets.token_hex(4)}"
-        try:
-            d.mkdir()
-            return d
-        except FileExistsError:
-            continue
-
-
-def _swap_in(tmp: Path, out: Path) -> None:
-    """Rename the finished folder tmp to out. A folder cannot replace a non-empty one in one
-    rename, so an existing out is first renamed aside, then removed: at every moment out is
-    either absent, the old model or the new one — never a mixture."""
-    for _ in range(10):
-        try:
-            os.rename(tmp, out)
-            return
-        except OSError:
-            if not out.exists():
-                raise
-        old = _fresh_dir(out, "old")
-        try:
-            os.replace(out, old)  # old is an empty directory, which a rename may replace
-        except FileNotFoundError:  # another build moved it first
-            old.rmdir()
-            continue
-        shutil.rmtree(old, ignore_errors=True)
-    raise OSError(f"could not move the new model into {out}")
 
 
 def main(argv: list[str] | None = None) -> int:
