@@ -17,7 +17,7 @@ os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["TRANSFORMERS_OFFLINE"] = "1"
 
 from conftest import ROOT  # noqa: E402
-from secai import tinymodel  # noqa: E402
+from secai import models, tinymodel  # noqa: E402
 
 mlx_lm = pytest.importorskip("mlx_lm")
 
@@ -57,7 +57,7 @@ def test_files_manifest_and_card(model_dir):
     assert manifest["generator"] == "secai.tinymodel" and manifest["generator_version"] == tinymodel.GENERATOR_VERSION
     assert manifest["seed"] == 0 and manifest["random_weights"] is True
     assert manifest["files"] == {name: tinymodel.sha256_file(model_dir / name) for name in names - {"secai-model.json"}}
-    assert manifest["content_hash"] == tinymodel.content_hash(model_dir) == tinymodel.identity(model_dir)["content_hash"]
+    assert manifest["content_hash"] == models.content_hash(model_dir) == models.identity(model_dir)["content_hash"]
     card = (model_dir / "README.md").read_text()
     assert "random-weight TEST DEVICE, not a useful model" in card
     # no build leftovers next to the model
@@ -69,13 +69,13 @@ def test_content_hash_ignores_card_but_not_weights(model_dir, tmp_path):
     copy = tmp_path / "copy"
     shutil.copytree(model_dir, copy)
     (copy / "README.md").write_text("edited card\n")
-    assert tinymodel.content_hash(copy) == tinymodel.content_hash(model_dir)
+    assert models.content_hash(copy) == models.content_hash(model_dir)
     with open(copy / "model.safetensors", "r+b") as fh:
         fh.seek(-1, os.SEEK_END)
         last = fh.read(1)
         fh.seek(-1, os.SEEK_END)
         fh.write(bytes([last[0] ^ 1]))
-    assert tinymodel.content_hash(copy) != tinymodel.content_hash(model_dir)
+    assert models.content_hash(copy) != models.content_hash(model_dir)
 
 
 def test_config_is_olmo2_with_every_model_arg(model_dir, loaded):

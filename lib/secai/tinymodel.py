@@ -20,7 +20,6 @@ half a model.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import os
 import random
@@ -31,12 +30,12 @@ from pathlib import Path
 import numpy as np
 
 from .files import fresh_dir, sha256_file, swap_in
+from .models import MANIFEST, content_hash, identity
 
 # Bump whenever anything written by build() changes (corpus, tokenizer settings, config, card):
 # the version is part of the model's identity.
 GENERATOR_VERSION = 1
 NAME = "tiny-olmo2"
-MANIFEST = "secai-model.json"
 
 # OLMo-2's special tokens and its Instruct chat template (allenai/OLMo-2-1124-*-Instruct,
 # tokenizer_config.json): BOS and EOS are both <|endoftext|>; every assistant turn ends with EOS,
@@ -493,35 +492,6 @@ def write_safetensors(path: Path, tensors: dict[str, np.ndarray], metadata: dict
         fh.write(raw)
         for data in blobs:
             fh.write(data)
-
-
-# ---------------------------------------------------------------- identity
-def content_hash(model_dir: str | os.PathLike) -> str:
-    """The identity of a model folder: SHA-256 over the names and SHA-256s of the files that define
-    it (config, generation config, weights, tokenizer files, chat templates), sorted by name.
-    For a folder built here this equals secai-model.json's content_hash; it works on any mlx-lm or
-    Hugging Face model folder (e.g. a converted OLMo-2), so a cache key or a fine-tune's metadata can
-    name its base model the same way whatever made it."""
-    model_dir = Path(model_dir)
-    names = sorted(p.name for p in model_dir.iterdir() if p.is_file() and _defines_model(p.name))
-    h = hashlib.sha256()
-    for name in names:
-        h.update(f"{name}\0{sha256_file(model_dir / name)}\n".encode())
-    return h.hexdigest()
-
-
-def _defines_model(name: str) -> bool:
-    if name in (MANIFEST, "README.md") or name.startswith("."):
-        return False
-    return name.endswith((".json", ".safetensors", ".jinja", ".model", ".tiktoken", ".txt")) and name != "LICENSE.txt"
-
-
-def identity(model_dir: str | os.PathLike) -> dict:
-    """secai-model.json of a folder built here; for another model folder, its computed content hash."""
-    manifest = Path(model_dir) / MANIFEST
-    if manifest.is_file():
-        return json.loads(manifest.read_text(encoding="utf-8"))
-    return {"name": Path(model_dir).name, "content_hash": content_hash(model_dir)}
 
 
 # ---------------------------------------------------------------- build

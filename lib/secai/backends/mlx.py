@@ -15,7 +15,7 @@ from pathlib import Path
 import orjson
 
 from ..cli import schema_error
-from ..tinymodel import content_hash, identity
+from ..models import content_hash, identity
 
 PROMPT_VERSION = "analysis-v1"
 SYSTEM = (

@@ -1,0 +1,111 @@
+"""Model folders: where they live, what identifies them, and loading them without surprises.
+
+The shared model store is `<models_dir>/base/<name>` and `<models_dir>/fine-tuned/<name>`
+(`paths.models_dir` in config/secai.yaml, `SECAI_MODELS_DIR`). A model folder is identified by
+its content hash (SHA-256 over the files that define it), whatever made it, so caches and
+fine-tune metadata name a base model the same way on every machine.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import sys
+from pathlib import Path
+
+from . import config
+from .files import sha256_file
+
+MANIFEST = "secai-model.json"           # written by secai.tinymodel next to the model it builds
+REAL_BASE = "OLMo-2-1B-mlx-q4"          # `make base-model`: allenai/OLMo-2-0425-1B, 4-bit
+REAL_BASE_HF = "allenai/OLMo-2-0425-1B"
+TINY_BASE = Path("build/models/base/tiny-olmo2")  # `make demo-model`, relative to the project root
+
+
+def models_dir() -> Path:
+    return Path(os.path.expanduser(str(config.get("paths", "models_dir"))))
+
+
+def fine_tuned_dir() -> Path:
+    return models_dir() / "fine-tuned"
+
+
+def content_hash(model_dir: str | os.PathLike) -> str:
+    """The identity of a model folder: SHA-256 over the names and SHA-256s of the files that define
+    it (config, generation config, weights, tokenizer files, chat templates), sorted by name.
+    For a folder built by secai.tinymodel this equals its manifest's content_hash; it works on any
+    mlx-lm or Hugging Face model folder and on an adapter folder."""
+    model_dir = Path(model_dir)
+    names = sorted(p.name for p in model_dir.iterdir() if p.is_file() and _defines_model(p.name))
+    h = hashlib.sha256()
+    for name in names:
+        h.update(f"{name}\0{sha256_file(model_dir / name)}\n".encode())
+    return h.hexdigest()
+
+
+def _defines_model(name: str) -> bool:
+    if name in (MANIFEST, "README.md") or name.startswith("."):
+        return False
+    return name.endswith((".json", ".safetensors", ".jinja", ".model", ".tiktoken", ".txt")) and name != "LICENSE.txt"
+
+
+def identity(model_dir: str | os.PathLike) -> dict:
+    """secai-model.json of a folder built by secai.tinymodel; for another model folder, its name
+    and computed content hash."""
+    manifest = Path(model_dir) / MANIFEST
+    if manifest.is_file():
+        return json.loads(manifest.read_text(encoding="utf-8"))
+    return {"name": Path(model_dir).name, "content_hash": content_hash(model_dir)}
+
+
+def is_test_model(model_dir: str | os.PathLike) -> bool:
+    """True for the tiny random-weight model secai.tinymodel builds (a test device)."""
+    return bool(identity(model_dir).get("random_weights"))
+
+
+def check_model_dir(path: str | os.PathLike) -> Path:
+    """path as a local MLX model folder, or ValueError. (mlx_lm.load takes a path that does not
+    exist for a Hugging Face repo id and tries to download it: we never want that.)"""
+    p = Path(os.path.expanduser(str(path)))
+    if not (p / "config.json").is_file():
+        raise ValueError(f"{p}: not a model folder (no config.json)")
+    return p
+
+
+def default_base(root: Path = config.ROOT) -> tuple[Path, bool]:
+    """(the base model to fine-tune, whether it is the tiny test model): the real OLMo-2-1B in the
+    shared store when it is there, else the tiny model `make demo-model` builds."""
+    real = models_dir() / "base" / REAL_BASE
+    if (real / "config.json").is_file():
+        return real, False
+    return root / TINY_BASE, True
+
+
+def test_model_notice(prog: str, path: Path) -> None:
+    """The loud notice that a run uses the random-weight test model."""
+    bar = "!" * 78
+    print(f"{bar}\n{prog}: NOTICE: {path} is the tiny RANDOM-WEIGHT test model, not a useful model.\n"
+          f"{prog}: It proves the machinery end to end; what it learns or says means nothing.\n"
+          f"{prog}: For real results: `make base-model` (needs the network once), or pass a real model.\n{bar}",
+          file=sys.stderr)
+
+
+def hf_base_id(model_dir: Path) -> str | None:
+    """The Hugging Face id a local model was converted from, when its card names one."""
+    card = model_dir / "README.md"
+    if card.is_file():
+        import yaml
+
+        text = card.read_text(encoding="utf-8", errors="replace")
+        if text.startswith("---\n") and "\n---" in text[4:]:
+            try:
+                meta = yaml.safe_load(text[4:text.index("\n---", 4)]) or {}
+            except yaml.YAMLError:
+                return None
+            base = meta.get("base_model") if isinstance(meta, dict) else None
+            if isinstance(base, list):
+                base = base[0] if base else None
+            if isinstance(base, str) and base.count("/") == 1:
+                return base
+    return None

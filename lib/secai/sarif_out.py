@@ -1,0 +1,524 @@
+"""secai-sarif: analysis/1 in, one SARIF 2.1.0 log out, for GitHub code scanning and SARIF viewers.
+
+The mapping, and why:
+- One run, whose tool.driver is secai and whose tool.extensions name the scanners (name and version)
+  that found the results. GitHub code scanning replaces an analysis as a whole per tool and category
+  (runAutomationDetails.id, default `secai/`): with one run, a finding fixed since the last upload
+  is closed by the next one even when its scanner reports nothing at all any more; with one run per
+  scanner, that scanner's run would be missing and its old alerts would stay open. The scanner of a
+  result is kept in the result's `scanner` property and as a rule tag, which GitHub can filter on.
+- Rules: one per rule_id, sorted by id (two scanners using one rule id share it). shortDescription
+  and fullDescription are the scanner's title and description (at most 1024 characters, GitHub's
+  limit); help.text is the remediation and help.markdown adds impact, prevention, the suggested fix
+  and references. An analysis is written for one finding, so when a rule's findings have different
+  remediations, each distinct text is listed with the locations it is for.
+- Tags: `security`, the category, `external/cwe/cwe-N` for each CWE (as GitHub's own queries tag
+  them), the scanner, then the scanner's tags: at most 10, the number GitHub keeps.
+- Severity: level error for critical and high, warning for medium, note for low and info.
+  `security-severity` (GitHub's 0.0-10.0 score: ≥9.0 critical, ≥7.0 high, ≥4.0 medium, >0 low) is
+  the finding's CVSS score when it falls in the band of the finding's severity, else the middle of
+  that band (9.5, 8.0, 5.5, 2.0; 0.0 for info): the severity GitHub shows is always secai's. The
+  result carries its own score; its rule the highest score among its results.
+- Locations: a relative path is a URI relative to `%SRCROOT%` (percent-encoded, ':' included, so
+  that an image name is never read as a URI scheme), an absolute path a file:// URI; the region
+  has the lines and columns the scanner gave, and is left out when the line is unknown (never
+  line 0). A finding without a file location (a DAST endpoint, an image without a file) is left
+  out, with a count on stderr, unless --keep-unlocated: GitHub rejects a whole log when any result
+  has no location.
+- Fixes: when the analysis has fixed code and the finding has lines, one `fix` replaces whole lines
+  (a deletedRegion of startLine..endLine without columns, i.e. up to but not including the last
+  line's newline) with the fixed code. The lines are found, in order: the fix's `original` code
+  located in the analysis's code_context (the occurrence nearest the finding); without code
+  context, the finding's own lines when `original` has as many lines; with code context but no
+  `original`, the part of the context the fixed code rewrites, from the lines the two share
+  (difflib), or the finding's lines when they share none. Otherwise, or when the code holds a
+  redaction, no fix is given (the markdown help still shows the code).
+- partialFingerprints["secaiFindingId/v1"] is the finding id; GitHub's own primaryLocationLineHash
+  is left to upload-sarif, which computes it from the checkout.
+- Every text is passed through the secret patterns of secai.secrets (and the secret hashes of
+  the input) before it is written: a SARIF log is published.
+
+The log is checked against the official OASIS SARIF 2.1.0 schema before it is written. The schema
+is vendored verbatim as schemas/sarif-2.1.0.json: oasis-tcs/sarif-spec, Schemata/sarif-schema-2.1.0.json
+at commit 0a8091f7d4057e57b6d8d9b56129e5f918747b34 (SARIF 2.1.0 Errata 01; JSON Schema draft-04).
+"""
+
+from __future__ import annotations
+
+import argparse
+import difflib
+import re
+from collections import Counter
+from functools import cache
+from urllib.parse import quote, urlsplit
+
+import orjson
+
+from . import __version__
+from .cli import SCHEMA_DIR, AtomicOutput, Command, entry
+from .records import REDACTED, severity_from_score
+from .secrets import scrub
+
+SARIF_SCHEMA = SCHEMA_DIR / "sarif-2.1.0.json"
+SARIF_VERSION = "2.1.0"
+SRCROOT = "%SRCROOT%"
+FINGERPRINT = "secaiFindingId/v1"
+DEFAULT_CATEGORY = "secai"
+
+LEVEL = {"critical": "error", "high": "error", "medium": "warning", "low": "note", "info": "note"}
+BAND_SCORE = {"critical": 9.5, "high": 8.0, "medium": 5.5, "low": 2.0, "info": 0.0}
+PRECISION = {"high": "high", "medium": "medium", "low": "low"}
+SUPPRESSION_KINDS = ("inSource", "external")
+SUPPRESSION_STATUS = ("accepted", "underReview", "rejected")
+
+# GitHub code scanning's limits (docs: "SARIF support for code scanning"): over them a log is rejected
+DESCRIPTION_CHARS = 1024
+MAX_TAGS = 10  # 20 are accepted, 10 are kept
+MAX_RESULTS = 25_000
+MAX_RULES = 25_000
+MAX_REFERENCES = 10
+
+_LANGUAGE = re.compile(r"[^A-Za-z0-9_+#.-]")
+_MD_SPECIAL = re.compile(r"([\\\[\]<>])")
+
+
+# ---------------------------------------------------------------- schema
+
+@cache
+def sarif_schema() -> dict:
+    return orjson.loads(SARIF_SCHEMA.read_bytes())
+
+
+@cache
+def sarif_validator():
+    """The jsonschema validator of the vendored SARIF schema, for the draft the schema declares."""
+    import jsonschema
+
+    schema = sarif_schema()
+    return jsonschema.validators.validator_for(schema)(schema)
+
+
+def sarif_errors(log: dict, limit: int = 5) -> list[str]:
+    """Why `log` is not valid SARIF 2.1.0 (at most `limit` reasons, each with its JSON path)."""
+    out = []
+    for err in sarif_validator().iter_errors(log):
+        path = "$" + "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in err.absolute_path)
+        out.append(f"{path}: {err.message}")
+        if len(out) >= limit:
+            break
+    return sorted(out)
+
+
+# ---------------------------------------------------------------- small pieces
+
+def security_severity(finding: dict) -> str:
+    """GitHub's security-severity score of a finding, always in the band of its severity."""
+    severity = finding["severity"]
+    score = (finding.get("cvss") or {}).get("score")
+    if score is not None:
+        text = f"{float(score):.1f}"
+        if severity_from_score(text) == severity:
+            return text
+    return f"{BAND_SCORE[severity]:.1f}"
+
+
+def artifact_location(path: str) -> dict:
+    """A finding path as a SARIF artifactLocation: relative to %SRCROOT%, or a file:// URI."""
+    if path.startswith("/"):
+        return {"uri": "file://" + quote(path, safe="/@+")}
+    return {"uri": quote(path, safe="/@+"), "uriBaseId": SRCROOT}
+
+
+def region(location: dict) -> dict | None:
+    """The SARIF region of a finding location, or None when its line is unknown."""
+    start = location.get("start_line")
+    if not start:
+        return None
+    end = max(location.get("end_line") or start, start)
+    out = {"startLine": start, "endLine": end}
+    first, last = location.get("start_column"), location.get("end_column")
+    if first:
+        out["startColumn"] = first
+        if last and (end > start or last >= first):
+            out["endColumn"] = last
+    return out
+
+
+def where(finding: dict) -> str:
+    """Where a finding is, in a few characters: path:line, path, URL or package."""
+    loc = finding.get("location") or {}
+    if loc.get("path"):
+        if loc.get("start_line"):
+            end = loc.get("end_line") or loc["start_line"]
+            lines = f"{loc['start_line']}" + (f"-{end}" if end > loc["start_line"] else "")
+            return f"{loc['path']}:{lines}"
+        return loc["path"]
+    if (finding.get("endpoint") or {}).get("url"):
+        return finding["endpoint"]["url"]
+    pkg = finding.get("package") or {}
+    if pkg.get("name"):
+        return pkg["name"] + (f" {pkg['version']}" if pkg.get("version") else "")
+    return finding["id"]
+
+
+def clip(text: str, limit: int = DESCRIPTION_CHARS) -> str:
+    text = text.strip()
+    return text if len(text) <= limit else text[: limit - 1].rstrip() + "…"
+
+
+def md(text: str) -> str:
+    """Untrusted text for Markdown: no HTML, links or images can be made of it."""
+    return _MD_SPECIAL.sub(r"\\\1", text.strip())
+
+
+def fence(code: str, language: str = "") -> str:
+    """`code` as a fenced block that nothing in the code can close."""
+    longest = max((len(m) for m in re.findall(r"`{3,}", code)), default=0)
+    ticks = "`" * max(3, longest + 1)
+    return f"{ticks}{_LANGUAGE.sub('', language)}\n{code.rstrip()}\n{ticks}"
+
+
+def web_uri(value: str) -> str | None:
+    """`value` when it is an absolute http(s) URL fit for helpUri, else None."""
+    value = value.strip()
+    if not value or any(c.isspace() for c in value) or any(c in value for c in '<>"{}|\\^`'):
+        return None
+    try:
+        parts = urlsplit(value)
+    except ValueError:
+        return None
+    return value if parts.scheme in ("http", "https") and parts.netloc else None
+
+
+def grouped(pairs) -> list[tuple[str, list[str]]]:
+    """[(text, [where, ...])] for (where, text) pairs: one entry per distinct text, first seen first."""
+    groups: dict[str, list[str]] = {}
+    for place, text in pairs:
+        if text:
+            groups.setdefault(text, [])
+            if place not in groups[text]:
+                groups[text].append(place)
+    return list(groups.items())
+
+
+def grouped_text(groups) -> str:
+    if len(groups) == 1:
+        return groups[0][0]
+    return "\n\n".join(f"{', '.join(places)}: {text}" for text, places in groups)
+
+
+def grouped_markdown(groups) -> str:
+    if len(groups) == 1:
+        return md(groups[0][0])
+    return "\n".join(f"- {md(', '.join(places))}: {md(text)}" for text, places in groups)
+
+
+# ---------------------------------------------------------------- fixes
+
+def _norm(line: str) -> str:
+    return line.strip()
+
+
+def _find_block(lines: list[str], block: list[str], near: int) -> tuple[int, int] | None:
+    """(first, last) index of `block` in `lines` (whitespace around lines ignored), nearest `near`."""
+    want = [_norm(x) for x in block]
+    n = len(want)
+    hits = [i for i in range(len(lines) - n + 1) if [_norm(x) for x in lines[i:i + n]] == want]
+    if not hits:
+        return None
+    i = min(hits, key=lambda h: (abs(h - near), h))
+    return i, i + n - 1
+
+
+def _rewritten(context: list[str], code: list[str], span: tuple[int, int]) -> tuple[int, int] | None:
+    """(first, last) index of the part of `context` that `code` rewrites, judged by the lines they
+    share; the finding's `span` when they share none; None when the part found misses the finding."""
+    a = [_norm(x) for x in context]
+    b = [_norm(x) for x in code]
+    matcher = difflib.SequenceMatcher(lambda x: x == "", a, b, autojunk=False)
+    blocks = [m for m in matcher.get_matching_blocks() if m.size and a[m.a]]
+    if not blocks:
+        return span
+    head, tail = blocks[0], blocks[-1]
+    first = max(0, head.a - head.b)                     # fixed lines before the first shared one
+    last = min(len(a) - 1, tail.a + tail.size - 1 + (len(b) - tail.b - tail.size))
+    if first > span[0] or last < span[1]:
+        return None
+    return first, last
+
+
+def fix_lines(finding: dict, analysis: dict, context: dict | None) -> tuple[int, int] | None:
+    """(first, last) line of the file that the analysis's fixed code replaces, or None."""
+    fix = analysis.get("fix") or {}
+    loc = finding.get("location") or {}
+    start = loc.get("start_line")
+    if not fix.get("code", "").strip() or not loc.get("path") or not start:
+        return None
+    end = max(loc.get("end_line") or start, start)
+    original = (fix.get("original") or "").replace("\r\n", "\n").strip("\n")
+    code = fix["code"].replace("\r\n", "\n").strip("\n")
+    lines = None
+    if context:
+        lines = context["code"].split("\n")
+        if len(lines) != context["end_line"] - context["start_line"] + 1:
+            lines = None  # not the lines it says it has: do not place anything by it
+    if lines is not None:
+        base = context["start_line"]
+        span = (start - base, min(end - base, len(lines) - 1))
+        if not 0 <= span[0] <= span[1]:
+            return None  # the finding's lines are not in the code read
+        if original.strip():
+            found = _find_block(lines, original.split("\n"), span[0])
+        else:
+            found = _rewritten(lines, code.split("\n"), span)
+        return (base + found[0], base + found[1]) if found else None
+    if original.strip() and len(original.split("\n")) == end - start + 1:
+        return start, end
+    return None
+
+
+def sarif_fix(finding: dict, analysis: dict, context: dict | None, location: dict, digests) -> dict | None:
+    """The SARIF `fix` object of an analysis, or None when its code cannot be placed exactly."""
+    lines = fix_lines(finding, analysis, context)
+    if lines is None:
+        return None
+    fix = analysis["fix"]
+    code = fix["code"].replace("\r\n", "\n").strip("\n")
+    if REDACTED in code or scrub(code, digests) != code:
+        return None  # a redacted line is no code to apply
+    out = {"artifactChanges": [{
+        "artifactLocation": location,
+        "replacements": [{"deletedRegion": {"startLine": lines[0], "endLine": lines[1]},
+                          "insertedContent": {"text": code}}],
+    }]}
+    if fix.get("explanation"):
+        out["description"] = {"text": scrub(fix["explanation"], digests)}
+    return out
+
+
+# ---------------------------------------------------------------- the log
+
+def _order(record: dict):
+    f = record["finding"]
+    loc = f.get("location") or {}
+    return (loc.get("path", "\uffff"), loc.get("start_line", 0), loc.get("start_column", 0), f["rule_id"], f["tool"], f["id"])
+
+
+def build_result(record: dict, rule_index: int, digests, keep_unlocated: bool) -> tuple[dict, bool] | None:
+    """(SARIF result, whether it has a fix) of one analysis/1 record; None when it has no file
+    location and `keep_unlocated` is off."""
+    f, a = record["finding"], record["analysis"]
+    loc = f.get("location") or {}
+    if not loc.get("path") and not keep_unlocated:
+        return None
+    text = f"{scrub(a['summary'], digests)}\n\nImpact: {scrub(a['impact'], digests)}"
+    result = {
+        "ruleId": f["rule_id"],
+        "ruleIndex": rule_index,
+        "level": LEVEL[f["severity"]],
+        "message": {"text": text},
+        "partialFingerprints": {FINGERPRINT: f["id"]},
+        "occurrenceCount": f["occurrences"],
+        "properties": {
+            "security-severity": security_severity(f),
+            "scanner": f["tool"],
+            "category": f["category"],
+            "severity": f["severity"],
+            "risk": a["risk"]["rating"],
+        },
+    }
+    has_fix = False
+    if loc.get("path"):
+        artifact = artifact_location(loc["path"])
+        physical = {"artifactLocation": artifact}
+        reg = region(loc)
+        if reg:
+            if loc.get("snippet") and f["category"] != "secret":
+                reg["snippet"] = {"text": scrub(loc["snippet"], digests)}
+            physical["region"] = reg
+        location = {"physicalLocation": physical}
+        if loc.get("resource"):
+            location["logicalLocations"] = [{"fullyQualifiedName": scrub(loc["resource"], digests)}]
+        result["locations"] = [location]
+        fix = sarif_fix(f, a, record.get("code_context"), artifact, digests)
+        if fix:
+            result["fixes"] = [fix]
+            has_fix = True
+    if f.get("suppressed"):
+        s = f.get("suppression") or {}
+        sup = {"kind": s["kind"] if s.get("kind") in SUPPRESSION_KINDS else "external",
+               "status": s["status"] if s.get("status") in SUPPRESSION_STATUS else "accepted"}
+        if s.get("justification"):
+            sup["justification"] = scrub(s["justification"], digests)
+        result["suppressions"] = [sup]
+    return result, has_fix
+
+
+def _tags(records: list[dict]) -> list[str]:
+    tags = ["security"]
+    cwes = sorted({int(c.split("-")[1]) for r in records for c in r["finding"].get("cwe", [])})
+    for value in ([r["finding"]["category"] for r in records] + [f"external/cwe/cwe-{n}" for n in cwes]
+                  + [r["finding"]["tool"] for r in records]
+                  + [t for r in records for t in r["finding"].get("tags", [])]):
+        if value not in tags:
+            tags.append(value)
+    return tags[:MAX_TAGS]
+
+
+def build_rule(rule_id: str, records: list[dict], digests) -> dict:
+    """The reportingDescriptor of one rule from the analyses of its findings (in output order)."""
+    first = records[0]["finding"]
+    pairs = [(scrub(where(r["finding"]), digests), r) for r in records]
+
+    def texts(key):
+        return grouped((place, scrub(r["analysis"][key], digests)) for place, r in pairs)
+
+    remediation, impact, prevention = texts("remediation"), texts("impact"), texts("prevention")
+    parts = ["**Remediation**", grouped_markdown(remediation), "**Impact**", grouped_markdown(impact),
+             "**Prevention**", grouped_markdown(prevention)]
+    for place, r in pairs:
+        fix = r["analysis"].get("fix")
+        if fix and fix.get("code", "").strip():
+            parts += [f"**Suggested fix** ({md(place)})", fence(scrub(fix["code"], digests), fix.get("language", ""))]
+            if fix.get("explanation"):
+                parts.append(md(scrub(fix["explanation"], digests)))
+            if fix.get("verification"):
+                parts.append("Verify: " + md(scrub(fix["verification"], digests)))
+    references = list(dict.fromkeys(u for r in records for u in [*r["analysis"].get("references", []),
+                                                                    *r["finding"].get("references", [])]))
+    if references:
+        parts += ["**References**", "\n".join(f"- {md(u)}" for u in references[:MAX_REFERENCES])]
+    worst = max(records, key=lambda r: float(security_severity(r["finding"])))["finding"]
+    rule = {
+        "id": rule_id,
+        "shortDescription": {"text": clip(scrub(first["title"], digests))},
+        "fullDescription": {"text": clip(scrub(first.get("description") or first.get("message") or first["title"], digests))},
+        "defaultConfiguration": {"level": LEVEL[worst["severity"]]},
+        "help": {"text": grouped_text(remediation), "markdown": "\n\n".join(parts)},
+        "properties": {"tags": _tags(records), "security-severity": security_severity(worst)},
+    }
+    if first.get("confidence") in PRECISION:
+        rule["properties"]["precision"] = PRECISION[first["confidence"]]
+    uri = next((u for u in (web_uri(x) for x in first.get("references", [])) if u), None)
+    if uri:
+        rule["helpUri"] = uri
+    return rule
+
+
+def _digests(records) -> frozenset[str]:
+    return frozenset(r["finding"]["secret"]["sha256"] for r in records if "secret" in r["finding"])
+
+
+def build_log(records: list[dict], category: str = DEFAULT_CATEGORY, keep_unlocated: bool = False) -> tuple[dict, dict]:
+    """(SARIF log, counts) of analysis/1 records: one run, rules sorted by id, results in
+    path/line order. Records with the same id after the first are ignored."""
+    seen, unique = set(), []
+    for r in records:
+        if r["id"] not in seen:
+            seen.add(r["id"])
+            unique.append(r)
+    unique.sort(key=_order)
+    digests = _digests(unique)
+    kept = [r for r in unique if keep_unlocated or (r["finding"].get("location") or {}).get("path")]
+    by_rule: dict[str, list[dict]] = {}
+    for r in kept:
+        by_rule.setdefault(r["finding"]["rule_id"], []).append(r)
+    rule_ids = sorted(by_rule)
+    index = {rid: i for i, rid in enumerate(rule_ids)}
+    results, fixes = [], 0
+    for r in kept:
+        result, has_fix = build_result(r, index[r["finding"]["rule_id"]], digests, keep_unlocated)
+        results.append(result)
+        fixes += has_fix
+    versions: dict[str, Counter] = {}
+    for r in kept:
+        versions.setdefault(r["finding"]["tool"], Counter())[r["finding"].get("tool_version")] += 1
+    extensions = []
+    for tool in sorted(versions):
+        component = {"name": tool}
+        known = [(n, v) for v, n in versions[tool].items() if v]
+        if known:
+            component["version"] = max(known)[1]  # the version most of its results came from
+        extensions.append(component)
+    tool = {"driver": {"name": "secai", "version": __version__, "semanticVersion": __version__,
+                       "rules": [build_rule(rid, by_rule[rid], digests) for rid in rule_ids]}}
+    if extensions:
+        tool["extensions"] = extensions
+    run = {
+        "tool": tool,
+        "automationDetails": {"id": category.rstrip("/") + "/"},
+        "originalUriBaseIds": {SRCROOT: {"description": {"text": "The root of the scanned source tree."}}},
+        "results": results,
+    }
+    log = {"$schema": sarif_schema()["id"], "version": SARIF_VERSION, "runs": [run]}
+    counts = {"analyses": len(unique), "results": len(results), "rules": len(rule_ids), "fixes": fixes,
+              "unlocated": len(unique) - len(kept), "duplicates": len(records) - len(unique)}
+    return log, counts
+
+
+def dumps_log(log: dict) -> bytes:
+    """The log as deterministic, indented JSON (sorted keys, UTF-8, a final newline)."""
+    return orjson.dumps(log, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS | orjson.OPT_APPEND_NEWLINE)
+
+
+# ---------------------------------------------------------------- the command
+
+def _category(value: str) -> str:
+    value = value.strip().rstrip("/")
+    if not value:
+        raise argparse.ArgumentTypeError("a category must not be empty")
+    return value
+
+
+class Sarif(Command):
+    name = "secai-sarif"
+    description = ("Write analyses as one SARIF 2.1.0 log for GitHub code scanning: a rule per scanner rule "
+                   "whose help is the remediation (with impact, prevention and the suggested fix in "
+                   "Markdown), a result per finding with its location, GitHub's security-severity, and "
+                   "a SARIF fix where the analysis has fixed code that can be placed on the finding's "
+                   "lines. The log is validated against the official SARIF 2.1.0 schema before it is "
+                   "written; output is deterministic.")
+    examples = """\
+  secai-sarif build/analyses.jsonl -o build/analyses.sarif
+  secai-parse reports/ | secai-analyze --source-root . | secai-sarif > secai.sarif
+  secai-sarif analyses.jsonl --category secai/backend -o backend.sarif
+
+Upload with github/codeql-action/upload-sarif (sarif_file: build/analyses.sarif). The run's
+automationDetails.id (--category, default secai/) is the code-scanning category; the action's own
+`category` input does not override an id already in the file. Findings without a file location
+(DAST endpoints, images) are left out and counted on stderr: GitHub rejects a log in which any
+result has no location. --keep-unlocated keeps them for other SARIF consumers."""
+    input_kind = "analysis/1"
+
+    def add_arguments(self, p):
+        p.add_argument("--category", metavar="ID", default=DEFAULT_CATEGORY, type=_category,
+                       help="code-scanning category: the run's automationDetails.id is ID/ (default: secai)")
+        p.add_argument("--keep-unlocated", action="store_true",
+                       help="keep findings without a file location as results without locations "
+                            "(valid SARIF; GitHub code scanning rejects such a log)")
+
+    def run(self) -> int:
+        log, counts = build_log(list(self.read_inputs()), self.args.category, self.args.keep_unlocated)
+        problems = sarif_errors(log)
+        if problems:  # a bug here, never bad input: the input was validated record by record
+            raise RuntimeError(f"the SARIF log is not valid SARIF 2.1.0: {'; '.join(problems)}")
+        data = dumps_log(log)
+        with AtomicOutput(self.args.output) as out:
+            out.write(data)
+        self.write_rejects()
+        c = counts
+        self.log(f"{c['results']} results under {c['rules']} rules from {c['analyses']} analyses "
+                 f"({c['fixes']} with fixes, {c['unlocated']} without a file location left out"
+                 + (f", {c['duplicates']} duplicate ids ignored" if c["duplicates"] else "") + ")")
+        if c["results"] > MAX_RESULTS or c["rules"] > MAX_RULES:
+            self.log(f"warning: GitHub code scanning accepts at most {MAX_RESULTS} results and {MAX_RULES} rules "
+                     "per run; split the input (one --category per part)")
+        return c["results"]
+
+
+def main():
+    entry(Sarif)
+
+
+if __name__ == "__main__":
+    main()
