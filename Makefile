@@ -15,6 +15,10 @@ SCANNERS  ?=
 SOURCE_ROOT ?= examples/demo-app
 BACKEND   ?= kb
 BASE_MODEL ?=
+MODELS_DIR ?= $(or $(SECAI_MODELS_DIR),$(HOME)/shared-olmo-models)
+NAME      ?=
+SKIP_FINETUNE ?=
+FT_ARGS   ?=
 
 PY     := $(VENV)/bin/python
 PIP    := $(PY) -m pip
@@ -33,11 +37,13 @@ ANALYZE_CODE := lib/secai/analyze.py lib/secai/cache.py lib/secai/context.py $(w
 NARRATE_CODE := lib/secai/narrate.py lib/secai/secrets.py lib/secai/backends/mlx.py schemas/example.schema.json
 SPLIT_CODE := lib/secai/split.py lib/secai/secrets.py schemas/example.schema.json schemas/dataset.schema.json
 INDEX_CODE := lib/secai/index.py schemas/similar.schema.json
+SARIF_CODE := lib/secai/sarif_out.py lib/secai/secrets.py schemas/sarif-2.1.0.json schemas/analysis.schema.json
 # the mlx backend runs BASE_MODEL, else the tiny test model (which it builds)
 ANALYZE_MODEL := $(or $(BASE_MODEL),$(TINY_MODEL))
 ANALYZE_DEPS := $(if $(filter mlx,$(BACKEND)),$(if $(BASE_MODEL),,$(TINY_MODEL)/secai-model.json))
 
-.PHONY: help install all parse analyze index dataset dataset-codefix demo-model test bench clean examples examples-checkov examples-semgrep examples-bandit
+.PHONY: help install all parse analyze index dataset dataset-codefix sarif finetune finetune-stage1 finetune-stage2 eval base-model status \
+        demo-model test bench clean examples examples-checkov examples-semgrep examples-bandit
 
 help: ## this list
 	@echo "secai — make targets"
@@ -65,7 +71,7 @@ $(STAMP): pyproject.toml
 	touch $@
 
 # ---------------------------------------------------------------- pipeline
-all: parse index analyze dataset ## run the whole pipeline on ARTIFACTS
+all: parse index analyze dataset sarif $(if $(SKIP_FINETUNE),,finetune eval) $(BUILD)/summary.json ## run the whole pipeline on ARTIFACTS (SKIP_FINETUNE=1: no fine-tuning)
 
 parse: $(BUILD)/findings.jsonl ## scanner reports -> findings
 
@@ -97,10 +103,75 @@ $(BUILD)/datasets/analysis/manifest.json: $(BUILD)/training/analysis.jsonl $(SPL
 
 # stage 2 needs code-fix examples (findings with code context and a fix that parses); it replays
 # part of stage 1 into its training split
+SPLIT_CODEFIX = $(PY) -m secai.split -q $(BUILD)/training/codefix.jsonl -o $(BUILD)/datasets/codefix --replay $(BUILD)/datasets/analysis
+
 dataset-codefix: $(BUILD)/datasets/codefix/manifest.json ## the stage-2 (code fix) dataset, when there are code fixes
 
 $(BUILD)/datasets/codefix/manifest.json: $(BUILD)/training/codefix.jsonl $(BUILD)/datasets/analysis/manifest.json $(SPLIT_CODE) | $(STAMP)
-	$(PY) -m secai.split -q $< -o $(@D) --replay $(BUILD)/datasets/analysis
+	$(SPLIT_CODEFIX)
+
+sarif: $(BUILD)/analyses.sarif ## analyses -> SARIF 2.1.0 for GitHub code scanning (upload-sarif)
+
+$(BUILD)/analyses.sarif: $(BUILD)/analyses.jsonl $(SARIF_CODE) | $(STAMP)
+	$(PY) -m secai.sarif_out -q $< -o $@
+
+# ---------------------------------------------------------------- fine-tuning
+# Stage 1 (analysis) trains a LoRA adapter on the stage-1 dataset; stage 2 (codefix) continues from
+# its adapter on the code-fix dataset; eval measures each on held-out data. secai-lora writes the
+# models to MODELS_DIR/fine-tuned/<name>/; $(BUILD)/finetune/<stage>.json (the model's metadata) is
+# the Make target, so unchanged data, code and config retrain nothing, and an interrupted run
+# continues from its checkpoint the next time (--resume). Base model: BASE_MODEL, else the real
+# OLMo-2-1B in the shared store when `make base-model` has put it there, else the tiny test model.
+REAL_BASE := $(MODELS_DIR)/base/OLMo-2-1B-mlx-q4
+FT_BASE   := $(or $(BASE_MODEL),$(if $(wildcard $(REAL_BASE)/config.json),$(REAL_BASE),$(TINY_MODEL)))
+FT_BASE_DEP := $(if $(filter $(TINY_MODEL),$(FT_BASE)),$(TINY_MODEL)/secai-model.json,$(FT_BASE)/config.json)
+# the tiny test model trains one epoch: it proves the machinery, more would teach it nothing
+FT_FLAGS  := $(or $(FT_ARGS),$(if $(filter $(TINY_MODEL),$(FT_BASE)),--epochs 1))
+FT        := $(BUILD)/finetune
+LORA_CODE := lib/secai/lora.py lib/secai/trainer.py lib/secai/models.py schemas/model.schema.json config/secai.yaml
+LORA      := SECAI_MODELS_DIR=$(MODELS_DIR) $(PY) -m secai.lora
+ft_name    = $(if $(NAME),--name $(NAME)-$(1) --overwrite)
+
+finetune: finetune-stage1 finetune-stage2 ## both fine-tuning stages
+
+finetune-stage1: $(FT)/analysis.json ## LoRA stage 1 (analysis) on the stage-1 dataset (BASE_MODEL, NAME, FT_ARGS)
+
+$(FT)/analysis.json: $(BUILD)/datasets/analysis/manifest.json $(LORA_CODE) $(FT_BASE_DEP) | $(STAMP)
+	@mkdir -p $(@D)
+	$(LORA) train --stage analysis --data $(<D) --base-model $(FT_BASE) $(call ft_name,analysis) --resume -q $(FT_FLAGS) > $@.tmp
+	mv $@.tmp $@
+
+finetune-stage2: $(FT)/codefix.json ## LoRA stage 2 (codefix), continuing from the stage-1 adapter
+
+# no code-fix examples (nothing in the reports has a fix with code): stage 2 is skipped, saying so
+$(FT)/codefix.json: $(BUILD)/training/codefix.jsonl $(FT)/analysis.json $(SPLIT_CODE) $(LORA_CODE) | $(STAMP)
+	if [ -s $< ]; then \
+	  $(SPLIT_CODEFIX) && \
+	  $(LORA) train --stage codefix --data $(BUILD)/datasets/codefix --from-adapter $(FT)/analysis.json \
+	    --base-model $(FT_BASE) $(call ft_name,codefix) --resume -q $(FT_FLAGS) > $@.tmp; \
+	else \
+	  echo "finetune-stage2: $< has no code-fix examples; stage 2 skipped" >&2; \
+	  echo '{"skipped": "no code-fix examples"}' > $@.tmp; \
+	fi
+	mv $@.tmp $@
+
+eval: $(FT)/eval-analysis.json $(FT)/eval-codefix.json ## held-out evaluation of each stage: report, loss plot, card (and forgetting after stage 2)
+
+$(FT)/eval-%.json: $(FT)/%.json | $(STAMP)
+	if grep -q '"skipped"' $<; then cp $< $@.tmp; else $(LORA) eval --adapter $< -o $@.tmp -q; fi
+	mv $@.tmp $@
+
+# the real base model: allenai/OLMo-2-0425-1B converted by mlx-lm, 4-bit (needs the network once)
+base-model: ## convert allenai/OLMo-2-0425-1B to MLX 4-bit in MODELS_DIR/base/OLMo-2-1B-mlx-q4 (needs the network)
+	SECAI_MODELS_DIR=$(MODELS_DIR) $(PY) -m secai.models convert
+
+# ---------------------------------------------------------------- status
+status: | $(STAMP) ## what is built and when, counts per stage, the latest model and its eval, the last daemon cycle
+	@SECAI_MODELS_DIR=$(MODELS_DIR) $(PY) -m secai.status --build $(BUILD)
+
+$(BUILD)/summary.json: $(BUILD)/analyses.sarif $(BUILD)/datasets/analysis/manifest.json \
+                       $(if $(SKIP_FINETUNE),,$(FT)/eval-analysis.json $(FT)/eval-codefix.json) lib/secai/status.py | $(STAMP)
+	SECAI_MODELS_DIR=$(MODELS_DIR) $(PY) -m secai.status --build $(BUILD) --write $@
 
 # ---------------------------------------------------------------- models
 # The offline test and demo model: random weights, a locally trained tokenizer, nothing downloaded.
@@ -164,3 +235,4 @@ bench: $(TINY_MODEL)/secai-model.json | $(STAMP) ## benchmarks -> build/bench/*.
 
 clean: ## remove build outputs (keeps .venv)
 	rm -rf $(BUILD)
+

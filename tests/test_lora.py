@@ -458,3 +458,34 @@ def test_fuse_folds_the_adapter_into_a_model_mlx_lm_loads(tiny_model, stage1, tm
     adapted, _ = load(str(tiny_model), adapter_path=str(Path(stage1["path"]) / "adapters"))
     x = mx.array([tok.encode("Finding 7: weak hash. Which CWE?")])
     assert np.allclose(np.array(fused(x)), np.array(adapted(x)), atol=1e-4)
+
+
+# ---------------------------------------------------------------- hyperparameters honoured
+
+def test_target_modules_warmup_and_schedule_are_honoured(tiny_model, data, tmp_path):
+    meta = train(["--stage", "analysis", "--data", str(data["analysis"]), "--base-model", str(tiny_model),
+                  "--out", str(tmp_path), "--name", "m", "--iters", "8", "--warmup", "4", "--learning-rate", "1e-3",
+                  "--lr-schedule", "linear", "--min-lr-ratio", "0.5", "--steps-per-report", "1", "--rank", "4",
+                  "--target-modules", "self_attn.q_proj", "self_attn.v_proj", "--num-layers", "1", "-q"])
+    import mlx.core as mx
+
+    weights = mx.load(str(tmp_path / "m" / "adapters" / "adapters.safetensors"))
+    assert {k.rsplit(".", 1)[0] for k in weights} == {"model.layers.1.self_attn.q_proj", "model.layers.1.self_attn.v_proj"}
+    assert all(w.shape[-1] == 4 or w.shape[0] == 4 for w in weights.values())
+    assert meta["lora"] == {"num_layers": 1, "keys": ["self_attn.q_proj", "self_attn.v_proj"]}
+    log = [orjson.loads(line) for line in (tmp_path / "m" / "training_log.jsonl").read_bytes().splitlines()]
+    lrs = [e["learning_rate"] for e in log if "learning_rate" in e]
+    # the rate logged after step k is the one step k used: warmup 1/4 .. 4/4, then linear down to half
+    assert lrs[:3] == pytest.approx([2.5e-4, 5e-4, 7.5e-4], rel=1e-3)
+    # step 8 is the fourth of the four decay steps 0..3: 1e-3 - 3/4 of the way down to 5e-4
+    assert lrs[3] == pytest.approx(1e-3, rel=1e-3) and lrs[-1] == pytest.approx(1e-3 - 0.75 * 5e-4, rel=1e-3)
+    assert all(a >= b for a, b in zip(lrs[3:], lrs[4:]))
+
+
+def test_gradient_checkpointing_computes_the_same_update(tiny_model, data, tmp_path):
+    args = ["--stage", "analysis", "--data", str(data["analysis"]), "--base-model", str(tiny_model), "--out", str(tmp_path),
+            "--iters", "2", "--optimizer", "sgd", "--learning-rate", "0.1", "--warmup", "0", "-q"]
+    plain = train([*args, "--name", "plain"])
+    ckpt = train([*args, "--name", "ckpt", "--grad-checkpoint"])
+    assert ckpt["settings"]["grad_checkpoint"] and not plain["settings"]["grad_checkpoint"]
+    assert ckpt["eval"]["val_loss_after"] == pytest.approx(plain["eval"]["val_loss_after"], abs=1e-5)

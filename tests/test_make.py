@@ -34,15 +34,18 @@ def _env(tree: Path) -> dict:
     passes MAKEFLAGS, and with it its command-line variables) and no variable the Makefile reads."""
     env = {k: v for k, v in os.environ.items()
            if k not in {"MAKEFLAGS", "MFLAGS", "MAKELEVEL", "MAKEOVERRIDES", "GNUMAKEFLAGS",
-                        "ARTIFACTS", "BUILD", "VENV", "PYTHON", "TORCH", "SCANNERS", "GITHUB_ACTIONS"}
+                        "ARTIFACTS", "BUILD", "VENV", "PYTHON", "TORCH", "SCANNERS", "GITHUB_ACTIONS", "BASE_MODEL",
+                        "MODELS_DIR", "NAME", "SKIP_FINETUNE", "FT_ARGS", "BACKEND", "SOURCE_ROOT", "HF_HUB_OFFLINE"}
            and not k.startswith("SECAI_")}
     env["PYTHONPATH"] = str(tree / "lib")
     return env
 
 
-def make(tree: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
-    proc = subprocess.run(["make", "--no-print-directory", "ARTIFACTS=artifacts", *args], cwd=tree,
-                          env=_env(tree), capture_output=True, text=True, timeout=120)
+def make(tree: Path, *args: str, check: bool = True, timeout: int = 120) -> subprocess.CompletedProcess:
+    # fine-tuning has its own tests (test_make_finetune.py); these are about the data pipeline
+    proc = subprocess.run(["make", "--no-print-directory", "ARTIFACTS=artifacts", "SKIP_FINETUNE=1",
+                           f"MODELS_DIR={tree / 'models'}", *args], cwd=tree,
+                          env=_env(tree), capture_output=True, text=True, timeout=timeout)
     if check and proc.returncode != 0:
         raise AssertionError(f"make {' '.join(args)} exited {proc.returncode}:\n{proc.stdout}{proc.stderr}")
     return proc
@@ -51,6 +54,12 @@ def make(tree: Path, *args: str, check: bool = True) -> subprocess.CompletedProc
 @pytest.fixture
 def tree(tmp_path: Path) -> Path:
     """A small copy of the project with a three-report artifacts tree."""
+    return project_copy(tmp_path, REPORTS)
+
+
+def project_copy(tmp_path: Path, reports: list[str]) -> Path:
+    """Copy the project's code into tmp_path with `reports` from examples/artifacts (checkov.sarif
+    a level down) under artifacts/."""
     ignore = shutil.ignore_patterns("__pycache__", "*.pyc", "*.egg-info")
     for name in ("bin", "lib", "schemas", "config"):
         shutil.copytree(ROOT / name, tmp_path / name, ignore=ignore, symlinks=True)
@@ -61,7 +70,7 @@ def tree(tmp_path: Path) -> Path:
     stamp = STAMP.stat().st_mtime_ns
     os.utime(tmp_path / "pyproject.toml", ns=(stamp - 10**9, stamp - 10**9))
     (tmp_path / "artifacts" / "scans").mkdir(parents=True)
-    for name in REPORTS:  # one report a level down: ARTIFACTS is read recursively
+    for name in reports:  # one report a level down: ARTIFACTS is read recursively
         dest = tmp_path / "artifacts" / ("scans" if name == "checkov.sarif" else "") / name
         shutil.copy2(ROOT / "examples" / "artifacts" / name, dest)
     assert make(tmp_path, "-q", "install", check=False).returncode == 0, "the copy would reinstall .venv"

@@ -109,3 +109,60 @@ def hf_base_id(model_dir: Path) -> str | None:
             if isinstance(base, str) and base.count("/") == 1:
                 return base
     return None
+
+
+# ---------------------------------------------------------------- the real base model
+
+def convert(hf_path: str = REAL_BASE_HF, name: str = REAL_BASE, quantize: bool = True) -> Path:
+    """Convert a Hugging Face model to MLX (4-bit with quantize) into <models_dir>/base/<name>,
+    through mlx-lm, built aside and renamed into place. Needs the network (the weights download)."""
+    import shutil
+
+    from .files import fresh_dir, swap_in
+
+    out = models_dir() / "base" / name
+    if (out / "config.json").is_file():
+        return out
+    try:
+        from huggingface_hub import HfApi
+
+        HfApi().model_info(hf_path, timeout=10)
+    except Exception as exc:  # offline, blocked, or no such model
+        raise RuntimeError(f"cannot reach {hf_path} on the Hugging Face Hub ({type(exc).__name__}): converting the base "
+                           f"model needs the network once. Elsewhere: `mlx_lm convert --hf-path {hf_path} -q "
+                           f"--mlx-path {out}`, then copy that folder here.") from None
+    from mlx_lm.convert import convert as mlx_convert
+
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = fresh_dir(out, "tmp")
+    tmp.rmdir()  # mlx-lm refuses an existing destination
+    try:
+        mlx_convert(hf_path, mlx_path=str(tmp), quantize=quantize)
+        swap_in(tmp, out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    import argparse
+
+    p = argparse.ArgumentParser(prog="python -m secai.models",
+                                description="Put the real base model in the shared store (`make base-model`).")
+    p.add_argument("action", choices=["convert"])
+    p.add_argument("--hf-path", default=REAL_BASE_HF, help=f"Hugging Face model (default: {REAL_BASE_HF})")
+    p.add_argument("--name", default=REAL_BASE, help=f"folder name under <models_dir>/base (default: {REAL_BASE})")
+    p.add_argument("--no-quantize", action="store_true", help="keep the original precision (default: 4-bit)")
+    a = p.parse_args(argv)
+    try:
+        out = convert(a.hf_path, a.name, not a.no_quantize)
+    except (RuntimeError, OSError, ValueError) as exc:
+        print(f"secai.models: error: {exc}", file=sys.stderr)
+        return 1
+    print(f"secai.models: {out}: ready (content hash {content_hash(out)[:16]})", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -376,8 +376,8 @@ def make_optimizer(settings: Settings, total_steps: int):
         schedule = optim.linear_schedule(lr, end, decay_steps)
     else:
         schedule = lambda step: lr  # noqa: E731
-    if settings.warmup:
-        warm = optim.linear_schedule(0.0, lr, settings.warmup)
+    if settings.warmup:  # steps 1..warmup climb to lr (the first step already learns: lr / warmup)
+        warm = optim.linear_schedule(lr / settings.warmup, lr, max(settings.warmup - 1, 1))
         schedule = optim.join_schedules([warm, schedule], [settings.warmup])
     elif settings.lr_schedule == "constant":
         schedule = lr
