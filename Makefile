@@ -11,13 +11,18 @@ ARTIFACTS ?= examples/artifacts
 BUILD     ?= build
 VENV      ?= .venv
 PYTHON    ?= python3
-SCANNERS  ?=
+SCANNERS_VENV ?= .scanners
+SCANNERS  ?= $(if $(wildcard $(SCANNERS_VENV)/bin/bandit),$(SCANNERS_VENV)/bin,)
+SEMGREP_RULES ?= examples/semgrep-rules
 SOURCE_ROOT ?= examples/demo-app
 BACKEND   ?= kb
 BASE_MODEL ?=
 MODELS_DIR ?= $(or $(SECAI_MODELS_DIR),$(HOME)/shared-olmo-models)
 NAME      ?=
 SKIP_FINETUNE ?=
+STAGES    ?= 2
+PUSH      ?=
+PUSH_MODEL ?= 1
 FT_ARGS   ?=
 
 PY     := $(VENV)/bin/python
@@ -33,16 +38,21 @@ ARTIFACT_FILES := $(shell find -L $(ARTIFACTS) \( -type f -o -type d \) 2>/dev/n
 PARSE_CODE := lib/secai/parse.py lib/secai/records.py lib/secai/cli.py $(wildcard lib/secai/parsers/*.py) schemas/finding.schema.json
 TINY_MODEL := $(BUILD)/models/base/tiny-olmo2
 ANALYZE_CODE := lib/secai/analyze.py lib/secai/cache.py lib/secai/context.py $(wildcard lib/secai/backends/*.py) \
-                $(wildcard lib/secai/kb/*) schemas/analysis.schema.json
-NARRATE_CODE := lib/secai/narrate.py lib/secai/secrets.py lib/secai/backends/mlx.py schemas/example.schema.json
+                $(wildcard lib/secai/kb/*.yaml) $(wildcard lib/secai/kb/fixes/*.yaml) lib/secai/kb/__init__.py \
+                schemas/analysis.schema.json
+NARRATE_CODE := lib/secai/narrate.py lib/secai/secrets.py lib/secai/backends/mlx.py lib/secai/verify.py \
+                schemas/example.schema.json
 SPLIT_CODE := lib/secai/split.py lib/secai/secrets.py schemas/example.schema.json schemas/dataset.schema.json
 INDEX_CODE := lib/secai/index.py schemas/similar.schema.json
 SARIF_CODE := lib/secai/sarif_out.py lib/secai/secrets.py schemas/sarif-2.1.0.json schemas/analysis.schema.json
-# the mlx backend runs BASE_MODEL, else the tiny test model (which it builds)
-ANALYZE_MODEL := $(or $(BASE_MODEL),$(TINY_MODEL))
-ANALYZE_DEPS := $(if $(filter mlx,$(BACKEND)),$(if $(BASE_MODEL),,$(TINY_MODEL)/secai-model.json))
+# The base model (fine-tuning, and the mlx backend): BASE_MODEL, else the real OLMo-2-1B in the
+# shared store when `make base-model` has put it there, else the tiny test model (which is built).
+REAL_BASE := $(MODELS_DIR)/base/OLMo-2-1B-mlx-q4
+FT_BASE   := $(or $(BASE_MODEL),$(if $(wildcard $(REAL_BASE)/config.json),$(REAL_BASE),$(TINY_MODEL)))
+FT_BASE_DEP := $(if $(filter $(TINY_MODEL),$(FT_BASE)),$(TINY_MODEL)/secai-model.json,$(FT_BASE)/config.json)
+ANALYZE_DEPS := $(if $(filter mlx,$(BACKEND)),$(FT_BASE_DEP))
 
-.PHONY: help install all parse analyze index dataset dataset-codefix sarif finetune finetune-stage1 finetune-stage2 eval base-model status \
+.PHONY: scanners help install all parse analyze index dataset dataset-codefix sarif finetune finetune-stage1 finetune-stage2 eval base-model status \
         demo-model test bench clean examples examples-checkov examples-semgrep examples-bandit
 
 help: ## this list
@@ -55,10 +65,19 @@ help: ## this list
 	@echo "  VENV=$(VENV)                    the virtual environment \`make install\` creates"
 	@echo "  PYTHON=$(PYTHON)                interpreter that creates it (Python >= 3.11)"
 	@echo "  TORCH=$(TORCH)         torch requirement installed first (Linux: the CPU build)"
-	@echo "  SCANNERS=$(SCANNERS)                   directory holding checkov, semgrep and bandit for \`make examples\` (empty: PATH)"
+	@echo "  SCANNERS=$(SCANNERS)                   directory holding checkov, semgrep and bandit (default: $(SCANNERS_VENV)/bin after \`make scanners\`, else PATH)"
+	@echo "  VERIFY=$(VERIFY)                    1: keep only code fixes the reporting scanner confirms (default: 1 when all three scanners are found)"
+	@echo "  SEMGREP_RULES=$(SEMGREP_RULES)  Semgrep rules the reports were made with (for VERIFY)"
 	@echo "  SOURCE_ROOT=$(SOURCE_ROOT) checkout the findings' paths refer to (code context; empty: none)"
 	@echo "  BACKEND=$(BACKEND)                  analysis backend: kb (offline knowledge base) or mlx (a model)"
-	@echo "  BASE_MODEL=$(BASE_MODEL)                 MLX model for BACKEND=mlx (empty: the tiny test model)"
+	@echo "  BASE_MODEL=$(BASE_MODEL)                 base MLX model for BACKEND=mlx and fine-tuning (empty: MODELS_DIR's OLMo-2-1B-mlx-q4, else the tiny test model)"
+	@echo "  MODELS_DIR=$(MODELS_DIR)  shared model store: base/ and fine-tuned/ (SECAI_MODELS_DIR)"
+	@echo "  NAME=$(NAME)                       fine-tuned model names NAME-analysis, NAME-codefix (empty: secai-<stage>-YYYYMMDD-HHMMSS)"
+	@echo "  SKIP_FINETUNE=$(SKIP_FINETUNE)              1: \`all\` builds the data (findings, index, analyses, SARIF, dataset) but trains nothing"
+	@echo "  STAGES=$(STAGES)                     2: stage 1 then stage 2 from its adapter; 1: one model on both kinds of example"
+	@echo "  FT_ARGS=$(FT_ARGS)                    extra secai-lora train flags (empty: --epochs 1 on the tiny test model)"
+	@echo "  PUSH=$(PUSH)                       1: \`all\` ends by publishing (make push: DATASET_REPO, MODEL_REPO, PUSH_FLAGS)"
+	@echo "  PUSH_MODEL=$(PUSH_MODEL)                 0: publish the dataset only"
 
 # ---------------------------------------------------------------- install
 install: $(STAMP) ## create .venv and install secai with its dependencies
@@ -71,7 +90,7 @@ $(STAMP): pyproject.toml
 	touch $@
 
 # ---------------------------------------------------------------- pipeline
-all: parse index analyze dataset sarif $(if $(SKIP_FINETUNE),,finetune eval) $(BUILD)/summary.json ## run the whole pipeline on ARTIFACTS (SKIP_FINETUNE=1: no fine-tuning)
+all: parse index analyze dataset sarif $(if $(SKIP_FINETUNE),,finetune eval) $(BUILD)/summary.json $(if $(PUSH),push) ## run the whole pipeline on ARTIFACTS (SKIP_FINETUNE=1: no fine-tuning; PUSH=1: publish)
 
 parse: $(BUILD)/findings.jsonl ## scanner reports -> findings
 
@@ -83,7 +102,7 @@ analyze: $(BUILD)/analyses.jsonl ## findings -> explained analyses (BACKEND, SOU
 
 $(BUILD)/analyses.jsonl: $(BUILD)/findings.jsonl $(BUILD)/index/manifest.json $(ANALYZE_CODE) $(ANALYZE_DEPS) | $(STAMP)
 	$(PY) -m secai.analyze $< -o $@ --backend $(BACKEND) --cache $(BUILD)/cache/analyze --index $(BUILD)/index \
-	  $(if $(SOURCE_ROOT),--source-root $(SOURCE_ROOT)) $(if $(filter mlx,$(BACKEND)),--model $(ANALYZE_MODEL))
+	  $(if $(SOURCE_ROOT),--source-root $(SOURCE_ROOT)) $(if $(filter mlx,$(BACKEND)),--model $(FT_BASE))
 
 index: $(BUILD)/index/manifest.json ## findings -> FAISS index of MiniLM embeddings (only new ids are embedded)
 
@@ -93,10 +112,14 @@ $(BUILD)/index/manifest.json: $(BUILD)/findings.jsonl $(INDEX_CODE) | $(STAMP)
 
 dataset: $(BUILD)/datasets/analysis/manifest.json $(BUILD)/training/codefix.jsonl ## analyses -> training examples -> the stage-1 dataset
 
-# stage 1 (analysis) and stage 2 (code fix) chat examples; one rule per file (make -j safe)
+# stage 1 (analysis) and stage 2 (code fix) chat examples; one rule per file (make -j safe).
+# With VERIFY=1 a code fix is kept only when the scanner that reported the finding no longer does on
+# a fixed copy of the file; the counts go to stderr and to codefix-verify.json (a by-product).
+VERIFY_ARGS = --verify-fixes --source-root $(SOURCE_ROOT) --semgrep-config $(SEMGREP_RULES) \
+              --verify-report $(BUILD)/training/codefix-verify.json $(if $(SCANNERS),--scanners-dir $(SCANNERS))
 $(BUILD)/training/%.jsonl: $(BUILD)/analyses.jsonl $(NARRATE_CODE) | $(STAMP)
 	@mkdir -p $(@D)
-	$(PY) -m secai.narrate --stage $* $< -o $@
+	$(PY) -m secai.narrate --stage $* $< -o $@ $(if $(and $(filter codefix,$*),$(filter 1,$(VERIFY)),$(SOURCE_ROOT)),$(VERIFY_ARGS))
 
 $(BUILD)/datasets/analysis/manifest.json: $(BUILD)/training/analysis.jsonl $(SPLIT_CODE) | $(STAMP)
 	$(PY) -m secai.split -q $< -o $(@D)
@@ -120,11 +143,7 @@ $(BUILD)/analyses.sarif: $(BUILD)/analyses.jsonl $(SARIF_CODE) | $(STAMP)
 # its adapter on the code-fix dataset; eval measures each on held-out data. secai-lora writes the
 # models to MODELS_DIR/fine-tuned/<name>/; $(BUILD)/finetune/<stage>.json (the model's metadata) is
 # the Make target, so unchanged data, code and config retrain nothing, and an interrupted run
-# continues from its checkpoint the next time (--resume). Base model: BASE_MODEL, else the real
-# OLMo-2-1B in the shared store when `make base-model` has put it there, else the tiny test model.
-REAL_BASE := $(MODELS_DIR)/base/OLMo-2-1B-mlx-q4
-FT_BASE   := $(or $(BASE_MODEL),$(if $(wildcard $(REAL_BASE)/config.json),$(REAL_BASE),$(TINY_MODEL)))
-FT_BASE_DEP := $(if $(filter $(TINY_MODEL),$(FT_BASE)),$(TINY_MODEL)/secai-model.json,$(FT_BASE)/config.json)
+# continues from its checkpoint the next time (--resume). The base model is FT_BASE (see above).
 # the tiny test model trains one epoch: it proves the machinery, more would teach it nothing
 FT_FLAGS  := $(or $(FT_ARGS),$(if $(filter $(TINY_MODEL),$(FT_BASE)),--epochs 1))
 FT        := $(BUILD)/finetune
@@ -132,7 +151,11 @@ LORA_CODE := lib/secai/lora.py lib/secai/trainer.py lib/secai/models.py schemas/
 LORA      := SECAI_MODELS_DIR=$(MODELS_DIR) $(PY) -m secai.lora
 ft_name    = $(if $(NAME),--name $(NAME)-$(1) --overwrite)
 
-finetune: finetune-stage1 finetune-stage2 ## both fine-tuning stages
+# STAGES=1: one model trained on both kinds of example (a combined dataset) instead of two in sequence
+FT_MODELS := $(if $(filter 1,$(STAGES)),$(FT)/combined.json,$(FT)/analysis.json $(FT)/codefix.json)
+FT_EVALS  := $(patsubst $(FT)/%,$(FT)/eval-%,$(FT_MODELS))
+
+finetune: $(FT_MODELS) ## fine-tune: stage 1 then stage 2 (STAGES=1: one combined stage)
 
 finetune-stage1: $(FT)/analysis.json ## LoRA stage 1 (analysis) on the stage-1 dataset (BASE_MODEL, NAME, FT_ARGS)
 
@@ -155,7 +178,13 @@ $(FT)/codefix.json: $(BUILD)/training/codefix.jsonl $(FT)/analysis.json $(SPLIT_
 	fi
 	mv $@.tmp $@
 
-eval: $(FT)/eval-analysis.json $(FT)/eval-codefix.json ## held-out evaluation of each stage: report, loss plot, card (and forgetting after stage 2)
+$(FT)/combined.json: $(BUILD)/training/analysis.jsonl $(BUILD)/training/codefix.jsonl $(SPLIT_CODE) $(LORA_CODE) $(FT_BASE_DEP) | $(STAMP)
+	@mkdir -p $(@D)
+	$(PY) -m secai.split -q $(BUILD)/training/analysis.jsonl $(BUILD)/training/codefix.jsonl -o $(BUILD)/datasets/combined
+	$(LORA) train --stage combined --data $(BUILD)/datasets/combined --base-model $(FT_BASE) $(call ft_name,combined) --resume -q $(FT_FLAGS) > $@.tmp
+	mv $@.tmp $@
+
+eval: $(FT_EVALS) ## held-out evaluation of each model: report, loss plot, card (and forgetting after stage 2)
 
 $(FT)/eval-%.json: $(FT)/%.json | $(STAMP)
 	if grep -q '"skipped"' $<; then cp $< $@.tmp; else $(LORA) eval --adapter $< -o $@.tmp -q; fi
@@ -170,7 +199,7 @@ status: | $(STAMP) ## what is built and when, counts per stage, the latest model
 	@SECAI_MODELS_DIR=$(MODELS_DIR) $(PY) -m secai.status --build $(BUILD)
 
 $(BUILD)/summary.json: $(BUILD)/analyses.sarif $(BUILD)/datasets/analysis/manifest.json \
-                       $(if $(SKIP_FINETUNE),,$(FT)/eval-analysis.json $(FT)/eval-codefix.json) lib/secai/status.py | $(STAMP)
+                       $(if $(SKIP_FINETUNE),,$(FT_EVALS)) lib/secai/status.py | $(STAMP)
 	SECAI_MODELS_DIR=$(MODELS_DIR) $(PY) -m secai.status --build $(BUILD) --write $@
 
 # ---------------------------------------------------------------- models
@@ -195,6 +224,9 @@ scanner      = $(if $(SCANNERS),$(abspath $(SCANNERS))/$(1),$(1))
 CHECKOV     := $(call scanner,checkov)
 SEMGREP     := $(call scanner,semgrep)
 BANDIT      := $(call scanner,bandit)
+# VERIFY (see help): on when checkov, semgrep and bandit are all found
+found        = $(shell command -v $(call scanner,$(1)) 2>/dev/null)
+VERIFY      ?= $(if $(and $(call found,checkov),$(call found,semgrep),$(call found,bandit)),1,0)
 # $(call need,COMMAND): stop with a clear message when a scanner is not installed
 need         = command -v $(1) >/dev/null 2>&1 || { echo "make examples: $(notdir $(1)) not found $(if $(SCANNERS),in SCANNERS=$(SCANNERS),on PATH) (install it, or point SCANNERS at the directory holding it)" >&2; exit 1; }
 
@@ -221,8 +253,20 @@ examples-bandit:
 	cd $(DEMO) && $(BANDIT) -q --exit-zero -r . -f sarif -o $(DEMO_TMP)/bandit/bandit.sarif
 	mv $(DEMO_TMP)/bandit/bandit.json $(DEMO_TMP)/bandit/bandit.sarif $(DEMO_OUT)/
 
+# checkov, semgrep and bandit in their own virtual environment (their dependencies never meet
+# secai's); `make examples`, VERIFY and the tests find them there. `make test` installs them.
+SCANNER_PINS ?= checkov==3.3.30 semgrep==1.185.0 bandit==1.9.4
+
+scanners: $(SCANNERS_VENV)/.installed ## install checkov, semgrep and bandit (pinned) into .scanners/
+
+$(SCANNERS_VENV)/.installed:
+	$(PYTHON) -m venv $(SCANNERS_VENV)
+	$(SCANNERS_VENV)/bin/pip install -q --upgrade pip
+	$(SCANNERS_VENV)/bin/pip install -q $(SCANNER_PINS)
+	touch $@
+
 # ---------------------------------------------------------------- checks
-test: $(STAMP) ## run the test suite (fails when no test ran)
+test: $(STAMP) $(SCANNERS_VENV)/.installed ## run the test suite with the scanners installed (fails when no test ran)
 	@mkdir -p $(BUILD)
 	$(PY) -m pytest -q --junitxml=$(BUILD)/test-results.xml
 	$(PY) tests/junit_check.py $(BUILD)/test-results.xml
@@ -236,3 +280,37 @@ bench: $(TINY_MODEL)/secai-model.json | $(STAMP) ## benchmarks -> build/bench/*.
 clean: ## remove build outputs (keeps .venv)
 	rm -rf $(BUILD)
 
+# ---------------------------------------------------------------- daemon and publishing
+# `make daemon-install` sets up a launchd agent (macOS) or a systemd user timer (Linux) that runs
+# `make daemon-cycle` every 5 minutes: under a lock, secai-fetch downloads new CI runs into
+# artifacts/runs/, `make all` rebuilds incrementally, secai-push publishes when push.enabled
+# (config/secai.yaml: daemon:, fetch:, push:). `make push` (or `make all PUSH=1`) publishes the
+# stage-1 dataset and, unless PUSH_MODEL=0, the latest fine-tuned model (or MODEL_DIR):
+#   DATASET_REPO=OWNER/NAME (default push.dataset_repo)   MODEL_DIR=folder MODEL_REPO=OWNER/NAME
+#   PUSH_FLAGS=--dry-run (stage and list only), --public, --revision BRANCH, ...
+DATASET_REPO ?=
+MODEL_REPO   ?=
+MODEL_DIR    ?=
+PUSH_FLAGS   ?=
+
+.PHONY: daemon-cycle daemon-install daemon-uninstall daemon-status push
+
+daemon-cycle: | $(STAMP) ## one daemon cycle: fetch new CI artifacts, build, publish (a second one exits at once)
+	$(PY) -m secai.daemon cycle
+
+daemon-install: | $(STAMP) ## run daemon-cycle every 5 min (launchd agent on macOS, systemd user timer on Linux)
+	$(PY) -m secai.daemon install
+
+daemon-uninstall: | $(STAMP) ## stop and remove the daemon's launchd agent or systemd units
+	$(PY) -m secai.daemon uninstall
+
+daemon-status: | $(STAMP) ## the daemon: installed, running, last cycles, fetched runs, pushes
+	$(PY) -m secai.daemon status
+
+PUSH_MODELS := $(if $(filter 0,$(PUSH_MODEL)),,$(if $(MODEL_DIR),,$(if $(SKIP_FINETUNE),,$(FT_MODELS))))
+
+push: $(BUILD)/datasets/analysis/manifest.json $(PUSH_MODELS) | $(STAMP) ## publish the dataset and the latest model (PUSH_MODEL=0: not the model) to the Hugging Face Hub, one commit each
+	$(PY) -m secai.push dataset $(BUILD)/datasets/analysis $(if $(DATASET_REPO),--repo $(DATASET_REPO)) $(PUSH_FLAGS)
+	$(if $(filter 0,$(PUSH_MODEL)),,model="$(or $(MODEL_DIR),$$(SECAI_MODELS_DIR=$(MODELS_DIR) $(PY) -m secai.status --build $(BUILD) --latest-model))"; \
+	  if [ -n "$$model" ]; then $(PY) -m secai.push model "$$model" $(if $(MODEL_REPO),--repo $(MODEL_REPO)) $(PUSH_FLAGS); \
+	  else echo "push: no fine-tuned model to publish" >&2; fi)

@@ -179,8 +179,6 @@ def test_the_loss_covers_exactly_the_final_assistant_turn(loaded):
 
 def test_packing_keeps_each_example_to_itself(loaded):
     """The packed loss equals the unpacked loss: the segment mask hides the other examples."""
-    import mlx.core as mx
-
     model, tok = loaded
     data = trainer.encode_all(tok, [conversation(i, "analysis")["messages"] for i in range(12)], settings())
     packed = trainer.make_batch(data, [[0, 1, 2, 3], [4, 5, 6, 7, 8, 9, 10, 11]], None, 2)

@@ -91,3 +91,65 @@ def test_skip_finetune_builds_the_data_only(tmp_path):
     assert not (tree / "build" / "finetune").exists() and not (tree / "models").exists()
     summary = orjson.loads((tree / "build" / "summary.json").read_bytes())
     assert summary["models"] == []
+
+
+def test_stages_1_trains_one_model_on_both_kinds(built):
+    tree, _ = built
+    make(tree, "finetune", "eval", "STAGES=1")
+    ft = tree / "build" / "finetune"
+    meta = orjson.loads((ft / "combined.json").read_bytes())
+    assert meta["stage"] == "combined" and meta["from_adapter"] is None
+    stages = orjson.loads((tree / "build" / "datasets" / "combined" / "manifest.json").read_bytes())["stages"]
+    assert stages["analysis"] > 0 and stages["codefix"] > 0
+    report = orjson.loads((ft / "eval-combined.json").read_bytes())
+    assert report["stage"] == "combined" and report["loss"]["adapter"] is not None
+
+
+def test_push_modes_stage_the_dataset_and_the_latest_model(built):
+    """PUSH=1 ends `all` by publishing (here --dry-run: staged and listed, nothing sent; the upload
+    itself is tested against a loopback Hub in test_push.py); PUSH_MODEL=0 publishes the dataset only."""
+    tree, _ = built
+    staging = tree / "build" / "push"
+    flags = ["PUSH=1", "PUSH_FLAGS=--dry-run", "DATASET_REPO=acme/findings", "MODEL_REPO=acme/secai-lora"]
+    make(tree, "all", *flags, "PUSH_MODEL=0")
+    assert (staging / "dataset-acme--findings" / "README.md").is_file()
+    assert not (staging / "model-acme--secai-lora").exists()
+    make(tree, "all", *flags)
+    latest = max((orjson.loads(f.read_bytes()) for f in (tree / "build" / "finetune").glob("[!e]*.json")),
+                 key=lambda m: m.get("created", ""))
+    staged = staging / "model-acme--secai-lora"
+    assert (staged / "README.md").is_file() and orjson.loads((staged / "metadata.json").read_bytes())["name"] == latest["name"]
+
+
+def test_base_model_picks_the_model_fine_tuned(built, tmp_path):
+    from secai.models import content_hash
+    from secai.tinymodel import build
+
+    tree, _ = built
+    other = build(tmp_path / "other-base", seed=1)
+    (tree / "build" / "finetune" / "analysis.json").unlink(missing_ok=True)
+    make(tree, "finetune-stage1", f"BASE_MODEL={other}", "NAME=other")
+    meta = orjson.loads((tree / "build" / "finetune" / "analysis.json").read_bytes())
+    assert meta["name"] == "other-analysis" and meta["base_model"]["path"] == str(other)
+    assert meta["base_model"]["content_hash"] == content_hash(other)
+
+
+def test_backend_mlx_and_no_source_root(tmp_path):
+    """BACKEND=mlx: the tiny model writes the analyses (its replies are not valid analyses, so each
+    falls back to the knowledge base, saying why); SOURCE_ROOT empty: no code context, hence no
+    code-fix examples and stage 2 is skipped."""
+    tree = project_copy(tmp_path, REPORTS)
+    import subprocess
+
+    from test_make import _env
+
+    env = {**_env(tree), "SECAI_ANALYZE_MAX_TOKENS": "8"}
+    proc = subprocess.run(["make", "--no-print-directory", "ARTIFACTS=artifacts", f"MODELS_DIR={tree / 'models'}",
+                           "BACKEND=mlx", "SOURCE_ROOT=", "analyze", "dataset"], cwd=tree, env=env,
+                          capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    analyses = [orjson.loads(line) for line in (tree / "build" / "analyses.jsonl").read_bytes().splitlines()]
+    assert analyses and all(a["producer"]["backend"] == "mlx" for a in analyses)
+    assert all("code_context" not in a for a in analyses)
+    assert (tree / "build" / "training" / "codefix.jsonl").read_bytes() == b""
+    assert (tree / "build" / "models" / "base" / "tiny-olmo2" / "config.json").is_file()  # built for the backend

@@ -91,8 +91,8 @@ def assert_no_empty_or_unknown(example: dict):
         assert s.strip() and s.strip().lower() not in PLACEHOLDERS, (example["id"], s)
     for m in example["messages"]:
         assert not PLACEHOLDER_TEXT.search(m["content"]), m["content"]
-        for line in m["content"].splitlines():  # no "- Label:" line without a value
-            assert not re.fullmatch(r"\s*-\s*[\w ]+:\s*", line), line
+        for line in re.sub(r"(?ms)^(`{3,})\w*\n.*?^\1$", "", m["content"]).splitlines():  # no "- Label:" line
+            assert not re.fullmatch(r"\s*-\s*[\w ]+:\s*", line), line                  # without a value (code aside)
 
 
 def check(examples, stage):
@@ -200,14 +200,16 @@ def test_codefix_skips_are_counted_by_reason(analyses, sca_analysis):
     records = [*analyses, sca_analysis, broken, same]
     code, out, err = narrate(records, "--stage", "codefix")
     assert code == 0, err
-    assert [ex["metadata"]["finding_id"] for ex in out] == [sca_analysis["id"]]
+    fixed = [r["id"] for r in analyses if "code_context" in r and "fix" in r["analysis"]]  # the kb's fix rules
+    assert [ex["metadata"]["finding_id"] for ex in out] == [*fixed, sca_analysis["id"]]
     no_context = sum("code_context" not in r for r in analyses)
     no_fix = sum("code_context" in r and "fix" not in r["analysis"] for r in analyses)
     reasons = {"no code context": no_context, "no fix": no_fix, "fix changes nothing": 1, "fix does not parse": 1}
     why = ", ".join(f"{n} {r}" for r, n in sorted(reasons.items(), key=lambda kv: (-kv[1], kv[0])) if n)
-    assert no_fix > 0 and f"{len(records)} analyses -> 1 codefix examples; {len(records) - 1} skipped ({why})" in err
+    made = len(fixed) + 1
+    assert no_fix > 0 and f"{len(records)} analyses -> {made} codefix examples; {len(records) - made} skipped ({why})" in err
     code, out, err = narrate(records, "--stage", "codefix", "-q")
-    assert code == 0 and err == "" and len(out) == 1
+    assert code == 0 and err == "" and len(out) == made
 
 
 def test_every_codefix_code_block_parses(sca_analysis):
@@ -327,13 +329,15 @@ def test_no_secret_survives_in_any_example(analyses, sca_analysis):
         code, out, err = run_command(Narrate, ["--stage", stage], stdin=jsonl(records), raw=True)
         assert code == 0, err
         examples = [orjson.loads(line) for line in out.splitlines()]
-        assert examples and len(examples) == (len(records) if stage == "analysis" else 1)
+        fixes = sum("code_context" in r and "fix" in r["analysis"] for r in records)  # the sca fix and the kb's
+        assert examples and len(examples) == (len(records) if stage == "analysis" else fixes)
         check(examples, stage)
         for secret in [*FAKE.values(), hashed]:
             assert secret not in out, (stage, secret)
         assert "[REDACTED]" in out
     # the redacted codefix still holds code that parses
-    block = re.search(r"```requirements\n(.*?)\n```", examples[0]["messages"][2]["content"], re.S).group(1)
+    [requirements] = [ex for ex in examples if ex["metadata"]["language"] == "requirements"]
+    block = re.search(r"```requirements\n(.*?)\n```", requirements["messages"][2]["content"], re.S).group(1)
     assert "[REDACTED]" in block and parses(block, "requirements")
 
 

@@ -145,6 +145,13 @@ def render(kind: str | None, record: dict) -> bytes:
 
 # ---------------------------------------------------------------- the base command
 
+def common_flags(p: argparse.ArgumentParser, quiet: str = "nothing on stderr but errors") -> None:
+    """-q, -v and --version, for a command that builds its own parser (sub-commands, no JSONL input)."""
+    p.add_argument("-q", "--quiet", action="store_true", help=quiet)
+    p.add_argument("-v", "--verbose", action="store_true", help="tracebacks on errors")
+    p.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+
+
 class Command:
     name = "secai"
     description = ""

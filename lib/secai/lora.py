@@ -33,12 +33,12 @@ import orjson
 import yaml
 
 from . import __version__, config, models
-from .cli import Command, InputError, entry, schema_error
+from .cli import Command, InputError, common_flags, entry, schema_error
 from .files import fresh_dir, sha256_file, swap_in
 from .trainer import (Interrupted, Run, Settings, TrainError, add_lora, check_chat_template, encode_all,
                       environment, evaluate, load_adapter_weights)
 
-STAGES = ("analysis", "codefix")
+STAGES = ("analysis", "codefix", "combined")  # combined: one stage on both kinds of example (STAGES=1)
 KIND = "model/1"
 HELD_OUT = ("test", "valid")  # eval uses the first of these a dataset has
 
@@ -76,9 +76,10 @@ def dataset_info(data: Path) -> dict:
     return info
 
 
-def read_split(data: Path, split: str) -> list[list[dict]]:
+def read_split(data: Path, split: str, stages: list | None = None) -> list[list[dict]]:
     """The conversations of DIR/<split>.jsonl (absent: none). Each line needs `messages`: a list of
-    {role, content} ending with the assistant turn the model learns."""
+    {role, content} ending with the assistant turn the model learns. stages, when given, gets each
+    example's `stage` (None when it has none)."""
     path = data / f"{split}.jsonl"
     if not path.is_file():
         return []
@@ -99,6 +100,8 @@ def read_split(data: Path, split: str) -> list[list[dict]]:
             if msgs[-1]["role"] != "assistant":
                 raise InputError(str(path), lineno, "the last message must be the assistant's (what the model learns)")
             out.append([{"role": m["role"], "content": m["content"]} for m in msgs])
+            if stages is not None:
+                stages.append(rec.get("stage") if rec.get("stage") in STAGES else None)
     return out
 
 
@@ -167,11 +170,12 @@ def card(meta: dict, report: dict | None) -> str:
     if base["test_model"]:
         lines += ["> **Test device, not a useful model.** The base is secai's tiny random-weight OLMo-2 model: this",
                   "> adapter proves the fine-tuning machinery end to end; what it generates means nothing.", ""]
-    stage_text = ("explain a security finding (impact, remediation, prevention, risk) as JSON"
-                  if meta["stage"] == "analysis" else "fix the code a security finding points at")
+    stage_text = {"analysis": "explain a security finding (impact, remediation, prevention, risk) as JSON",
+                  "codefix": "fix the code a security finding points at",
+                  "combined": "explain security findings as JSON and fix the code they point at"}[meta["stage"]]
     start = f", continuing from the stage-1 adapter `{meta['from_adapter']['name']}`" if meta.get("from_adapter") else ""
     lines += [f"A LoRA adapter for `{base['name']}` (content hash `{base['content_hash'][:16]}`), stage `{meta['stage']}`: "
-              f"taught to {stage_text}{start}. Trained by [secai](https://github.com/) `secai-lora` "
+              f"taught to {stage_text}{start}. Trained by secai's `secai-lora` "
               f"{meta['secai_version']} with MLX {meta['environment']['mlx']} / mlx-lm {meta['environment']['mlx_lm']} on "
               f"`{meta['environment']['device']}`.", "",
               "## Evaluation (held-out data, never trained on)", "",
@@ -182,7 +186,8 @@ def card(meta: dict, report: dict | None) -> str:
         lines += [f"| held-out loss ({report['split']}, {report['examples']} examples) | {_num(report['loss']['base'])} | {_num(report['loss']['adapter'])} |",
                   f"| held-out perplexity | {_num(report['perplexity']['base'], 2)} | {_num(report['perplexity']['adapter'], 2)} |"]
         g = report["generation"]
-        label = "answers with every required section" if meta["stage"] == "analysis" else "answers whose code block parses"
+        label = {"analysis": "answers with every required section", "codefix": "answers whose code block parses",
+                 "combined": "answers passing their kind's check"}[meta["stage"]]
         lines.append(f"| {label} ({g['prompts']} prompts) | {_num(g['base'], 3)} | {_num(g['adapter'], 3)} |")
         if report.get("forgetting"):
             f = report["forgetting"]
@@ -230,7 +235,7 @@ def train(args, s: Settings, say) -> dict:
         models.test_model_notice("secai-lora", base_path)
     data_dir = Path(args.data)
     data = dataset_info(data_dir)
-    if data["stages"] and not data["stages"].get(args.stage):
+    if args.stage != "combined" and data["stages"] and not data["stages"].get(args.stage):
         raise TrainError(f"{data_dir}: the dataset has no {args.stage} examples (it has {', '.join(data['stages'])})")
     from_dir = resolve_model_dir(args.from_adapter) if args.from_adapter else None
     from_meta = read_metadata(from_dir) if from_dir else None
@@ -393,7 +398,8 @@ def evaluate_model(args, s: Settings, say) -> dict:
     if meta:  # the same tokenisation and masking as training
         s = Settings(**{k: v for k, v in meta["settings"].items() if k in {f.name for f in fields(Settings)}})
     split = held_out(data)
-    conversations = read_split(data, split)
+    kinds: list = []
+    conversations = read_split(data, split, kinds)
     model, tokenizer, _ = load_base(base_path)
     encoded = encode_all(tokenizer, conversations, s)
     prompts = conversations[:args.samples]
@@ -403,7 +409,8 @@ def evaluate_model(args, s: Settings, say) -> dict:
         if not token_prompts:
             return float("nan")
         texts = batch_generate(model, tokenizer, token_prompts, max_tokens=args.max_tokens).texts
-        return sum(answer_ok(stage, t) for t in texts) / len(texts)
+        # each answer by its example's own kind (a replayed stage-1 example in a stage-2 set is an analysis)
+        return sum(answer_ok(kind or stage, t) for kind, t in zip(kinds, texts)) / len(texts)
 
     say(f"{split}: {len(encoded)} examples; base model {base_path.name}")
     report = {"schema": "eval/1", "stage": stage, "data": str(data), "split": split, "examples": len(encoded),
@@ -591,13 +598,13 @@ class Lora(Command):
         sub = p.add_subparsers(dest="action", required=True, metavar="{train,eval,validate,list,fuse}")
 
         def common(sp):
-            sp.add_argument("-q", "--quiet", action="store_true", help="no progress or summary on stderr")
-            sp.add_argument("-v", "--verbose", action="store_true", help="tracebacks on errors")
+            common_flags(sp, quiet="no progress or summary on stderr")
 
         t = sub.add_parser("train", help="train one stage; writes <models_dir>/fine-tuned/NAME/",
                            description="Train a LoRA adapter on a dataset directory (secai-split's). Defaults: "
                                        "config/secai.yaml `lora:` (SECAI_LORA_<KEY> overrides), then these flags.")
-        t.add_argument("--stage", choices=STAGES, required=True, help="analysis (stage 1) or codefix (stage 2)")
+        t.add_argument("--stage", choices=STAGES, required=True,
+                       help="analysis (stage 1), codefix (stage 2) or combined (one stage on both)")
         t.add_argument("--data", required=True, metavar="DIR", help="dataset directory (train.jsonl, valid.jsonl, manifest.json)")
         t.add_argument("--base-model", metavar="DIR", help="base MLX model folder (default: the shared store's "
                        f"{models.REAL_BASE}, else the tiny test model)")

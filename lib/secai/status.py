@@ -55,13 +55,15 @@ def collect(build: Path) -> dict:
     stage("sarif", build / "analyses.sarif", sum(len(r.get("results", [])) for r in sarif["runs"]) if sarif else None, "results")
     for name in ("analysis", "codefix"):
         stage(f"narrate {name}", build / "training" / f"{name}.jsonl", _lines(build / "training" / f"{name}.jsonl"), "examples")
-    for name in ("analysis", "codefix"):
+    for name in ("analysis", "codefix", "combined"):
         m = _json(build / "datasets" / name / "manifest.json")
+        if m is None and name == "combined":
+            continue
         splits = ", ".join(f"{k} {v['examples']}" for k, v in m["splits"].items()) if m else None
         stages.append({"stage": f"dataset {name}", "path": str(build / "datasets" / name), "built": _when(build / "datasets" / name / "manifest.json"),
                        "count": m["examples"] if m else None, "unit": "examples" + (f" ({splits})" if splits else "")})
     models = []
-    for name in ("analysis", "codefix"):
+    for name in ("analysis", "codefix", "combined"):
         meta = _json(build / "finetune" / f"{name}.json")
         if not meta:
             continue
@@ -124,8 +126,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--build", default=config.get("paths", "build"), help="build directory (default: paths.build)")
     p.add_argument("--json", action="store_true", help="JSON instead of text")
     p.add_argument("--write", metavar="FILE", help="also write the JSON here (atomically)")
+    p.add_argument("--latest-model", action="store_true", help="print the newest fine-tuned model's directory (or nothing)")
     a = p.parse_args(argv)
     state = collect(Path(a.build))
+    if a.latest_model:
+        trained = [m for m in state["models"] if "path" in m and Path(m["path"]).is_dir()]
+        if trained:
+            print(max(trained, key=lambda m: m["created"])["path"])
+        return 0
     if a.write:
         tmp = Path(a.write).with_name(f".{Path(a.write).name}.tmp")
         tmp.write_bytes(orjson.dumps(state, option=orjson.OPT_INDENT_2) + b"\n")

@@ -1,0 +1,560 @@
+"""secai-daemon: one daemon cycle (fetch, build, publish) under a lock, and its launchd/systemd units.
+
+    secai-daemon cycle        what `make daemon-cycle` runs (the units run that every 5 minutes)
+    secai-daemon install      a launchd LaunchAgent (macOS) or a systemd user service + timer (Linux)
+    secai-daemon uninstall    stop and remove them
+    secai-daemon status       installed? running? the last cycles, fetched runs and pushes
+
+A cycle (plain functions below):
+1. Takes an exclusive, non-blocking flock on daemon.lock (build/state/daemon.lock). When another
+   cycle holds it, this one says so and exits 0 at once. The lock's descriptor is passed to the
+   build, so a build left running by a killed cycle still holds it: two builds never overlap.
+2. Loads daemon.env_file (KEY=VALUE lines, e.g. GITHUB_TOKEN; only when readable by its owner
+   alone; variables already set win) — launchd and systemd start the cycle without your shell's
+   environment.
+3. Fetch: secai-fetch with the fetch: settings (when fetch.repo is set): new runs only.
+4. Build: daemon.build (default `make all`), with ARTIFACTS=fetch.dest (when fetching) and
+   SKIP_FINETUNE=1 when daemon.skip_finetune (or finetune.skip_in_daemon, lora.skip_in_daemon)
+   is true — as make variables when the command is make, and always as environment variables.
+   make's incremental rebuilds and the per-finding analysis cache mean only new work is done;
+   a build a killed cycle left unfinished is finished by the next one. Skipped while fetch.dest
+   holds no run.
+5. Push (when push.enabled and the build did not fail): the dataset (push.dataset_dir to
+   push.dataset_repo) and the model (push.model_dir to push.model_repo) when set, each skipped
+   when unchanged since its last push, naming the fetched runs' head commits as source commits.
+6. One log line, on stderr and appended to daemon.log (build/logs/daemon.log):
+   `TIME cycle=ok fetch=ok runs=N artifacts=N files=N fetch_s=S build=ok build_s=S push=... push_s=S total_s=S`.
+A step that fails is logged (`fetch=error`, `build=exit-2`, ...) and makes the cycle exit 1; a
+failed fetch still lets the build finish earlier work.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import plistlib
+import shlex
+import shutil
+import stat
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from . import config
+from .cli import Command, InputError, common_flags, entry
+from .config import ROOT
+from .fetch import now_iso, try_lock
+
+DEFAULTS = {"name": "secai", "interval_s": 300, "build": "make all", "skip_finetune": False,
+            "lock": "build/state/daemon.lock", "log": "build/logs/daemon.log",
+            "env_file": "~/.config/secai/daemon.env", "unit_dir": None, "control": True}
+
+
+def setting(name: str):
+    value = (config.load().get("daemon") or {}).get(name)
+    return DEFAULTS[name] if value is None else value
+
+
+def _section(name: str) -> dict:
+    return config.load().get(name) or {}
+
+
+# ---------------------------------------------------------------- environment file
+
+def load_env_file(path: Path, log) -> list[str]:
+    """Set the KEY=VALUE lines of `path` (if it exists) that are not set yet; the names set.
+    Refuses a file that others may read: it holds tokens."""
+    path = Path(path).expanduser()
+    if not path.is_file():
+        return []
+    st = path.stat()
+    if st.st_mode & (stat.S_IRWXG | stat.S_IRWXO):
+        raise InputError(str(path), None, "readable by others; it holds tokens: chmod 600 it")
+    names = []
+    for lineno, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        key, sep, value = line.removeprefix("export ").partition("=")
+        key, value = key.strip(), value.strip()
+        if not sep or not key.isidentifier():
+            raise InputError(str(path), lineno, "expected KEY=VALUE")
+        if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
+            value = value[1:-1]
+        if key not in os.environ:
+            os.environ[key] = value
+            names.append(key)
+    if names:
+        log(f"loaded {', '.join(names)} from {path}")
+    return names
+
+
+# ---------------------------------------------------------------- the cycle
+
+def _holder(lock_path: Path) -> str:
+    try:
+        text = lock_path.read_text().strip()
+    except OSError:
+        text = ""
+    return text or "holder unknown"
+
+
+def _fmt(seconds: float) -> str:
+    return f"{seconds:.1f}"
+
+
+def log_line(fields: dict, log_path: Path) -> str:
+    """The cycle's one line (logfmt), appended to `log_path` in a single write."""
+    line = f"{now_iso()} " + " ".join(f"{k}={v}" for k, v in fields.items())
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    try:
+        os.write(fd, (line + "\n").encode())
+    finally:
+        os.close(fd)
+    return line
+
+
+def _has_runs(dest: Path) -> bool:
+    return dest.is_dir() and any(p.is_dir() and not p.name.startswith(".") for p in dest.iterdir())
+
+
+def build_command(build: str, artifacts: str | None, skip_finetune: bool) -> tuple[list[str], dict]:
+    """The build step's argv and environment (see the module docstring)."""
+    argv = shlex.split(build)
+    if not argv:
+        raise InputError("daemon.build", None, "empty build command")
+    variables = {}
+    if artifacts:
+        variables["ARTIFACTS"] = artifacts
+    if skip_finetune:
+        variables["SKIP_FINETUNE"] = "1"
+    if Path(argv[0]).name in ("make", "gmake"):
+        argv += [f"{k}={v}" for k, v in variables.items()]
+    return argv, {**os.environ, **variables}
+
+
+def skip_finetune() -> bool:
+    return bool(setting("skip_finetune")) or any(bool(_section(s).get("skip_in_daemon")) for s in ("finetune", "lora"))
+
+
+def cycle(log, *, build: str | None = None, do_fetch: bool = True, do_push: bool = True) -> tuple[int, str]:
+    """Run one cycle; (exit code, its log line)."""
+    t0 = time.monotonic()
+    lock_path, log_path = Path(setting("lock")), Path(setting("log"))
+    fd = try_lock(lock_path)
+    if fd is None:
+        line = log_line({"cycle": "skipped", "reason": "locked", "holder": f'"{_holder(lock_path)}"'}, log_path)
+        log(f"a cycle is already running ({_holder(lock_path)}); this one exits")
+        return 0, line
+    fields: dict[str, str] = {"cycle": "ok"}
+    failed = []
+    try:
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"pid {os.getpid()} since {now_iso()}\n".encode(), 0)
+        try:
+            if load_env_file(Path(setting("env_file")), log):
+                config.load.cache_clear()  # SECAI_* lines in the file override settings too
+        except InputError as err:
+            failed.append("env")
+            log(f"error: {err}")
+
+        # 1. fetch
+        fetch_cfg = _section("fetch")
+        fetching = do_fetch and bool(fetch_cfg.get("repo"))
+        t = time.monotonic()
+        if not fetching:
+            fields["fetch"] = "off"
+        else:
+            from .fetch import fetch_from_config
+
+            try:
+                reports = fetch_from_config(log=log)
+                fields.update(fetch="ok", runs=str(len(reports)),
+                              artifacts=str(sum(len(r["artifacts"]) for r in reports)),
+                              files=str(sum(r["files"] for r in reports)))
+            except InputError as err:
+                fields["fetch"] = "error"
+                failed.append("fetch")
+                log(f"fetch error: {err}")
+            except Exception as exc:  # keep going: the build may still finish earlier work
+                fields["fetch"] = "error"
+                failed.append("fetch")
+                log(f"fetch error: {type(exc).__name__}: {exc}")
+            fields["fetch_s"] = _fmt(time.monotonic() - t)
+
+        # 2. build
+        t = time.monotonic()
+        dest = fetch_cfg.get("dest") or "artifacts/runs"
+        if fetching and not _has_runs(Path(dest)):
+            fields["build"] = "skipped"
+            log(f"build skipped: no fetched run in {dest} yet")
+        else:
+            argv, env = build_command(build or setting("build"), dest if fetching else None, skip_finetune())
+            log(f"build: {shlex.join(argv)}")
+            try:
+                rc = _run_to_stderr(argv, env, fd)
+            except OSError as exc:
+                rc = 127
+                log(f"build error: {exc}")
+            fields["build"] = "ok" if rc == 0 else f"exit-{rc}"
+            if rc != 0:
+                failed.append("build")
+        fields["build_s"] = _fmt(time.monotonic() - t)
+
+        # 3. push
+        t = time.monotonic()
+        fields["push"] = _push_step(log, fields["build"] not in ("ok", "skipped"), do_push, failed)
+        fields["push_s"] = _fmt(time.monotonic() - t)
+    finally:
+        if failed:
+            fields["cycle"] = "error"
+            fields["failed"] = ",".join(failed)
+        fields["total_s"] = _fmt(time.monotonic() - t0)
+        try:
+            line = log_line(fields, log_path)
+            log(line)
+            os.ftruncate(fd, 0)  # no holder: status reads the cycle as finished
+        finally:
+            os.close(fd)
+    return (1 if failed else 0), line
+
+
+def _run_to_stderr(argv: list[str], env: dict, lock_fd: int) -> int:
+    """Run the build with its output on our stderr (stdout stays data-only) and the lock's
+    descriptor inherited; its exit status."""
+    try:
+        err = sys.stderr.fileno()
+    except (AttributeError, OSError, ValueError):  # stderr is not a file (in-process tests): relay it
+        proc = subprocess.run(argv, env=env, pass_fds=(lock_fd,), stdin=subprocess.DEVNULL,
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        sys.stderr.write(proc.stdout.decode(errors="replace"))
+        return proc.returncode
+    sys.stderr.flush()
+    return subprocess.run(argv, env=env, pass_fds=(lock_fd,), stdin=subprocess.DEVNULL, stdout=err).returncode
+
+
+def _push_step(log, build_failed: bool, do_push: bool, failed: list) -> str:
+    cfg = _section("push")
+    if not do_push or not cfg.get("enabled"):
+        return "off"
+    if build_failed:
+        return "skipped"
+    from .fetch import load_state
+    from .push import publish
+
+    fetch_cfg = _section("fetch")
+    commits = []
+    if fetch_cfg.get("repo"):
+        try:
+            runs = load_state(Path(fetch_cfg.get("state") or "build/state/fetch.json"))["repos"].get(
+                fetch_cfg["repo"], {}).get("runs", {})
+            commits = sorted({r["head_sha"] for r in runs.values() if r.get("head_sha")})
+        except InputError:
+            pass
+    parts = []
+    for kind in ("dataset", "model"):
+        repo, folder = cfg.get(f"{kind}_repo"), cfg.get(f"{kind}_dir")
+        if not repo or not folder:
+            parts.append(f"{kind}:off")
+            continue
+        if not Path(folder).expanduser().is_dir():
+            parts.append(f"{kind}:absent")
+            continue
+        try:
+            report = publish(kind, Path(folder).expanduser(), repo, skip_unchanged=True, source_commits=commits,
+                             log=log)
+            parts.append(f"{kind}:{report['status']}")
+        except InputError as err:
+            failed.append(f"push-{kind}")
+            parts.append(f"{kind}:error")
+            log(f"push {kind} error: {err}")
+    return ",".join(parts)
+
+
+# ---------------------------------------------------------------- launchd and systemd
+
+def platform_name(choice: str = "auto") -> str:
+    if choice != "auto":
+        return choice
+    return "macos" if sys.platform == "darwin" else "linux"
+
+
+def unit_dir(platform: str, override: str | None = None) -> Path:
+    chosen = override or setting("unit_dir")
+    if chosen:
+        return Path(chosen).expanduser()
+    if platform == "macos":
+        return Path.home() / "Library" / "LaunchAgents"
+    return Path(os.environ.get("XDG_CONFIG_HOME") or Path.home() / ".config") / "systemd" / "user"
+
+
+def label(name: str) -> str:
+    return f"local.{name}.daemon"
+
+
+def _paths() -> dict:
+    root = ROOT
+    log_dir = (root / setting("log")).parent
+    make = shutil.which("make") or "/usr/bin/make"
+    return {"root": root, "log_dir": log_dir, "make": make, "name": setting("name"),
+            "interval": int(setting("interval_s"))}
+
+
+def render_launchd(p: dict) -> dict[str, bytes]:
+    """{<label>.plist: bytes}: a LaunchAgent running `make daemon-cycle` every interval seconds."""
+    path_dirs = [str(Path(p["make"]).parent), "/opt/homebrew/bin", "/usr/local/bin", "/usr/bin", "/bin",
+                 "/usr/sbin", "/sbin"]
+    plist = {
+        "Label": label(p["name"]),
+        "ProgramArguments": [p["make"], "-C", str(p["root"]), "--no-print-directory", "daemon-cycle"],
+        "WorkingDirectory": str(p["root"]),
+        "StartInterval": p["interval"],
+        "RunAtLoad": True,
+        "StandardOutPath": str(p["log_dir"] / "daemon.out.log"),
+        "StandardErrorPath": str(p["log_dir"] / "daemon.err.log"),
+        "EnvironmentVariables": {"PATH": ":".join(dict.fromkeys(path_dirs))},
+        "ProcessType": "Background",
+        "LowPriorityIO": True,
+        "Nice": 10,
+    }
+    return {f"{label(p['name'])}.plist": plistlib.dumps(plist, fmt=plistlib.FMT_XML, sort_keys=True)}
+
+
+def _unit_path(path) -> str:
+    text = str(path)
+    if any(c.isspace() for c in text) or any(c in text for c in "\"'\\"):
+        raise InputError(text, None, "systemd units here cannot name a path with spaces or quotes; "
+                                     "move the project")
+    return text.replace("%", "%%")
+
+
+def render_systemd(p: dict) -> dict[str, bytes]:
+    """{<name>.service, <name>.timer}: a oneshot service running `make daemon-cycle` and a timer
+    starting it every interval seconds (the first one a minute after the timer starts)."""
+    root, logs, make = _unit_path(p["root"]), _unit_path(p["log_dir"]), _unit_path(p["make"])
+    name = p["name"]
+    service = f"""\
+[Unit]
+Description=secai daemon cycle: fetch CI artifacts, build, publish ({root})
+
+[Service]
+Type=oneshot
+WorkingDirectory={root}
+ExecStart={make} -C {root} --no-print-directory daemon-cycle
+StandardOutput=append:{logs}/daemon.out.log
+StandardError=append:{logs}/daemon.err.log
+Nice=10
+IOSchedulingClass=idle
+"""
+    timer = f"""\
+[Unit]
+Description=secai daemon cycle every {p['interval']} s ({root})
+
+[Timer]
+OnActiveSec=60
+OnUnitActiveSec={p['interval']}
+AccuracySec=15
+Unit={name}.service
+
+[Install]
+WantedBy=timers.target
+"""
+    return {f"{name}.service": service.encode(), f"{name}.timer": timer.encode()}
+
+
+def render(platform: str) -> dict[str, bytes]:
+    p = _paths()
+    return render_launchd(p) if platform == "macos" else render_systemd(p)
+
+
+def control_commands(platform: str, action: str, directory: Path) -> list[list[str]]:
+    """The launchctl / systemctl calls of install, uninstall and status."""
+    name = setting("name")
+    if platform == "macos":
+        target = f"gui/{os.getuid()}/{label(name)}"
+        plist = str(directory / f"{label(name)}.plist")
+        return {"install": [["launchctl", "bootout", target], ["launchctl", "bootstrap", f"gui/{os.getuid()}", plist]],
+                "uninstall": [["launchctl", "bootout", target]],
+                "status": [["launchctl", "list", label(name)]]}[action]
+    return {"install": [["systemctl", "--user", "daemon-reload"],
+                        ["systemctl", "--user", "enable", "--now", f"{name}.timer"]],
+            "uninstall": [["systemctl", "--user", "disable", "--now", f"{name}.timer"],
+                          ["systemctl", "--user", "daemon-reload"]],
+            "status": [["systemctl", "--user", "list-timers", f"{name}.timer", "--no-pager"],
+                       ["systemctl", "--user", "status", f"{name}.service", "--no-pager", "--lines=0"]]}[action]
+
+
+def _control(commands: list[list[str]], enabled: bool, log, check: set[int] = frozenset()) -> list[str]:
+    """Run the commands (or, disabled, only say them); the outputs. A command whose index is in
+    `check` must succeed."""
+    outputs = []
+    for i, argv in enumerate(commands):
+        if not enabled:
+            log(f"not run (control off): {shlex.join(argv)}")
+            continue
+        try:
+            proc = subprocess.run(argv, capture_output=True, text=True, timeout=60)
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            raise InputError(argv[0], None, f"cannot run {shlex.join(argv)}: {exc}") from None
+        if proc.returncode != 0 and i in check:
+            raise InputError(argv[0], None, f"{shlex.join(argv)} exited {proc.returncode}: "
+                                            f"{(proc.stderr or proc.stdout).strip().splitlines()[-1:] or ''}")
+        outputs.append((proc.stdout + proc.stderr).strip())
+    return outputs
+
+
+def install(platform: str, directory: Path, control: bool, dry_run: bool, log, out) -> list[Path]:
+    files = render(platform)
+    paths = [directory / n for n in files]
+    if dry_run:
+        for n, data in files.items():
+            out.write(f"# {directory / n}\n{data.decode()}\n")
+        for argv in control_commands(platform, "install", directory):
+            out.write(f"# then: {shlex.join(argv)}\n")
+        return paths
+    directory.mkdir(parents=True, exist_ok=True)
+    _paths()["log_dir"].mkdir(parents=True, exist_ok=True)
+    for n, data in files.items():
+        tmp = directory / f".{n}.tmp-{os.getpid()}"
+        tmp.write_bytes(data)
+        os.replace(tmp, directory / n)
+        log(f"wrote {directory / n}")
+    cmds = control_commands(platform, "install", directory)
+    _control(cmds, control, log, check={len(cmds) - 1})
+    return paths
+
+
+def uninstall(platform: str, directory: Path, control: bool, log) -> list[Path]:
+    cmds = control_commands(platform, "uninstall", directory)
+    _control(cmds[:1], control, log)  # stopping what is not loaded is no error
+    removed = []
+    for n in render(platform):
+        p = directory / n
+        if p.exists():
+            p.unlink()
+            removed.append(p)
+            log(f"removed {p}")
+    _control(cmds[1:], control, log)
+    return removed
+
+
+def status(platform: str, directory: Path, control: bool, log, lines: int = 5) -> str:
+    from .fetch import load_state
+    from .push import _read_state
+
+    name = setting("name")
+    files = [directory / n for n in render(platform)]
+    present = [p for p in files if p.exists()]
+    kind = "launchd agent" if platform == "macos" else "systemd user units"
+    state = "installed" if len(present) == len(files) else "partly installed" if present else "not installed"
+    out = [f"secai daemon ({kind}, {label(name) if platform == 'macos' else name + '.timer'}): {state}",
+           "  files: " + ", ".join(str(p) for p in files)]
+    if control:
+        for text in _control(control_commands(platform, "status", directory), True, log):
+            out += ["  " + line for line in text.splitlines()[:12]]
+    else:
+        out.append("  scheduler: not asked (control off)")
+    holder = _holder(Path(setting("lock"))) if Path(setting("lock")).exists() else ""
+    running = False
+    if holder.startswith("pid "):
+        pid = int(holder.split()[1])
+        try:
+            os.kill(pid, 0)
+            running = True
+        except ProcessLookupError:
+            pass
+        except PermissionError:
+            running = True
+    out.append(f"  cycle: running ({holder})" if running else
+               f"  cycle: idle (the cycle of {holder} ended without finishing)" if holder.startswith("pid ")
+               else "  cycle: idle")
+    log_path = Path(setting("log"))
+    if log_path.is_file():
+        tail = log_path.read_text(errors="replace").splitlines()[-lines:]
+        out.append(f"  last cycles ({log_path}):")
+        out += ["    " + t for t in tail]
+    else:
+        out.append(f"  last cycles: none logged yet ({log_path})")
+    fetch_state = Path(_section("fetch").get("state") or "build/state/fetch.json")
+    try:
+        repos = load_state(fetch_state)["repos"]
+    except InputError as err:
+        repos = {}
+        out.append(f"  fetch state: {err}")
+    for repo, data in sorted(repos.items()):
+        runs = data.get("runs", {})
+        if runs:
+            rid, r = max(runs.items(), key=lambda kv: (kv[1]["created_at"], int(kv[0])))
+            out.append(f"  fetched from {repo}: {len(runs)} runs; newest {rid} ({r['head_sha'][:12]}, "
+                       f"{r.get('branch')}, created {r['created_at']})")
+    for key, p in sorted(_read_state(Path(_section("push").get("state") or "build/state/push.json")).items()):
+        out.append(f"  pushed {key}: commit {str(p.get('commit'))[:12]} at {p.get('pushed_at')}")
+    return "\n".join(out) + "\n"
+
+
+# ---------------------------------------------------------------- the command
+
+class Daemon(Command):
+    name = "secai-daemon"
+    description = ("Run one daemon cycle — under a lock, fetch new CI artifacts (secai-fetch), build "
+                   "incrementally (make all), publish when push.enabled (secai-push), and log one line — or "
+                   "install, uninstall or report the launchd LaunchAgent (macOS) or systemd user service and "
+                   "timer (Linux) that run `make daemon-cycle` every daemon.interval_s seconds (300).")
+    examples = """\
+  secai-daemon cycle                      # what `make daemon-cycle` runs
+  SECAI_DAEMON_BUILD='make parse' secai-daemon cycle --no-push
+  secai-daemon install --dry-run          # print the unit files and the commands, change nothing
+  secai-daemon install                    # write them and load them (launchctl / systemctl --user)
+  secai-daemon status
+  secai-daemon uninstall
+
+A second cycle while one runs (or while a killed cycle's build still runs) exits 0 at once,
+saying so. Exit status: 0 ok (or skipped), 1 a step failed, 2 a usage error. Settings: the
+daemon:, fetch: and push: sections of config/secai.yaml (SECAI_DAEMON_BUILD=..., etc.)."""
+
+    def parser(self):
+        p = argparse.ArgumentParser(prog=self.name, description=self.description,
+                                    epilog="examples:\n" + self.examples,
+                                    formatter_class=argparse.RawDescriptionHelpFormatter)
+        p.add_argument("action", choices=("cycle", "install", "uninstall", "status"))
+        p.add_argument("--build", metavar="COMMAND", help="cycle: the build step (default: daemon.build, `make all`)")
+        p.add_argument("--no-fetch", action="store_true", help="cycle: skip the fetch step")
+        p.add_argument("--no-push", action="store_true", help="cycle: skip the push step")
+        p.add_argument("--platform", choices=("auto", "macos", "linux"), default="auto",
+                       help="install/uninstall/status: launchd (macos) or systemd (linux); default: this system")
+        p.add_argument("--unit-dir", metavar="DIR", help="where the unit files go (default: daemon.unit_dir, else "
+                                                         "~/Library/LaunchAgents or ~/.config/systemd/user)")
+        p.add_argument("--no-control", action="store_true",
+                       help="do not call launchctl or systemctl (default: daemon.control)")
+        p.add_argument("--dry-run", action="store_true", help="install: print the files and commands only")
+        common_flags(p)
+        return p
+
+    def run(self) -> int:
+        a = self.args
+        if a.action == "cycle":
+            code, line = cycle(self.log, build=a.build, do_fetch=not a.no_fetch, do_push=not a.no_push)
+            if code:
+                raise InputError("cycle", None, f"failed: {line.split(' ', 1)[1]}")
+            return 0
+        platform = platform_name(a.platform)
+        directory = unit_dir(platform, a.unit_dir)
+        control = bool(setting("control")) and not a.no_control
+        if a.action == "install":
+            install(platform, directory, control, a.dry_run, self.log, sys.stdout)
+        elif a.action == "uninstall":
+            uninstall(platform, directory, control, self.log)
+        else:
+            sys.stdout.write(status(platform, directory, control, self.log))
+        sys.stdout.flush()
+        return 0
+
+
+def main():
+    entry(Daemon)
+
+
+if __name__ == "__main__":
+    main()

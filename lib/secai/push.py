@@ -1,0 +1,502 @@
+"""secai-push: publish a dataset or a model folder, with its card, to the Hugging Face Hub in one commit.
+
+    secai-push dataset build/datasets/analysis --repo OWNER/NAME
+    secai-push model ~/shared-olmo-models/fine-tuned/NAME --repo OWNER/NAME --dry-run
+
+What happens (plain functions below, usable without the CLI):
+1. The folder is checked. A dataset (written by secai-split) needs its card (README.md with YAML
+   front matter), a valid manifest.json (dataset/1) whose SHA-256 of every file matches, and no
+   message in which secai.secrets finds a secret (the check secai-split makes), nor a secret in
+   its card or manifest. A model needs its card (README.md with YAML front matter),
+   metadata.json, at least one *.safetensors file, no secret in its text files, and must pass
+   `secai-lora validate` (secai.lora.validate: files, hashes, shapes, loads and generates).
+2. The files to publish are copied into a staging folder (push.staging/<kind>-<owner>--<name>,
+   replaced whole): for a dataset, the files its manifest lists plus manifest.json; for a model,
+   every file except hidden ones and mlx-lm's intermediate checkpoints
+   (adapters/NNNNNNN_adapters.safetensors). `--dry-run` stops here and lists what would be sent.
+3. The repository is created if needed (private unless --public or push.private is false; an
+   existing repository keeps its visibility, but a private push to a public one is refused), the
+   branch `--revision` too, and the staged folder is sent as ONE commit (huggingface_hub
+   create_commit: the card is in the same commit as the data) that also deletes files of the
+   branch no longer in the folder (.gitattributes excepted) — the branch then holds exactly the
+   staged folder. The commit message carries provenance: secai version, counts, the source
+   commits and CI runs the examples came from, and the SHA-256 of every file.
+
+With --skip-unchanged (the daemon's way), a folder whose files equal the last push to the same
+repository and branch (push.state) is neither checked, staged nor sent.
+
+The token comes from HF_TOKEN or huggingface_hub's stored login (`hf auth login`); it is never
+printed or written. HF_ENDPOINT points the client at another Hub.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import hashlib
+import os
+import re
+import shutil
+from pathlib import Path
+
+import orjson
+import yaml
+
+from . import __version__, config
+from .cli import Command, InputError, common_flags, entry, schema_error
+from .files import fresh_dir, sha256_file, swap_in
+
+KINDS = {"dataset": "dataset", "model": "model"}      # kind -> Hub repo type
+REPO_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,95}/[A-Za-z0-9][A-Za-z0-9_.-]{0,95}")
+CHECKPOINT = re.compile(r"(?:^|/)\d+_adapters\.safetensors$")  # mlx-lm's intermediate adapter checkpoints
+TEXT_SUFFIXES = {".md", ".json", ".jsonl", ".txt", ".yaml", ".yml"}
+DEFAULTS = {"private": True, "revision": "main", "staging": "build/push", "state": "build/state/push.json"}
+
+
+def setting(name: str):
+    return (config.load().get("push") or {}).get(name, DEFAULTS.get(name))
+
+
+# ---------------------------------------------------------------- checks
+
+def front_matter(path: Path) -> dict:
+    """The YAML metadata block a Hub card starts with; InputError when it is missing or not a mapping."""
+    if not path.is_file():
+        raise InputError(str(path), None, "missing: a folder is published only with its card (README.md)")
+    text = path.read_text(encoding="utf-8", errors="replace")
+    m = re.match(r"---\r?\n(.*?)\r?\n---\r?\n", text, re.S)
+    if not m:
+        raise InputError(str(path), 1, "the card has no YAML front matter (--- ... ---) for the Hub")
+    try:
+        meta = yaml.safe_load(m.group(1))
+    except yaml.YAMLError as exc:
+        raise InputError(str(path), None, f"the card's YAML front matter does not parse: {exc}".splitlines()[0]) from None
+    if not isinstance(meta, dict):
+        raise InputError(str(path), 2, "the card's YAML front matter is not a mapping")
+    return meta
+
+
+def check_text(path: Path, rel: str) -> None:
+    """InputError at the first line of a text file in which secai.secrets finds a secret."""
+    from .secrets import find
+
+    with open(path, encoding="utf-8", errors="replace") as fh:
+        for lineno, line in enumerate(fh, 1):
+            names = find(line)
+            if names:
+                raise InputError(str(path), lineno, f"secret pattern {', '.join(sorted(set(names)))} found in "
+                                                    f"{rel}; refusing to publish it")
+
+
+def check_dataset(src: Path) -> dict:
+    """Check a dataset folder (see the module docstring); returns facts for the commit message:
+    manifest, files to publish, source commits and CI runs found in the examples' provenance."""
+    from .split import MANIFEST_KIND, secret_patterns
+
+    front_matter(src / "README.md")
+    mpath = src / "manifest.json"
+    try:
+        manifest = orjson.loads(mpath.read_bytes())
+    except FileNotFoundError:
+        raise InputError(str(mpath), None, "missing: not a dataset written by secai-split") from None
+    except orjson.JSONDecodeError as exc:
+        raise InputError(str(mpath), None, f"invalid JSON: {exc}") from None
+    if not isinstance(manifest, dict) or manifest.get("schema") != MANIFEST_KIND:
+        raise InputError(str(mpath), None, f"not a {MANIFEST_KIND} manifest")
+    reason = schema_error(MANIFEST_KIND, manifest)
+    if reason:
+        raise InputError(str(mpath), None, reason)
+    listed = manifest["files"]
+    if "README.md" not in listed:
+        raise InputError(str(mpath), None, "the manifest does not list the card README.md")
+    for name, digest in sorted(listed.items()):
+        p = src / name
+        if "/" in name or name.startswith(".") or p.is_symlink() or not p.is_file():
+            raise InputError(str(p), None, "listed in manifest.json but missing (or not a plain file)")
+        if sha256_file(p) != digest:
+            raise InputError(str(p), None, "its SHA-256 differs from manifest.json: the folder was changed "
+                                           "after secai-split wrote it")
+    stray = sorted(p.name for p in src.glob("*.jsonl") if p.name not in listed)
+    if stray:
+        raise InputError(str(src / stray[0]), None, "a split file manifest.json does not list")
+    commits, runs = set(), set()
+    for name in sorted(n for n in listed if n.endswith(".jsonl")):
+        with open(src / name, "rb") as fh:
+            for lineno, raw in enumerate(fh, 1):
+                if not raw.strip():
+                    continue
+                try:
+                    rec = orjson.loads(raw)
+                except orjson.JSONDecodeError as exc:
+                    raise InputError(str(src / name), lineno, f"invalid JSON: {exc.msg}") from None
+                hits = secret_patterns(rec) if isinstance(rec, dict) else []
+                if hits:
+                    i, role, names = hits[0]
+                    raise InputError(str(src / name), lineno,
+                                     f"messages[{i}] ({role}): secret pattern {', '.join(names)} found; "
+                                     "a dataset that fails the secret-redaction check is not published")
+                prov = ((rec.get("metadata") or {}).get("provenance") or {}) if isinstance(rec, dict) else {}
+                if prov.get("commit"):
+                    commits.add(prov["commit"])
+                if prov.get("run_id"):
+                    runs.add(prov["run_id"])
+    check_text(src / "README.md", "README.md")
+    check_text(mpath, "manifest.json")
+    return {"manifest": manifest, "files": sorted(listed) + ["manifest.json"], "commits": commits, "runs": runs}
+
+
+def model_files(src: Path) -> list[str]:
+    """The files of a model folder that are published (relative POSIX paths, sorted)."""
+    out = []
+    for root, dirs, files in os.walk(src):
+        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+        for d in dirs:
+            if (Path(root) / d).is_symlink():
+                raise InputError(str(Path(root) / d), None, "a symlink; only plain files and folders are published")
+        for f in sorted(files):
+            p = Path(root) / f
+            rel = p.relative_to(src).as_posix()
+            if f.startswith(".") or f.endswith(".tmp") or CHECKPOINT.search(rel):
+                continue
+            if p.is_symlink() or not p.is_file():
+                raise InputError(str(p), None, "a symlink or special file; only plain files are published")
+            out.append(rel)
+    return sorted(out)
+
+
+def check_model(src: Path, log=None) -> dict:
+    meta = front_matter(src / "README.md")
+    mpath = src / "metadata.json"
+    try:
+        metadata = orjson.loads(mpath.read_bytes())
+    except FileNotFoundError:
+        raise InputError(str(mpath), None, "missing: a model is published with its metadata.json") from None
+    except orjson.JSONDecodeError as exc:
+        raise InputError(str(mpath), None, f"invalid JSON: {exc}") from None
+    if not isinstance(metadata, dict):
+        raise InputError(str(mpath), None, "not a JSON object")
+    files = model_files(src)
+    if not any(f.endswith(".safetensors") for f in files):
+        raise InputError(str(src), None, "no *.safetensors weights or adapters to publish")
+    from .lora import validate
+
+    problems = validate(src)
+    if problems:
+        more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+        raise InputError(str(src), None, f"not a valid model (secai-lora validate): {problems[0]}{more}")
+    for rel in files:
+        if Path(rel).suffix in TEXT_SUFFIXES:
+            check_text(src / rel, rel)
+    commits = {metadata[k] for k in ("source_commit", "commit") if isinstance(metadata.get(k), str)}
+    commits |= {c for c in metadata.get("source_commits") or [] if isinstance(c, str)}
+    return {"metadata": metadata, "card": meta, "files": files, "commits": commits, "runs": set()}
+
+
+# ---------------------------------------------------------------- staging and provenance
+
+def stage(src: Path, files: list[str], out: Path) -> list[dict]:
+    """Copy `files` of src into the folder out (replaced whole, atomically); [{path, size, sha256}]."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = fresh_dir(out, "tmp")
+    try:
+        listing = []
+        for rel in files:
+            dest = tmp / rel
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(src / rel, dest)
+            listing.append({"path": rel, "size": dest.stat().st_size, "sha256": sha256_file(dest)})
+        if out.exists() and not (out / ".secai-staged").is_file():
+            raise InputError(str(out), None, "exists and is not a staging folder of secai-push; refusing to replace it")
+        (tmp / ".secai-staged").write_text("staged by secai-push; replaced on every push\n")
+        swap_in(tmp, out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return listing
+
+
+def digest(listing: list[dict]) -> str:
+    """One SHA-256 over the staged files (paths and contents): what --skip-unchanged compares."""
+    h = hashlib.sha256()
+    for f in sorted(listing, key=lambda f: f["path"]):
+        h.update(f"{f['path']}\0{f['sha256']}\n".encode())
+    return h.hexdigest()
+
+
+def _size(n: int) -> str:
+    for unit in ("B", "KB", "MB", "GB"):
+        if n < 1024 or unit == "GB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+
+
+def model_facts(md: dict) -> list[str]:
+    """Lines about a model from its metadata.json (secai-lora's model/1, or any flat object):
+    names, hashes and counts — never local paths."""
+    def pick(obj, *keys):
+        return {k: obj[k] for k in keys if isinstance(obj, dict) and isinstance(obj.get(k), (str, int, float))
+                and not isinstance(obj.get(k), bool)}
+
+    out = []
+    base = md.get("base_model")
+    if isinstance(base, dict):
+        b = pick(base, "hf_id", "name", "content_hash")
+        out.append("base model: " + ", ".join(f"{k} {v}" for k, v in b.items()) +
+                   (" (the random-weight test model)" if base.get("test_model") else ""))
+    elif isinstance(base, str):
+        out.append(f"base model: {base}")
+    data = md.get("dataset")
+    if isinstance(data, dict):
+        d = pick(data, "hub_id", "name", "manifest_sha256", "examples")
+        out.append("dataset: " + ", ".join(f"{k} {v}" for k, v in d.items()))
+    elif isinstance(data, str):
+        out.append(f"dataset: {data}")
+    flat = pick(md, "stage", "run_id", "adapter_sha256", "iters", "secai_version", "license")
+    flat.update({f"training {k}": v for k, v in pick(md.get("training"), "steps", "epochs", "best_step").items()})
+    out += [f"{k}: {v}" for k, v in flat.items()]
+    return out
+
+
+def commit_message(kind: str, facts: dict, listing: list[dict], extra_commits: list[str]) -> tuple[str, str]:
+    """(summary, description) of the commit: what is published and where it came from."""
+    commits = sorted(set(extra_commits) | facts["commits"])
+    source = (f"from {commits[0][:12]}" if len(commits) == 1 else
+              f"from {len(commits)} source commits" if commits else "source commit unknown")
+    total = sum(f["size"] for f in listing)
+    lines = [f"Published by secai-push (secai {__version__})."]
+    if kind == "dataset":
+        m = facts["manifest"]
+        per = ", ".join(f"{s} {info['examples']}" for s, info in m["splits"].items())
+        summary = f"secai {__version__}: dataset, {m['examples']} examples ({per}), {source}"
+        lines += [f"dataset: {m['name']!r} written by secai-split {m['secai_version']}",
+                  f"examples: {m['examples']} ({per}); groups: {m['groups']}; "
+                  f"stages: {', '.join(f'{k} {v}' for k, v in m['stages'].items())}",
+                  f"split: seed {m['seed']}, group_by {m['group_by']}, fractions "
+                  f"{', '.join(f'{k} {v:g}' for k, v in m['fractions'].items())}",
+                  "inputs: " + ", ".join(f"{i['path']} ({i['examples']} examples, sha256 {i['sha256']})"
+                                         for i in m["inputs"])]
+    else:
+        md = facts["metadata"]
+        name = md.get("name") or facts["card"].get("model_name") or "model"
+        summary = f"secai {__version__}: model {name}, {len(listing)} files ({_size(total)}), {source}"
+        lines += model_facts(md)
+    if commits:
+        lines.append("source commits: " + ", ".join(commits[:20]) + (f" (+{len(commits) - 20} more)"
+                                                                    if len(commits) > 20 else ""))
+    if facts["runs"]:
+        runs = sorted(facts["runs"])
+        lines.append("CI runs: " + ", ".join(runs[:20]) + (f" (+{len(runs) - 20} more)" if len(runs) > 20 else ""))
+    lines.append(f"files ({len(listing)}, {_size(total)}):")
+    lines += [f"  {f['path']}  {f['size']} bytes  sha256 {f['sha256']}" for f in listing]
+    return summary, "\n".join(lines) + "\n"
+
+
+# ---------------------------------------------------------------- the Hub
+
+def hub_token() -> str | None:
+    """HF_TOKEN, else huggingface_hub's stored login; None when there is neither."""
+    from huggingface_hub import get_token
+
+    return get_token()
+
+
+def upload(staged: Path, listing: list[dict], repo: str, repo_type: str, *, private: bool, private_explicit: bool,
+           revision: str, summary: str, description: str, token: str, log) -> dict:
+    """Create the repository and branch if needed, then send the staged folder as one commit."""
+    from huggingface_hub import CommitOperationAdd, CommitOperationDelete, HfApi
+    from huggingface_hub.errors import HfHubHTTPError
+
+    api = HfApi(endpoint=os.environ.get("HF_ENDPOINT") or None, token=token)
+    created = True
+    try:
+        api.create_repo(repo, repo_type=repo_type, private=private)
+    except HfHubHTTPError as exc:
+        if exc.response is None or exc.response.status_code != 409:
+            raise
+        created = False
+    if revision != "main" and not revision.startswith("refs/"):
+        api.create_branch(repo, branch=revision, repo_type=repo_type, exist_ok=True)
+    info = api.repo_info(repo, repo_type=repo_type, revision=revision)
+    if private and info.private is False:
+        raise InputError(repo, None, f"the {repo_type} repository is public and this push is private "
+                                     f"({'--private' if private_explicit else 'push.private'}): refusing to publish; "
+                                     "make it private on the Hub, or push with --public")
+    if not private and info.private:
+        log(f"note: {repo} is private and stays so (--public only applies when the repository is created)")
+    ours = {f["path"] for f in listing}
+    stale = [] if created else sorted(p for p in api.list_repo_files(repo, repo_type=repo_type, revision=revision)
+                                      if p not in ours and p != ".gitattributes")
+    operations = [CommitOperationAdd(path_in_repo=f["path"], path_or_fileobj=str(staged / f["path"]))
+                  for f in listing]
+    operations += [CommitOperationDelete(path_in_repo=p) for p in stale]
+    result = api.create_commit(repo, operations, commit_message=summary, commit_description=description,
+                               repo_type=repo_type, revision=revision, parent_commit=info.sha)
+    return {"oid": result.oid, "url": result.commit_url, "created_repo": created, "deleted": stale}
+
+
+def _scrubbed(text: str, token: str | None) -> str:
+    from .secrets import scrub
+
+    if token:
+        text = text.replace(token, "[REDACTED]")
+    return scrub(text)
+
+
+# ---------------------------------------------------------------- publish (the command and the daemon)
+
+def publish(kind: str, src: Path, repo: str, *, private: bool | None = None, revision: str | None = None,
+            staging: Path | None = None, dry_run: bool = False, skip_unchanged: bool = False,
+            source_commits: list[str] = (), state: Path | None = None, log=lambda m: None) -> dict:
+    """Check, stage and (unless dry_run) push one folder; returns the report secai-push prints."""
+    if kind not in KINDS:
+        raise ValueError(f"kind must be one of {sorted(KINDS)}")
+    if not REPO_ID.fullmatch(repo) or ".." in repo or repo.endswith((".git", ".")):
+        raise InputError(repo, None, "not a Hub repository id (OWNER/NAME: letters, digits, '-', '_', '.')")
+    repo_type = KINDS[kind]
+    private_explicit = private is not None
+    private = bool(setting("private")) if private is None else private
+    revision = revision or setting("revision") or "main"
+    src = Path(src)
+    if not src.is_dir():
+        raise InputError(str(src), None, "not a directory")
+    key = f"{repo_type}:{repo}@{revision}"
+    state = Path(state or setting("state"))
+    owner, name = repo.split("/")
+    staged = Path(staging) if staging else Path(setting("staging")) / f"{kind}-{owner}--{name}"
+    if skip_unchanged and not dry_run:
+        # what was pushed was checked then: an unchanged folder is neither checked (a model's
+        # validation may load and run it) nor staged again
+        last = _read_state(state).get(key) or {}
+        current = _source_digest(kind, src)
+        if current and last.get("digest") == current:
+            log(f"{key}: unchanged since commit {str(last.get('commit'))[:12]}; nothing pushed")
+            return {"kind": kind, "repo": repo, "repo_type": repo_type, "revision": revision, "private": private,
+                    "source": str(src), "staged": str(staged), "dry_run": False, "digest": current,
+                    "status": "unchanged", "commit": {"oid": last.get("commit"), "url": last.get("url")}}
+    facts = check_dataset(src) if kind == "dataset" else check_model(src, log)
+    listing = stage(src, facts["files"], staged)
+    summary, description = commit_message(kind, facts, listing, list(source_commits))
+    report = {"kind": kind, "repo": repo, "repo_type": repo_type, "revision": revision, "private": private,
+              "source": str(src), "staged": str(staged), "dry_run": dry_run, "digest": digest(listing),
+              "commit_message": summary, "commit_description": description, "files": listing,
+              "bytes": sum(f["size"] for f in listing), "status": "staged", "commit": None}
+    if dry_run:
+        log(f"dry run: would push {len(listing)} files ({_size(report['bytes'])}) to {repo_type} {repo}@{revision} "
+            f"({'private' if private else 'public'}) as one commit: {summary}")
+        for f in listing:
+            log(f"  {f['path']}  {_size(f['size'])}")
+        log(f"staged in {staged}")
+        return report
+    token = hub_token()
+    if not token:
+        raise InputError("HF_TOKEN", None, "no Hugging Face token: set HF_TOKEN or log in with `hf auth login`")
+    try:
+        result = upload(staged, listing, repo, repo_type, private=private, private_explicit=private_explicit,
+                        revision=revision, summary=summary, description=description, token=token, log=log)
+    except InputError:
+        raise
+    except Exception as exc:  # the client's errors, without a token in them
+        raise InputError(repo, None, _scrubbed(f"push failed: {type(exc).__name__}: {exc}", token)
+                         .replace("\n", " ")) from None
+    report.update(status="pushed", commit=result)
+    from .fetch import write_json_atomic
+
+    data = _read_state(state)
+    data[key] = {"digest": report["digest"], "commit": result["oid"], "url": result["url"],
+                 "pushed_at": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+                 "files": len(listing), "source": str(src)}
+    write_json_atomic(state, data)
+    log(f"pushed {len(listing)} files ({_size(report['bytes'])}) to {repo_type} {repo}@{revision} in one commit "
+        f"{result['oid'][:12]}")
+    if result["deleted"]:
+        log(f"deleted {len(result['deleted'])} files no longer in the folder: {', '.join(result['deleted'])}")
+    return report
+
+
+def _source_digest(kind: str, src: Path) -> str | None:
+    """digest() of the files a folder would publish, read in place; None when they cannot be listed
+    (the full checks will then say why)."""
+    try:
+        if kind == "dataset":
+            files = sorted(orjson.loads((src / "manifest.json").read_bytes())["files"]) + ["manifest.json"]
+        else:
+            files = model_files(src)
+        return digest([{"path": f, "sha256": sha256_file(src / f)} for f in files])
+    except (OSError, ValueError, KeyError, TypeError, InputError):
+        return None
+
+
+def _read_state(path: Path) -> dict:
+    try:
+        data = orjson.loads(Path(path).read_bytes())
+        return data if isinstance(data, dict) else {}
+    except (FileNotFoundError, orjson.JSONDecodeError):
+        return {}
+
+
+# ---------------------------------------------------------------- the command
+
+class Push(Command):
+    name = "secai-push"
+    description = ("Publish a dataset folder (secai-split) or a fine-tuned model folder (secai-lora) to the "
+                   "Hugging Face Hub: check it (card with YAML front matter, manifest hashes, secret "
+                   "patterns; model metadata and validation), copy what is published into a staging folder, "
+                   "create the repository if needed and send the folder, card included, as ONE commit whose "
+                   "message carries provenance (secai version, counts, source commits, file hashes). "
+                   "--dry-run stops after staging and lists what would be sent. Prints a JSON report.")
+    examples = """\
+  secai-push dataset build/datasets/analysis --repo octo/secai-findings --dry-run
+  secai-push dataset build/datasets/analysis --repo octo/secai-findings --public
+  secai-push model ~/shared-olmo-models/fine-tuned/olmo2-secai --repo octo/olmo2-secai-lora \\
+      --revision stage2 --source-commit 3f2a9c1
+  secai-push dataset build/datasets/analysis --dry-run | jq -r '.files[].path'
+
+The token is HF_TOKEN or the login `hf auth login` stored; it is never printed. HF_ENDPOINT
+points at another Hub. --repo defaults to push.dataset_repo / push.model_repo (config/secai.yaml).
+Exit status: 0 pushed, staged (--dry-run) or unchanged (--skip-unchanged); 1 a refused folder
+or a failed push; 2 a usage error."""
+
+    def parser(self):
+        p = argparse.ArgumentParser(prog=self.name, description=self.description,
+                                    epilog="examples:\n" + self.examples,
+                                    formatter_class=argparse.RawDescriptionHelpFormatter)
+        p.add_argument("kind", choices=sorted(KINDS), help="what DIR holds")
+        p.add_argument("dir", metavar="DIR", help="the dataset or model folder to publish")
+        p.add_argument("--repo", metavar="OWNER/NAME",
+                       help="Hub repository (default: push.dataset_repo or push.model_repo)")
+        vis = p.add_mutually_exclusive_group()
+        vis.add_argument("--private", dest="private", action="store_true", default=None,
+                         help="create the repository private (default: push.private, true)")
+        vis.add_argument("--public", dest="private", action="store_false", help="create it public")
+        p.add_argument("--revision", metavar="BRANCH", help="branch to commit to, created if needed "
+                                                            "(default: push.revision or main)")
+        p.add_argument("--dry-run", action="store_true", help="check and stage only: nothing is sent")
+        p.add_argument("--stage", metavar="DIR", help="staging folder (default: push.staging/KIND-OWNER--NAME)")
+        p.add_argument("--source-commit", action="append", default=[], metavar="SHA",
+                       help="a source commit to name in the commit message (repeatable; the examples' "
+                            "provenance commits are always named)")
+        p.add_argument("--skip-unchanged", action="store_true",
+                       help="do nothing (no checks, no staging, no network) when the files to publish equal "
+                            "the last push to this repository and branch (recorded in push.state)")
+        p.add_argument("-o", "--output", metavar="FILE", help="write the JSON report here instead of stdout")
+        common_flags(p)
+        return p
+
+    def run(self) -> int:
+        a = self.args
+        repo = a.repo or setting(f"{a.kind}_repo")
+        if not repo:
+            raise InputError(a.dir, None, f"no --repo and no push.{a.kind}_repo in config/secai.yaml")
+        report = publish(a.kind, Path(a.dir), repo, private=a.private, revision=a.revision,
+                         staging=Path(a.stage) if a.stage else None, dry_run=a.dry_run,
+                         skip_unchanged=a.skip_unchanged, source_commits=a.source_commit, log=self.log)
+        self.write([report])
+        return 1
+
+
+def main():
+    entry(Push)
+
+
+if __name__ == "__main__":
+    main()
