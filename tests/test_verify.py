@@ -323,3 +323,21 @@ def test_a_copy_is_written_where_the_path_resolves_under_the_source_root(candida
     moved = Candidate("abs", shell.finding, {**shell.context, "path": str(outside)}, shell.fix)
     assert verify([moved], DEMO, SCANNERS)["abs"] == verify([shell], DEMO, SCANNERS)[shell.key]
     assert not (tmp_path / "elsewhere").exists()
+
+
+def test_scanner_paths_are_absolute_whatever_the_directory_was_given_as(tmp_path, monkeypatch):
+    """The scanners run in a temporary directory: a relative scanners dir (the Makefile's
+    .scanners/bin) or Semgrep config must still point at them there."""
+    from secai.verify import Scanners
+
+    bin_dir = tmp_path / "venv" / "bin"
+    bin_dir.mkdir(parents=True)
+    for name in ("bandit", "checkov", "semgrep"):
+        (bin_dir / name).write_text("#!/bin/sh\n")
+        (bin_dir / name).chmod(0o755)
+    (tmp_path / "rules").mkdir()
+    monkeypatch.chdir(tmp_path)
+    found = Scanners.find("venv/bin", ["rules"])
+    assert set(found.paths) == {"bandit", "checkov", "semgrep"}
+    assert all(Path(p).is_absolute() and Path(p).parent == bin_dir for p in found.paths.values())
+    assert found.semgrep_configs == (str(tmp_path / "rules"),)

@@ -103,9 +103,9 @@ class Scanners:
                               if p.is_file() and os.access(p, os.X_OK)), None)
             else:
                 found = shutil.which(name)
-            if found:
-                paths[name] = found
-        return cls(paths, tuple(str(c) for c in semgrep_configs), float(timeout))
+            if found:  # absolute: the scanners run in a temporary directory
+                paths[name] = os.path.abspath(found)
+        return cls(paths, tuple(os.path.abspath(c) for c in semgrep_configs), float(timeout))
 
 
 # ---------------------------------------------------------------- placing a fix
