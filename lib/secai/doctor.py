@@ -594,13 +594,13 @@ def check_scanners(opts) -> Result:
 
     directory = _setting("verify", "scanners_dir", None)
     scanners = Scanners.find(directory)
-    where = f"in {_home(Path(str(directory)).expanduser())}" if directory else "on PATH"
+    where = (f"in {_home(Path(str(directory)).expanduser())}" if directory
+             else "in .scanners/ or on PATH")
     found = {name: scanners.paths.get(name) for name in VERIFIERS}
     missing = [n for n, p in found.items() if not p]
     have = ", ".join(f"{n} ({_home(Path(p))})" for n, p in found.items() if p)
-    fix = (f"install {', '.join(missing)} (e.g. `python3 -m venv ~/scanners && ~/scanners/bin/pip install "
-           f"{' '.join(missing)}`) and set verify.scanners_dir (SECAI_VERIFY_SCANNERS_DIR=~/scanners) or put "
-           "them on PATH")
+    fix = (f"`make scanners` (pinned checkov, semgrep and bandit in .scanners/), or install {', '.join(missing)} "
+           "elsewhere and set verify.scanners_dir (SECAI_VERIFY_SCANNERS_DIR) or put them on PATH")
     if len(missing) == len(VERIFIERS):
         raise Result(WARN, f"none of {', '.join(VERIFIERS)} {where}: fix verification (--verify-fixes) is off",
                      fix, scanners=found, scanners_dir=directory)

@@ -95,7 +95,12 @@ class Scanners:
 
     @classmethod
     def find(cls, scanners_dir: str | os.PathLike | None = None, semgrep_configs=(), timeout: float = 600.0):
-        """The scanners in `scanners_dir` (or its bin/), else on PATH."""
+        """The scanners in `scanners_dir` (or its bin/); without one, in the project's own scanner
+        venv (`make scanners`: .scanners/) when it is there, else on PATH."""
+        from .config import ROOT
+
+        if not scanners_dir and (ROOT / ".scanners" / "bin").is_dir():
+            scanners_dir = ROOT / ".scanners"
         paths = {}
         for name in VERIFIERS:
             if scanners_dir:
