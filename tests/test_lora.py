@@ -5,6 +5,7 @@ result, and a 2-process data-parallel run under mlx.launch."""
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import signal
 import subprocess
@@ -212,7 +213,7 @@ def test_epoch_plans_are_deterministic_and_cover_every_example(loaded):
     s = settings()
     data = trainer.encode_all(tok, [conversation(i, "analysis")["messages"] for i in range(30)], s)
     for pack in (True, False):
-        s2 = trainer.Settings(**{**s.__dict__, "pack": pack})
+        s2 = dataclasses.replace(s, pack=pack)
         p0, p0b, p1 = trainer.plan_epoch(data, s2, 0), trainer.plan_epoch(data, s2, 0), trainer.plan_epoch(data, s2, 1)
         assert p0 == p0b and p0 != p1
         assert sorted(i for batch in p0 for row in batch for i in row) == list(range(30))

@@ -24,7 +24,7 @@ from __future__ import annotations
 import math
 import signal
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from functools import partial
 from pathlib import Path
 from typing import Callable
@@ -252,7 +252,7 @@ def packing_pays(data: Encoded, settings: Settings) -> bool:
     """Packing is used when it saves at least a tenth of the positions computed (padding included)
     on the first epoch; with examples of similar lengths it would only add padding and wider rows."""
     packed = positions(data, plan_epoch(data, settings, 0), row_width(data, settings))
-    unpacked = positions(data, plan_epoch(data, Settings(**{**asdict(settings), "pack": False}), 0), None)
+    unpacked = positions(data, plan_epoch(data, replace(settings, pack=False), 0), None)
     return packed <= 0.9 * unpacked
 
 
@@ -402,7 +402,7 @@ def evaluate(model, data: Encoded, settings: Settings, max_batches: int = -1) ->
     direct = supports_packing(model)
     packed = settings.pack and direct
     width = row_width(data, settings) if packed else None
-    plan = plan_epoch(data, Settings(**{**asdict(settings), "pack": packed}), -1)
+    plan = plan_epoch(data, replace(settings, pack=packed), -1)
     if max_batches >= 0:
         plan = plan[:max_batches]
     total, count = mx.array(0.0), mx.array(0.0)
@@ -449,7 +449,7 @@ class Interrupted(Exception):
 
 def total_steps(train: Encoded, settings: Settings, packed: bool) -> tuple[int, list[int]]:
     """(optimizer steps of the run, batches per epoch for the epochs it touches)."""
-    s = Settings(**{**asdict(settings), "pack": packed})
+    s = replace(settings, pack=packed)
     per_epoch = []
     if settings.iters:
         steps = settings.iters
@@ -482,7 +482,7 @@ class Run:
         elif self.packed and not packing_pays(train, settings):
             self.packed = False
             log("packing is off: the examples are too alike in length to share rows (it would add padding)")
-        self.plan_settings = Settings(**{**asdict(settings), "pack": self.packed})
+        self.plan_settings = replace(settings, pack=self.packed)
         self.width = row_width(train, settings) if self.packed else None
         self.steps, self.per_epoch = total_steps(train, settings, self.packed)
         self.log_path = workdir / "training_log.jsonl"
