@@ -271,11 +271,12 @@ test: $(STAMP) $(SCANNERS_VENV)/.installed ## run the test suite with the scanne
 	$(PY) -m pytest -q --junitxml=$(BUILD)/test-results.xml
 	$(PY) tests/junit_check.py $(BUILD)/test-results.xml
 
-bench: $(TINY_MODEL)/secai-model.json | $(STAMP) ## benchmarks -> build/bench/*.json
+bench: $(TINY_MODEL)/secai-model.json $(BUILD)/datasets/analysis/manifest.json | $(STAMP) ## benchmarks -> build/bench/*.json
 	$(PY) benchmarks/bench_parse.py --out $(BUILD)/bench/parse.json
 	$(PY) benchmarks/bench_analyze.py --out $(BUILD)/bench/analyze.json --model $(TINY_MODEL)
 	$(PY) benchmarks/bench_narrate.py --out $(BUILD)/bench/narrate.json
 	$(PY) benchmarks/bench_index.py --out $(BUILD)/bench/index.json
+	$(PY) benchmarks/bench_lora.py --out $(BUILD)/bench/lora.json --model $(TINY_MODEL) --data $(BUILD)/datasets/analysis
 
 clean: ## remove build outputs (keeps .venv)
 	rm -rf $(BUILD)

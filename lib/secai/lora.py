@@ -744,7 +744,21 @@ class Lora(Command):
         return 0
 
 
+def return_freed_memory() -> None:
+    """glibc keeps big freed blocks in its heap for reuse, so a training process's RSS stays at its
+    high-water mark; serving blocks of 64 KiB and more from their own mappings (M_MMAP_THRESHOLD,
+    as MALLOC_MMAP_THRESHOLD_=65536 would) hands them back when freed. Linux/glibc only."""
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        try:
+            ctypes.CDLL("libc.so.6").mallopt(-3, 65536)  # -3: M_MMAP_THRESHOLD
+        except (OSError, AttributeError):  # not glibc
+            pass
+
+
 def main():
+    return_freed_memory()
     entry(Lora)
 
 

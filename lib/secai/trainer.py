@@ -289,13 +289,14 @@ def loss_sum(model, inputs, segments, index, targets, weights, packed: bool, dir
 
     if direct:
         inner = model.model
-        if packed:
+        h = inner.embed_tokens(inputs)
+        if packed:  # additive, in the activations' dtype (a boolean mask costs one more score-sized buffer)
             width = inputs.shape[1]
             causal = mx.tril(mx.ones((width, width), dtype=mx.bool_))
-            mask = ((segments[:, :, None] == segments[:, None, :]) & causal)[:, None, :, :]
+            keep = ((segments[:, :, None] == segments[:, None, :]) & causal)[:, None, :, :]
+            mask = mx.where(keep, mx.array(0, h.dtype), mx.array(-mx.inf, h.dtype))
         else:
             mask = "causal"
-        h = inner.embed_tokens(inputs)
         for layer in inner.layers:
             h = layer(h, mask, cache=None)
         h = mx.take_along_axis(inner.norm(h), index[:, :, None], axis=1)
