@@ -401,7 +401,7 @@ def evaluate(model, data: Encoded, settings: Settings, max_batches: int = -1) ->
 
     world = mx.distributed.init()
     direct = supports_packing(model)
-    packed = settings.pack and direct
+    packed = settings.pack and direct and packing_pays(data, settings)
     width = row_width(data, settings) if packed else None
     plan = plan_epoch(data, replace(settings, pack=packed), -1)
     if max_batches >= 0:
