@@ -388,12 +388,13 @@ def evaluate_model(args, s: Settings, say) -> dict:
 
     adapter_dir = resolve_model_dir(args.adapter) if args.adapter else None
     meta = read_metadata(adapter_dir) if adapter_dir else None
-    base_path = Path(args.base_model or (meta and meta["base_model"]["path"]) or models.default_base()[0]).expanduser()
+    base_path = models.check_model_dir(args.base_model or (meta and meta["base_model"]["path"]) or models.default_base()[0])
     if meta and models.content_hash(base_path) != meta["base_model"]["content_hash"]:
         raise TrainError(f"{base_path} is not the base model {adapter_dir} was trained on ({meta['base_model']['name']})")
-    data = Path(args.data or (meta and meta["dataset"]["path"]) or "")
-    if not str(data):
-        raise TrainError("give --data DIR")
+    data = args.data or (meta and meta["dataset"]["path"])
+    if not data:
+        raise TrainError("give --data DIR (or --adapter, whose dataset is used)")
+    data = Path(data)
     stage = args.stage or (meta and meta["stage"]) or "analysis"
     if meta:  # the same tokenisation and masking as training
         s = Settings(**{k: v for k, v in meta["settings"].items() if k in {f.name for f in fields(Settings)}})
