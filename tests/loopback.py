@@ -144,7 +144,7 @@ class FakeHub(_Server):
     # -- routing
     def route(self, h, method):
         url = urlsplit(h.path)
-        path, query = unquote(url.path), parse_qs(url.query)
+        path = unquote(url.path)
         body = h.body()
         with self.lock:
             self.requests.append((method, url.path))

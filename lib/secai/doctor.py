@@ -631,6 +631,20 @@ def _present(name: str) -> bool:
     return bool(os.environ.get(name))
 
 
+def _token_result(sources: list[str], names: set[str], env_file: Path, exposed: bool, absent: str, get: str) -> Result:
+    """The verdict on a token: where it is present (never its value), or what to do."""
+    in_file = bool(names)
+    if in_file:
+        sources.append(f"{_home(env_file)} (daemon cycles)")
+    data = {"present": bool(sources), "sources": sources}
+    if exposed and in_file:
+        raise Result(WARN, f"present: {', '.join(sources)}; {_home(env_file)} is readable by others, so the daemon "
+                           "refuses it", f"chmod 600 {_home(env_file)}", **data)
+    if not sources:
+        raise Result(WARN, f"absent: {absent}", get, **data)
+    return Result(OK, f"present: {', '.join(sources)} (value not shown)", **data)
+
+
 def check_hf_token(opts) -> Result:
     env_file, names, exposed = _env_file_names()
     sources = [n for n in ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN") if _present(n)]
@@ -639,34 +653,18 @@ def check_hf_token(opts) -> Result:
 
         if get_token():  # the value goes no further than this truth test
             sources.append("stored login (`hf auth login`)")
-    in_file = "HF_TOKEN" in names
-    if in_file:
-        sources.append(f"{_home(env_file)} (daemon cycles)")
-    data = {"present": bool(sources), "sources": sources}
-    if exposed and in_file:
-        raise Result(WARN, f"present: {', '.join(sources)}; {_home(env_file)} is readable by others, so the daemon "
-                           "refuses it", f"chmod 600 {_home(env_file)}", **data)
-    if not sources:
-        raise Result(WARN, "absent: secai-push cannot upload datasets or models",
-                     "`hf auth login`, or export HF_TOKEN (a write token) — only for publishing", **data)
-    return Result(OK, f"present: {', '.join(sources)} (value not shown)", **data)
+    return _token_result(sources, names & {"HF_TOKEN"}, env_file, exposed,
+                         "secai-push cannot upload datasets or models",
+                         "`hf auth login`, or export HF_TOKEN (a write token) — only for publishing")
 
 
 def check_github_token(opts) -> Result:
     env_file, names, exposed = _env_file_names()
     sources = [n for n in ("GITHUB_TOKEN", "GH_TOKEN") if _present(n)]
-    in_file = bool(names & {"GITHUB_TOKEN", "GH_TOKEN"})
-    if in_file:
-        sources.append(f"{_home(env_file)} (daemon cycles)")
-    data = {"present": bool(sources), "sources": sources}
-    if exposed and in_file:
-        raise Result(WARN, f"present: {', '.join(sources)}; {_home(env_file)} is readable by others, so the daemon "
-                           "refuses it", f"chmod 600 {_home(env_file)}", **data)
-    if not sources:
-        raise Result(WARN, "absent: secai-fetch cannot download CI artifacts",
-                     f"export GITHUB_TOKEN (read access to Actions), or put it in {_home(env_file)} (chmod 600) "
-                     "for the daemon — only for fetching", **data)
-    return Result(OK, f"present: {', '.join(sources)} (value not shown)", **data)
+    return _token_result(sources, names & {"GITHUB_TOKEN", "GH_TOKEN"}, env_file, exposed,
+                         "secai-fetch cannot download CI artifacts",
+                         f"export GITHUB_TOKEN (read access to Actions), or put it in {_home(env_file)} (chmod 600) "
+                         "for the daemon — only for fetching")
 
 
 def check_daemon(opts) -> Result:

@@ -1,4 +1,5 @@
-"""Files and folders written whole: content hashes, and folders built aside then swapped in.
+"""Files and folders written whole: content hashes, folders built aside then swapped in, and the
+YAML metadata a Hugging Face card (README.md) starts with.
 
 A command that writes a folder (a model, a dataset, an index) builds it in `fresh_dir(out, "tmp")`
 and moves it into place with `swap_in`, so a failed or killed run never leaves a half folder.
@@ -8,8 +9,13 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import shutil
 from pathlib import Path
+
+import yaml
+
+from .cli import InputError
 
 
 def sha256_file(path: Path) -> str:
@@ -52,3 +58,20 @@ def swap_in(tmp: Path, out: Path) -> None:
             continue
         shutil.rmtree(old, ignore_errors=True)
     raise OSError(f"could not move the new folder into {out}")
+
+
+def front_matter(path: Path) -> dict:
+    """The YAML metadata block a Hub card starts with; InputError when it is missing or not a mapping."""
+    if not path.is_file():
+        raise InputError(str(path), None, "missing: a folder is published only with its card (README.md)")
+    text = path.read_text(encoding="utf-8", errors="replace")
+    m = re.match(r"---\r?\n(.*?)\r?\n---\r?\n", text, re.S)
+    if not m:
+        raise InputError(str(path), 1, "the card has no YAML front matter (--- ... ---) for the Hub")
+    try:
+        meta = yaml.safe_load(m.group(1))
+    except yaml.YAMLError as exc:
+        raise InputError(str(path), None, f"the card's YAML front matter does not parse: {exc}".splitlines()[0]) from None
+    if not isinstance(meta, dict):
+        raise InputError(str(path), 2, "the card's YAML front matter is not a mapping")
+    return meta

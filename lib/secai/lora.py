@@ -33,8 +33,8 @@ import orjson
 import yaml
 
 from . import __version__, config, models
-from .cli import Command, InputError, common_flags, entry, schema_error
-from .files import fresh_dir, sha256_file, swap_in
+from .cli import Command, InputError, common_flags, entry, read_jsonl, schema_error
+from .files import fresh_dir, front_matter, sha256_file, swap_in
 from .trainer import (Interrupted, Run, Settings, TrainError, add_lora, check_chat_template, encode_all,
                       environment, evaluate, load_adapter_weights)
 
@@ -84,24 +84,17 @@ def read_split(data: Path, split: str, stages: list | None = None) -> list[list[
     if not path.is_file():
         return []
     out = []
-    with open(path, "rb") as fh:
-        for lineno, raw in enumerate(fh, 1):
-            if not raw.strip():
-                continue
-            try:
-                rec = orjson.loads(raw)
-            except orjson.JSONDecodeError as exc:
-                raise InputError(str(path), lineno, f"not JSON: {exc}") from None
-            msgs = rec.get("messages") if isinstance(rec, dict) else None
-            if (not isinstance(msgs, list) or len(msgs) < 2 or not all(
-                    isinstance(m, dict) and isinstance(m.get("content"), str) and m.get("role") in ("system", "user", "assistant")
-                    for m in msgs)):
-                raise InputError(str(path), lineno, "expected {\"messages\": [{role, content}, ...]} with system/user/assistant turns")
-            if msgs[-1]["role"] != "assistant":
-                raise InputError(str(path), lineno, "the last message must be the assistant's (what the model learns)")
-            out.append([{"role": m["role"], "content": m["content"]} for m in msgs])
-            if stages is not None:
-                stages.append(rec.get("stage") if rec.get("stage") in STAGES else None)
+    for lineno, rec in read_jsonl(str(path), None):
+        msgs = rec.get("messages")
+        if (not isinstance(msgs, list) or len(msgs) < 2 or not all(
+                isinstance(m, dict) and isinstance(m.get("content"), str) and m.get("role") in ("system", "user", "assistant")
+                for m in msgs)):
+            raise InputError(str(path), lineno, "expected {\"messages\": [{role, content}, ...]} with system/user/assistant turns")
+        if msgs[-1]["role"] != "assistant":
+            raise InputError(str(path), lineno, "the last message must be the assistant's (what the model learns)")
+        out.append([{"role": m["role"], "content": m["content"]} for m in msgs])
+        if stages is not None:
+            stages.append(rec.get("stage") if rec.get("stage") in STAGES else None)
     return out
 
 
@@ -520,8 +513,11 @@ def validate(d: Path, generate: bool = True) -> list[str]:
         problems.append(f"metadata.json names the model {meta['name']!r}, the directory is {d.name!r}")
     if (d / "README.md").is_file():
         text = (d / "README.md").read_text(encoding="utf-8", errors="replace")
-        header = yaml.safe_load(text[4:text.find("\n---", 4)]) if text.startswith("---\n") and "\n---" in text[4:] else None
-        if not isinstance(header, dict) or not header.get("license") or header.get("library_name") != "mlx":
+        try:
+            header = front_matter(d / "README.md")
+        except InputError:
+            header = None
+        if not header or not header.get("license") or header.get("library_name") != "mlx":
             problems.append("README.md: no model card metadata (YAML front matter with license and library_name: mlx)")
         elif meta["eval"]["val_loss_after"] is not None and f"{meta['eval']['val_loss_after']:.4f}" not in text:
             problems.append("README.md: the card does not show the model's validation loss")

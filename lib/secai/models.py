@@ -93,22 +93,16 @@ def test_model_notice(prog: str, path: Path) -> None:
 
 def hf_base_id(model_dir: Path) -> str | None:
     """The Hugging Face id a local model was converted from, when its card names one."""
-    card = model_dir / "README.md"
-    if card.is_file():
-        import yaml
+    from .cli import InputError
+    from .files import front_matter
 
-        text = card.read_text(encoding="utf-8", errors="replace")
-        if text.startswith("---\n") and "\n---" in text[4:]:
-            try:
-                meta = yaml.safe_load(text[4:text.index("\n---", 4)]) or {}
-            except yaml.YAMLError:
-                return None
-            base = meta.get("base_model") if isinstance(meta, dict) else None
-            if isinstance(base, list):
-                base = base[0] if base else None
-            if isinstance(base, str) and base.count("/") == 1:
-                return base
-    return None
+    try:
+        base = front_matter(model_dir / "README.md").get("base_model")
+    except InputError:
+        return None
+    if isinstance(base, list):
+        base = base[0] if base else None
+    return base if isinstance(base, str) and base.count("/") == 1 else None
 
 
 # ---------------------------------------------------------------- the real base model

@@ -40,11 +40,10 @@ import shutil
 from pathlib import Path
 
 import orjson
-import yaml
 
 from . import __version__, config
-from .cli import Command, InputError, common_flags, entry, schema_error
-from .files import fresh_dir, sha256_file, swap_in
+from .cli import Command, InputError, common_flags, entry, read_jsonl, schema_error
+from .files import fresh_dir, front_matter, sha256_file, swap_in
 
 KINDS = {"dataset": "dataset", "model": "model"}      # kind -> Hub repo type
 REPO_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,95}/[A-Za-z0-9][A-Za-z0-9_.-]{0,95}")
@@ -59,21 +58,17 @@ def setting(name: str):
 
 # ---------------------------------------------------------------- checks
 
-def front_matter(path: Path) -> dict:
-    """The YAML metadata block a Hub card starts with; InputError when it is missing or not a mapping."""
-    if not path.is_file():
-        raise InputError(str(path), None, "missing: a folder is published only with its card (README.md)")
-    text = path.read_text(encoding="utf-8", errors="replace")
-    m = re.match(r"---\r?\n(.*?)\r?\n---\r?\n", text, re.S)
-    if not m:
-        raise InputError(str(path), 1, "the card has no YAML front matter (--- ... ---) for the Hub")
+def json_object(path: Path, missing: str) -> dict:
+    """A JSON file holding an object; InputError naming the file otherwise (`missing` when absent)."""
     try:
-        meta = yaml.safe_load(m.group(1))
-    except yaml.YAMLError as exc:
-        raise InputError(str(path), None, f"the card's YAML front matter does not parse: {exc}".splitlines()[0]) from None
-    if not isinstance(meta, dict):
-        raise InputError(str(path), 2, "the card's YAML front matter is not a mapping")
-    return meta
+        value = orjson.loads(path.read_bytes())
+    except FileNotFoundError:
+        raise InputError(str(path), None, missing) from None
+    except orjson.JSONDecodeError as exc:
+        raise InputError(str(path), None, f"invalid JSON: {exc}") from None
+    if not isinstance(value, dict):
+        raise InputError(str(path), None, "not a JSON object")
+    return value
 
 
 def check_text(path: Path, rel: str) -> None:
@@ -95,13 +90,8 @@ def check_dataset(src: Path) -> dict:
 
     front_matter(src / "README.md")
     mpath = src / "manifest.json"
-    try:
-        manifest = orjson.loads(mpath.read_bytes())
-    except FileNotFoundError:
-        raise InputError(str(mpath), None, "missing: not a dataset written by secai-split") from None
-    except orjson.JSONDecodeError as exc:
-        raise InputError(str(mpath), None, f"invalid JSON: {exc}") from None
-    if not isinstance(manifest, dict) or manifest.get("schema") != MANIFEST_KIND:
+    manifest = json_object(mpath, "missing: not a dataset written by secai-split")
+    if manifest.get("schema") != MANIFEST_KIND:
         raise InputError(str(mpath), None, f"not a {MANIFEST_KIND} manifest")
     reason = schema_error(MANIFEST_KIND, manifest)
     if reason:
@@ -121,25 +111,18 @@ def check_dataset(src: Path) -> dict:
         raise InputError(str(src / stray[0]), None, "a split file manifest.json does not list")
     commits, runs = set(), set()
     for name in sorted(n for n in listed if n.endswith(".jsonl")):
-        with open(src / name, "rb") as fh:
-            for lineno, raw in enumerate(fh, 1):
-                if not raw.strip():
-                    continue
-                try:
-                    rec = orjson.loads(raw)
-                except orjson.JSONDecodeError as exc:
-                    raise InputError(str(src / name), lineno, f"invalid JSON: {exc.msg}") from None
-                hits = secret_patterns(rec) if isinstance(rec, dict) else []
-                if hits:
-                    i, role, names = hits[0]
-                    raise InputError(str(src / name), lineno,
-                                     f"messages[{i}] ({role}): secret pattern {', '.join(names)} found; "
-                                     "a dataset that fails the secret-redaction check is not published")
-                prov = ((rec.get("metadata") or {}).get("provenance") or {}) if isinstance(rec, dict) else {}
-                if prov.get("commit"):
-                    commits.add(prov["commit"])
-                if prov.get("run_id"):
-                    runs.add(prov["run_id"])
+        for lineno, rec in read_jsonl(str(src / name), None):
+            hits = secret_patterns(rec)
+            if hits:
+                i, role, names = hits[0]
+                raise InputError(str(src / name), lineno,
+                                 f"messages[{i}] ({role}): secret pattern {', '.join(names)} found; "
+                                 "a dataset that fails the secret-redaction check is not published")
+            prov = (rec.get("metadata") or {}).get("provenance") or {}
+            if prov.get("commit"):
+                commits.add(prov["commit"])
+            if prov.get("run_id"):
+                runs.add(prov["run_id"])
     check_text(src / "README.md", "README.md")
     check_text(mpath, "manifest.json")
     return {"manifest": manifest, "files": sorted(listed) + ["manifest.json"], "commits": commits, "runs": runs}
@@ -167,14 +150,7 @@ def model_files(src: Path) -> list[str]:
 def check_model(src: Path, log=None) -> dict:
     meta = front_matter(src / "README.md")
     mpath = src / "metadata.json"
-    try:
-        metadata = orjson.loads(mpath.read_bytes())
-    except FileNotFoundError:
-        raise InputError(str(mpath), None, "missing: a model is published with its metadata.json") from None
-    except orjson.JSONDecodeError as exc:
-        raise InputError(str(mpath), None, f"invalid JSON: {exc}") from None
-    if not isinstance(metadata, dict):
-        raise InputError(str(mpath), None, "not a JSON object")
+    metadata = json_object(mpath, "missing: a model is published with its metadata.json")
     files = model_files(src)
     if not any(f.endswith(".safetensors") for f in files):
         raise InputError(str(src), None, "no *.safetensors weights or adapters to publish")
