@@ -35,16 +35,16 @@ TORCH  ?= $(if $(filter Linux,$(shell uname -s)),torch==2.13.0,)
 # every file under ARTIFACTS (recursively, through symlinks) and every directory, so that editing,
 # adding or removing a report rebuilds the findings
 ARTIFACT_FILES := $(shell find -L $(ARTIFACTS) \( -type f -o -type d \) 2>/dev/null | sort)
-PARSE_CODE := lib/secai/parse.py lib/secai/records.py lib/secai/cli.py $(wildcard lib/secai/parsers/*.py) schemas/finding.schema.json
+# A stage's code: every file its command imports (lib/secai/ops/makedeps.py follows the imports), the
+# schemas and the defaults, so editing any of them rebuilds exactly what it makes.
+code = $(shell $(PYTHON) lib/secai/ops/makedeps.py $(1)) $(wildcard schemas/*.json) config/secai.yaml
+PARSE_CODE   := $(call code,secai.parsing.reports)
 TINY_MODEL := $(BUILD)/models/base/tiny-olmo2
-ANALYZE_CODE := lib/secai/analyze.py lib/secai/cache.py lib/secai/context.py $(wildcard lib/secai/backends/*.py) \
-                $(wildcard lib/secai/kb/*.yaml) $(wildcard lib/secai/kb/fixes/*.yaml) lib/secai/kb/__init__.py \
-                schemas/analysis.schema.json
-NARRATE_CODE := lib/secai/narrate.py lib/secai/secrets.py lib/secai/backends/mlx.py lib/secai/verify.py \
-                schemas/example.schema.json
-SPLIT_CODE := lib/secai/split.py lib/secai/secrets.py schemas/example.schema.json schemas/dataset.schema.json
-INDEX_CODE := lib/secai/index.py schemas/similar.schema.json
-SARIF_CODE := lib/secai/sarif_out.py lib/secai/secrets.py schemas/sarif-2.1.0.json schemas/analysis.schema.json
+ANALYZE_CODE := $(call code,secai.commands.analyze)
+NARRATE_CODE := $(call code,secai.dataset.examples)
+SPLIT_CODE   := $(call code,secai.dataset.split)
+INDEX_CODE   := $(call code,secai.analysis.similar)
+SARIF_CODE   := $(call code,secai.publishing.sarif)
 # The base model (fine-tuning, and the mlx backend): BASE_MODEL, else the real OLMo-2-1B in the
 # shared store when `make base-model` has put it there, else the tiny test model (which is built).
 REAL_BASE := $(MODELS_DIR)/base/OLMo-2-1B-mlx-q4
@@ -96,18 +96,18 @@ parse: $(BUILD)/findings.jsonl ## scanner reports -> findings
 
 $(BUILD)/findings.jsonl: $(ARTIFACT_FILES) $(PARSE_CODE) | $(STAMP)
 	@mkdir -p $(@D)
-	$(PY) -m secai.parse $(ARTIFACTS) -o $@ --rejects $(BUILD)/rejects.jsonl
+	$(PY) -m secai.parsing.reports $(ARTIFACTS) -o $@ --rejects $(BUILD)/rejects.jsonl
 
 analyze: $(BUILD)/analyses.jsonl ## findings -> explained analyses (BACKEND, SOURCE_ROOT)
 
 $(BUILD)/analyses.jsonl: $(BUILD)/findings.jsonl $(BUILD)/index/manifest.json $(ANALYZE_CODE) $(ANALYZE_DEPS) | $(STAMP)
-	$(PY) -m secai.analyze $< -o $@ --backend $(BACKEND) --cache $(BUILD)/cache/analyze --index $(BUILD)/index \
+	$(PY) -m secai.commands.analyze $< -o $@ --backend $(BACKEND) --cache $(BUILD)/cache/analyze --index $(BUILD)/index \
 	  $(if $(SOURCE_ROOT),--source-root $(SOURCE_ROOT)) $(if $(filter mlx,$(BACKEND)),--model $(FT_BASE))
 
 index: $(BUILD)/index/manifest.json ## findings -> FAISS index of MiniLM embeddings (only new ids are embedded)
 
 $(BUILD)/index/manifest.json: $(BUILD)/findings.jsonl $(INDEX_CODE) | $(STAMP)
-	$(PY) -m secai.index update --index $(@D) $<
+	$(PY) -m secai.analysis.similar update --index $(@D) $<
 	touch $@  # update leaves an index with nothing new untouched; make still needs it newer than its input
 
 dataset: $(BUILD)/datasets/analysis/manifest.json $(BUILD)/training/codefix.jsonl ## analyses -> training examples -> the stage-1 dataset
@@ -119,14 +119,14 @@ VERIFY_ARGS = --verify-fixes --source-root $(SOURCE_ROOT) --semgrep-config $(SEM
               --verify-report $(BUILD)/training/codefix-verify.json $(if $(SCANNERS),--scanners-dir $(SCANNERS))
 $(BUILD)/training/%.jsonl: $(BUILD)/analyses.jsonl $(NARRATE_CODE) | $(STAMP)
 	@mkdir -p $(@D)
-	$(PY) -m secai.narrate --stage $* $< -o $@ $(if $(and $(filter codefix,$*),$(filter 1,$(VERIFY)),$(SOURCE_ROOT)),$(VERIFY_ARGS))
+	$(PY) -m secai.dataset.examples --stage $* $< -o $@ $(if $(and $(filter codefix,$*),$(filter 1,$(VERIFY)),$(SOURCE_ROOT)),$(VERIFY_ARGS))
 
 $(BUILD)/datasets/analysis/manifest.json: $(BUILD)/training/analysis.jsonl $(SPLIT_CODE) | $(STAMP)
-	$(PY) -m secai.split -q $< -o $(@D)
+	$(PY) -m secai.dataset.split -q $< -o $(@D)
 
 # stage 2 needs code-fix examples (findings with code context and a fix that parses); it replays
 # part of stage 1 into its training split
-SPLIT_CODEFIX = $(PY) -m secai.split -q $(BUILD)/training/codefix.jsonl -o $(BUILD)/datasets/codefix --replay $(BUILD)/datasets/analysis
+SPLIT_CODEFIX = $(PY) -m secai.dataset.split -q $(BUILD)/training/codefix.jsonl -o $(BUILD)/datasets/codefix --replay $(BUILD)/datasets/analysis
 
 dataset-codefix: $(BUILD)/datasets/codefix/manifest.json ## the stage-2 (code fix) dataset, when there are code fixes
 
@@ -136,7 +136,7 @@ $(BUILD)/datasets/codefix/manifest.json: $(BUILD)/training/codefix.jsonl $(BUILD
 sarif: $(BUILD)/analyses.sarif ## analyses -> SARIF 2.1.0 for GitHub code scanning (upload-sarif)
 
 $(BUILD)/analyses.sarif: $(BUILD)/analyses.jsonl $(SARIF_CODE) | $(STAMP)
-	$(PY) -m secai.sarif_out -q $< -o $@
+	$(PY) -m secai.publishing.sarif -q $< -o $@
 
 # ---------------------------------------------------------------- fine-tuning
 # Stage 1 (analysis) trains a LoRA adapter on the stage-1 dataset; stage 2 (codefix) continues from
@@ -147,8 +147,8 @@ $(BUILD)/analyses.sarif: $(BUILD)/analyses.jsonl $(SARIF_CODE) | $(STAMP)
 # the tiny test model trains one epoch: it proves the machinery, more would teach it nothing
 FT_FLAGS  := $(or $(FT_ARGS),$(if $(filter $(TINY_MODEL),$(FT_BASE)),--epochs 1))
 FT        := $(BUILD)/finetune
-LORA_CODE := lib/secai/lora.py lib/secai/trainer.py lib/secai/models.py schemas/model.schema.json config/secai.yaml
-LORA      := SECAI_MODELS_DIR=$(MODELS_DIR) $(PY) -m secai.lora
+LORA_CODE := $(call code,secai.training.run)
+LORA      := SECAI_MODELS_DIR=$(MODELS_DIR) $(PY) -m secai.training.run
 ft_name    = $(if $(NAME),--name $(NAME)-$(1) --overwrite)
 
 # STAGES=1: one model trained on both kinds of example (a combined dataset) instead of two in sequence
@@ -180,7 +180,7 @@ $(FT)/codefix.json: $(BUILD)/training/codefix.jsonl $(FT)/analysis.json $(SPLIT_
 
 $(FT)/combined.json: $(BUILD)/training/analysis.jsonl $(BUILD)/training/codefix.jsonl $(SPLIT_CODE) $(LORA_CODE) $(FT_BASE_DEP) | $(STAMP)
 	@mkdir -p $(@D)
-	$(PY) -m secai.split -q $(BUILD)/training/analysis.jsonl $(BUILD)/training/codefix.jsonl -o $(BUILD)/datasets/combined
+	$(PY) -m secai.dataset.split -q $(BUILD)/training/analysis.jsonl $(BUILD)/training/codefix.jsonl -o $(BUILD)/datasets/combined
 	$(LORA) train --stage combined --data $(BUILD)/datasets/combined --base-model $(FT_BASE) $(call ft_name,combined) --resume -q $(FT_FLAGS) > $@.tmp
 	mv $@.tmp $@
 
@@ -192,24 +192,24 @@ $(FT)/eval-%.json: $(FT)/%.json | $(STAMP)
 
 # the real base model: allenai/OLMo-2-0425-1B converted by mlx-lm, 4-bit (needs the network once)
 base-model: ## convert allenai/OLMo-2-0425-1B to MLX 4-bit in MODELS_DIR/base/OLMo-2-1B-mlx-q4 (needs the network)
-	SECAI_MODELS_DIR=$(MODELS_DIR) $(PY) -m secai.models convert
+	SECAI_MODELS_DIR=$(MODELS_DIR) $(PY) -m secai.training.store convert
 
 # ---------------------------------------------------------------- status
 status: | $(STAMP) ## what is built and when, counts per stage, the latest model and its eval, the last daemon cycle
-	@SECAI_MODELS_DIR=$(MODELS_DIR) $(PY) -m secai.status --build $(BUILD)
+	@SECAI_MODELS_DIR=$(MODELS_DIR) $(PY) -m secai.ops.status --build $(BUILD)
 
 $(BUILD)/summary.json: $(BUILD)/analyses.sarif $(BUILD)/datasets/analysis/manifest.json \
-                       $(if $(SKIP_FINETUNE),,$(FT_EVALS)) lib/secai/status.py | $(STAMP)
-	SECAI_MODELS_DIR=$(MODELS_DIR) $(PY) -m secai.status --build $(BUILD) --write $@
+                       $(if $(SKIP_FINETUNE),,$(FT_EVALS)) $(call code,secai.ops.status) | $(STAMP)
+	SECAI_MODELS_DIR=$(MODELS_DIR) $(PY) -m secai.ops.status --build $(BUILD) --write $@
 
 # ---------------------------------------------------------------- models
 # The offline test and demo model: random weights, a locally trained tokenizer, nothing downloaded.
-# secai.tinymodel builds the folder under a temporary name and renames it into place; its manifest
+# secai.training.tinymodel builds the folder under a temporary name and renames it into place; its manifest
 # (file hashes, content hash, seed) is the target.
 demo-model: $(TINY_MODEL)/secai-model.json ## build the tiny random-weight OLMo-2 test model
 
-$(TINY_MODEL)/secai-model.json: lib/secai/tinymodel.py | $(STAMP)
-	$(PY) -m secai.tinymodel $(@D)
+$(TINY_MODEL)/secai-model.json: $(call code,secai.training.tinymodel) | $(STAMP)
+	$(PY) -m secai.training.tinymodel $(@D)
 
 # ---------------------------------------------------------------- shipped examples
 # examples/artifacts/ is committed, so `all` never depends on this (a fresh clone has no scanners).
@@ -297,21 +297,21 @@ PUSH_FLAGS   ?=
 .PHONY: daemon-cycle daemon-install daemon-uninstall daemon-status push
 
 daemon-cycle: | $(STAMP) ## one daemon cycle: fetch new CI artifacts, build, publish (a second one exits at once)
-	$(PY) -m secai.daemon cycle
+	$(PY) -m secai.ops.cycle cycle
 
 daemon-install: | $(STAMP) ## run daemon-cycle every 5 min (launchd agent on macOS, systemd user timer on Linux)
-	$(PY) -m secai.daemon install
+	$(PY) -m secai.ops.cycle install
 
 daemon-uninstall: | $(STAMP) ## stop and remove the daemon's launchd agent or systemd units
-	$(PY) -m secai.daemon uninstall
+	$(PY) -m secai.ops.cycle uninstall
 
 daemon-status: | $(STAMP) ## the daemon: installed, running, last cycles, fetched runs, pushes
-	$(PY) -m secai.daemon status
+	$(PY) -m secai.ops.cycle status
 
 PUSH_MODELS := $(if $(filter 0,$(PUSH_MODEL)),,$(if $(MODEL_DIR),,$(if $(SKIP_FINETUNE),,$(FT_MODELS))))
 
 push: $(BUILD)/datasets/analysis/manifest.json $(PUSH_MODELS) | $(STAMP) ## publish the dataset and the latest model (PUSH_MODEL=0: not the model) to the Hugging Face Hub, one commit each
-	$(PY) -m secai.push dataset $(BUILD)/datasets/analysis $(if $(DATASET_REPO),--repo $(DATASET_REPO)) $(PUSH_FLAGS)
-	$(if $(filter 0,$(PUSH_MODEL)),,model="$(or $(MODEL_DIR),$$(SECAI_MODELS_DIR=$(MODELS_DIR) $(PY) -m secai.status --build $(BUILD) --latest-model))"; \
-	  if [ -n "$$model" ]; then $(PY) -m secai.push model "$$model" $(if $(MODEL_REPO),--repo $(MODEL_REPO)) $(PUSH_FLAGS); \
+	$(PY) -m secai.publishing.hub dataset $(BUILD)/datasets/analysis $(if $(DATASET_REPO),--repo $(DATASET_REPO)) $(PUSH_FLAGS)
+	$(if $(filter 0,$(PUSH_MODEL)),,model="$(or $(MODEL_DIR),$$(SECAI_MODELS_DIR=$(MODELS_DIR) $(PY) -m secai.ops.status --build $(BUILD) --latest-model))"; \
+	  if [ -n "$$model" ]; then $(PY) -m secai.publishing.hub model "$$model" $(if $(MODEL_REPO),--repo $(MODEL_REPO)) $(PUSH_FLAGS); \
 	  else echo "push: no fine-tuned model to publish" >&2; fi)

@@ -25,7 +25,7 @@ PY = sys.executable
 
 
 def findings(n: int) -> list[dict]:
-    out = subprocess.run([PY, "-m", "secai.parse", "-q", str(ROOT / "examples" / "artifacts")],
+    out = subprocess.run([PY, "-m", "secai.parsing.reports", "-q", str(ROOT / "examples" / "artifacts")],
                          capture_output=True, check=True).stdout.splitlines()
     seed = [orjson.loads(line) for line in out]
     return [{**seed[i % len(seed)], "id": hashlib.sha256(f"bench-{i}".encode()).hexdigest()[:32]} for i in range(n)]
@@ -33,7 +33,7 @@ def findings(n: int) -> list[dict]:
 
 def run_analyze(src: Path, out: Path, cache: Path, *extra: str) -> float:
     t = time.perf_counter()
-    subprocess.run([PY, "-m", "secai.analyze", str(src), "-o", str(out), "--cache", str(cache), "-q",
+    subprocess.run([PY, "-m", "secai.commands.analyze", str(src), "-o", str(out), "--cache", str(cache), "-q",
                     "--source-root", str(ROOT / "examples" / "demo-app"), *extra], check=True)
     return time.perf_counter() - t
 
@@ -41,7 +41,7 @@ def run_analyze(src: Path, out: Path, cache: Path, *extra: str) -> float:
 def generation(model_dir: Path, prompts: int, max_tokens: int) -> dict:
     from mlx_lm import batch_generate
 
-    from secai.backends.mlx import Model, messages
+    from secai.analysis.mlx import Model, messages
 
     model = Model(str(model_dir), max_tokens=max_tokens)
     mlx_model, tokenizer = model._load()

@@ -2,15 +2,15 @@
 `update` with 10 new findings on that index against a full rebuild. Writes build/bench/index.json.
 
 - Embedding: all-MiniLM-L6-v2 on the CPU (as secai-index runs it) over --texts texts made by
-  secai.index.text() from real findings (the shared corpus when present, else the shipped examples,
+  secai.analysis.similar.text() from real findings (the shared corpus when present, else the shipped examples,
   cycled), after one warm-up batch; the model load is timed apart.
 - The 100k index: --size random unit vectors (seeded) with made-up ids and the real findings' rule
-  ids and titles, written by secai.index.write() exactly as `build` writes it. Random vectors are
+  ids and titles, written by secai.analysis.similar.write() exactly as `build` writes it. Random vectors are
   fine for the index's size and speed; the queries are real embeddings of findings.
 - Query latency per finding, one at a time: the FAISS search alone (k+1 rows, --queries queries),
   the same queries in one batched search (per query; what secai-analyze does), and end to end through SimilarityIndex.similar() for a finding new to the index (embedding it,
   searching, dropping itself, formatting; --queries // 5 queries).
-- Update: secai.index.update() with 10 findings new to the 100k index — read the directory, check
+- Update: secai.analysis.similar.update() with 10 findings new to the 100k index — read the directory, check
   the model, embed 10, add, rewrite the directory atomically — the median of --updates runs.
 - Full rebuild of the 100k: embedding 100k texts would take several minutes on 2 cores, so unless
   --real-rebuild is given it is measured in parts: size / (texts/s measured above) for the
@@ -43,7 +43,7 @@ PY = sys.executable
 
 def real_findings() -> tuple[list[dict], str]:
     source = CORPUS if CORPUS.is_dir() else ROOT / "examples" / "artifacts"
-    out = subprocess.run([PY, "-m", "secai.parse", "-q", str(source), "--rejects", os.devnull],
+    out = subprocess.run([PY, "-m", "secai.parsing.reports", "-q", str(source), "--rejects", os.devnull],
                          capture_output=True, check=True).stdout.splitlines()
     return [orjson.loads(line) for line in out], str(source.relative_to(ROOT.parent))
 
@@ -70,7 +70,7 @@ def main():
     import faiss
     import torch
 
-    from secai import index as ix
+    from secai.analysis import similar as ix
 
     load_at_start = [round(x, 2) for x in os.getloadavg()]  # other work on the box skews every figure
     bench = Path(args.out).parent
@@ -181,7 +181,7 @@ def main():
         "update_vs_rebuild": {
             "index_vectors": args.size, "new_findings": 10, "embedded_per_update": embedded,
             "update_s": {"runs": [round(s, 3) for s in update_s], "median": round(update_median, 3),
-                         "what": "secai.index.update(): read the directory, check the model, embed 10, add, rewrite atomically"},
+                         "what": "secai.analysis.similar.update(): read the directory, check the model, embed 10, add, rewrite atomically"},
             "rebuild_s": round(rebuild_s, 1), "rebuild_method": method,
             "ratio_rebuild_over_update": round(rebuild_s / update_median, 1)},
     }

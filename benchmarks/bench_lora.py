@@ -2,7 +2,7 @@
 second) and peak memory, same data, model and settings, in the same run. Writes build/bench/lora.json.
 
 What is compared
-- Both tools run as subprocesses (`python -m secai.lora train ...`, `python -m mlx_lm lora --train
+- Both tools run as subprocesses (`python -m secai.training.run train ...`, `python -m mlx_lm lora --train
   ...`), one at a time, alternating which goes first, --reps times each (medians reported), with
   HF_HUB_OFFLINE=1. Each is started through a short prelude that runs the module exactly as
   `python -m` does (runpy) and, at exit, prints MLX's peak memory (mx.get_peak_memory(), whole
@@ -21,7 +21,7 @@ What is compared
   secai packs, it is also run with --no-pack (sorted, unpacked batches), to separate what packing
   itself brings.
 - Throughput is computed here, never copied from a tool: the tokens each step trains are counted
-  by re-running each tool's own batching on the same data (secai.trainer's encode_all / plan_epoch /
+  by re-running each tool's own batching on the same data (secai.training.engine's encode_all / plan_epoch /
   make_batch; mlx-lm's load_dataset / iterate_batches after np.random.seed(seed), as the CLI seeds
   it), and divided by wall time measured here. "Real tokens" are input positions whose input and
   target are both real tokens (sum of length - 1 per example after truncation), the same
@@ -40,7 +40,7 @@ Datasets (from --data, a stage-1 dataset directory made by `make dataset`)
   shuffled with a fixed seed: a third long, two thirds short (~90-190 tokens).
 - short: the short pairs alone.
 Models: the tiny test model (--model), and a random-weight OLMo-2 of about 107M parameters built
-here with secai.tinymodel.build (same tokenizer). On a 2-core MLX CPU build that model trains
+here with secai.training.tinymodel.build (same tokenizer). On a 2-core MLX CPU build that model trains
 about ten tokens per second, so by default it runs the short pairs only (--big-datasets).
 """
 
@@ -148,7 +148,7 @@ def lengths(tokenizer, records: list[dict]) -> dict:
 # ---------------------------------------------------------------- what each tool trains on, step by step (--prepare)
 
 def secai_settings(cfg: dict):
-    from secai.lora import settings
+    from secai.training.run import settings
 
     return settings({"rank": cfg["rank"], "scale": cfg["scale"], "dropout": cfg["dropout"], "num_layers": -1,
                      "target_modules": None, "optimizer": "adam", "learning_rate": cfg["learning_rate"],
@@ -159,11 +159,11 @@ def secai_settings(cfg: dict):
 
 
 def secai_steps(tokenizer, records: list[dict], cfg: dict, pack: bool) -> dict:
-    """secai's batches for one epoch, as secai.trainer.Run makes them (OLMo-2 has the layout
+    """secai's batches for one epoch, as secai.training.engine.Run makes them (OLMo-2 has the layout
     packing drives; with pack, rows are packed when packing_pays)."""
     from dataclasses import replace
 
-    from secai import trainer as T
+    from secai.training import engine as T
 
     s = secai_settings(cfg)
     enc = T.encode_all(tokenizer, [r["messages"] for r in records], s)
@@ -250,11 +250,11 @@ def prepare(spec: dict) -> dict:
         if spec["big_model"]:
             big = Path(spec["big_model"])
         else:
-            from secai import tinymodel
+            from secai.training import tinymodel
 
             big = tinymodel.build(work / "big-olmo2", **BIG_SIZES)
         info = json.loads((big / "secai-model.json").read_text()) if (big / "secai-model.json").is_file() else {}
-        models["big"] = {"path": str(big) if spec["big_model"] else "built here with secai.tinymodel.build (temporary)",
+        models["big"] = {"path": str(big) if spec["big_model"] else "built here with secai.training.tinymodel.build (temporary)",
                          **info.get("sizes", {}), "parameters": info.get("parameters"),
                          "build_s": round(time.perf_counter() - t, 1)}
         dirs["big"] = big
@@ -354,7 +354,7 @@ def figures(r: dict, steps: list[dict], times: dict[int, float], start: float | 
 def run_secai(job: dict, plan: dict, work: Path, tag: str, pack: bool) -> dict:
     cfg, out = job["cfg"], work / "secai-out"
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONUNBUFFERED": "1", "SECAI_MODELS_DIR": str(work / "models")}
-    argv = ["secai.lora", "train", "--stage", "analysis", "--data", job["data_dir"], "--base-model", job["model_dir"],
+    argv = ["secai.training.run", "train", "--stage", "analysis", "--data", job["data_dir"], "--base-model", job["model_dir"],
             "--out", str(out), "--name", tag, "--overwrite",
             "--rank", str(cfg["rank"]), "--scale", str(cfg["scale"]), "--dropout", str(cfg["dropout"]),
             "--num-layers", "-1", "--optimizer", "adam", "--learning-rate", str(cfg["learning_rate"]),

@@ -6,7 +6,7 @@ plus dependency findings whose manifest lines are under a generated source root,
 analyses carry code context and a fix that parses (codefix examples); they are repeated, every
 other one with a fix, with
 distinct ids up to --analyses, each with a title, summary and code of its own (knowledge-base
-paragraphs and advisory texts stay shared across copies, as they are across real findings). Each stage is one `python -m secai.narrate` run, timed end to end
+paragraphs and advisory texts stay shared across copies, as they are across real findings). Each stage is one `python -m secai.dataset.examples` run, timed end to end
 (start-up, reading and validating input, redaction, parse checks, validating and writing output).
 """
 
@@ -32,10 +32,10 @@ def _run(*argv: str, stdin: bytes = b"") -> bytes:
 
 def seed(work: Path) -> list[dict]:
     """Analyses of the shipped examples, and of dependency findings with a manifest line (fixes)."""
-    examples = _run("secai.parse", "-q", str(ROOT / "examples" / "artifacts"))
-    out = _run("secai.analyze", "-q", "--no-cache", "--source-root", str(ROOT / "examples" / "demo-app"), stdin=examples)
+    examples = _run("secai.parsing.reports", "-q", str(ROOT / "examples" / "artifacts"))
+    out = _run("secai.commands.analyze", "-q", "--no-cache", "--source-root", str(ROOT / "examples" / "demo-app"), stdin=examples)
     deps = []
-    for line in _run("secai.parse", "-q", str(ROOT / "tests" / "fixtures" / "parse" / "trivy-json" / "fs.json")).splitlines():
+    for line in _run("secai.parsing.reports", "-q", str(ROOT / "tests" / "fixtures" / "parse" / "trivy-json" / "fs.json")).splitlines():
         f = orjson.loads(line)
         if f.get("package", {}).get("fixed_versions") and f["package"].get("version"):
             deps.append(f)
@@ -48,7 +48,7 @@ def seed(work: Path) -> list[dict]:
         f["location"] = {"path": "requirements.txt", "start_line": len(lines)}
     manifest.write_text("\n".join(lines) + "\n")
     stdin = b"".join(orjson.dumps(f, option=orjson.OPT_APPEND_NEWLINE) for f in deps)
-    out += _run("secai.analyze", "-q", "--no-cache", "--source-root", str(src), stdin=stdin)
+    out += _run("secai.commands.analyze", "-q", "--no-cache", "--source-root", str(src), stdin=stdin)
     return [orjson.loads(line) for line in out.splitlines()]
 
 
@@ -72,7 +72,7 @@ def analyses(work: Path, n: int) -> list[dict]:
 
 def run_narrate(src: Path, out: Path, stage: str) -> tuple[float, int, str]:
     t = time.perf_counter()
-    proc = subprocess.run([PY, "-m", "secai.narrate", str(src), "-o", str(out), "--stage", stage],
+    proc = subprocess.run([PY, "-m", "secai.dataset.examples", str(src), "-o", str(out), "--stage", stage],
                           capture_output=True, text=True, check=True)
     seconds = time.perf_counter() - t
     return seconds, len(out.read_bytes().splitlines()), proc.stderr.strip()

@@ -54,7 +54,7 @@ def corpus():
 @pytest.fixture(scope="session")
 def tiny_model(tmp_path_factory):
     """The tiny random-weight OLMo-2 test model, built once per test session (offline)."""
-    from secai.tinymodel import build
+    from secai.training.tinymodel import build
 
     os.environ["HF_HUB_OFFLINE"] = "1"
     return build(tmp_path_factory.mktemp("models") / "tiny-olmo2")
@@ -79,7 +79,7 @@ def no_network():
 @pytest.fixture(scope="session")
 def findings():
     """The findings of the shipped examples (examples/artifacts), parsed once."""
-    from secai.parse import Parse
+    from secai.parsing.reports import Parse
 
     code, records, err = run_command(Parse, ["-q", str(ROOT / "examples" / "artifacts")])
     assert code == 0, err

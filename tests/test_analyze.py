@@ -11,10 +11,10 @@ import orjson
 import pytest
 from conftest import FIXTURES, ROOT, run_command
 
-from secai.analyze import Analyze
-from secai.backends.mlx import messages, parse_reply
+from secai.commands.analyze import Analyze
+from secai.analysis.mlx import messages, parse_reply
 from secai.cli import dumps, schema_error
-from secai.parse import Parse
+from secai.parsing.reports import Parse
 
 EXAMPLES = ROOT / "examples"
 
@@ -90,7 +90,7 @@ def test_cache_entries_are_whole_after_a_failed_write(tmp_path, monkeypatch):
 def test_two_concurrent_runs_share_the_cache(tmp_path, findings):
     src = tmp_path / "findings.jsonl"
     src.write_bytes(b"".join(dumps(f) for f in findings))
-    cmd = [sys.executable, "-m", "secai.analyze", str(src), "--cache", str(tmp_path / "cache"), "-q"]
+    cmd = [sys.executable, "-m", "secai.commands.analyze", str(src), "--cache", str(tmp_path / "cache"), "-q"]
     procs = [subprocess.Popen([*cmd, "-o", str(tmp_path / f"out{i}.jsonl")], cwd=ROOT) for i in range(2)]
     assert [p.wait(timeout=120) for p in procs] == [0, 0]
     assert (tmp_path / "out0.jsonl").read_bytes() == (tmp_path / "out1.jsonl").read_bytes()
@@ -163,7 +163,7 @@ def test_mlx_backend_on_the_tiny_model_counts_fallbacks_and_caches(tmp_path, fin
     ("1.0", [], None),
 ])
 def test_upgrade_target_stays_on_the_installed_major_line(installed, fixed, target):
-    from secai.backends.kb import upgrade_target
+    from secai.analysis.compose import upgrade_target
 
     assert upgrade_target(installed, fixed) == target
 
@@ -211,7 +211,7 @@ def test_a_killed_run_leaves_only_whole_cache_entries(tmp_path, findings):
     src = tmp_path / "findings.jsonl"
     src.write_bytes(b"".join(dumps(f) for f in many))
     cache = tmp_path / "cache"
-    cmd = [sys.executable, "-m", "secai.analyze", str(src), "--cache", str(cache), "-q", "-o", str(tmp_path / "out.jsonl")]
+    cmd = [sys.executable, "-m", "secai.commands.analyze", str(src), "--cache", str(cache), "-q", "-o", str(tmp_path / "out.jsonl")]
     proc = subprocess.Popen(cmd, cwd=ROOT)
     deadline = time.time() + 60
     while time.time() < deadline and len(list(cache.rglob("*.json"))) < 50:

@@ -12,9 +12,9 @@ import pytest
 sys.path.insert(0, str(Path(__file__).parent))
 from conftest import FIXTURES, run_command  # noqa: E402
 
-from secai import parsers  # noqa: E402
-from secai.parse import Parse, Unit, load  # noqa: E402
-from secai.parsers import bandit, kics, tfsec  # noqa: E402
+from secai.parsing import formats as parsers  # noqa: E402
+from secai.parsing.reports import Parse, Unit, load  # noqa: E402
+from secai.parsing.formats import bandit, kics, tfsec  # noqa: E402
 from secai.records import ParseError, secret_digest  # noqa: E402
 
 PARSE = FIXTURES / "parse"

@@ -1,4 +1,4 @@
-"""Code context (secai.context): lines, language and enclosing unit per language; paths that
+"""Code context (secai.analysis.context): lines, language and enclosing unit per language; paths that
 escape the source root; files that give no context; parses(); secrets kept out of the code."""
 
 from __future__ import annotations
@@ -12,9 +12,9 @@ import jsonschema
 import pytest
 from conftest import FIXTURES, ROOT, run_command
 
-from secai import context
-from secai.context import code_context, detect_language, locate, parses, read_context
-from secai.parse import Parse
+from secai.analysis import context
+from secai.analysis.context import code_context, detect_language, locate, parses, read_context
+from secai.parsing.reports import Parse
 
 CTX = FIXTURES / "context"
 CODE_CONTEXT_SCHEMA = json.loads((ROOT / "schemas" / "analysis.schema.json").read_text())["properties"]["code_context"]

@@ -11,9 +11,9 @@ from conftest import FIXTURES, ROOT, run_command
 
 from secai import __version__
 from secai.cli import schema, schema_error
-from secai.analyze import Analyze
-from secai.narrate import Narrate
-from secai.parse import Parse
+from secai.commands.analyze import Analyze
+from secai.dataset.examples import Narrate
+from secai.parsing.reports import Parse
 
 SPEC = (FIXTURES / "parse" / "sarif" / "spec-features.sarif").read_bytes()
 

@@ -17,9 +17,9 @@ import pytest
 sys.path.insert(0, str(Path(__file__).parent))
 from conftest import CORPUS, run_command  # noqa: E402
 
-from secai import parsers  # noqa: E402
+from secai.parsing import formats as parsers  # noqa: E402
 from secai.cli import schema_error  # noqa: E402
-from secai.parse import Parse, Unit, load  # noqa: E402
+from secai.parsing.reports import Parse, Unit, load  # noqa: E402
 
 # corpus tool -> the formats its files must be detected as
 FORMATS_OF = {

@@ -22,10 +22,11 @@ from conftest import ROOT, run_command
 from loopback import FakeGitHub, FakeHub, make_zip
 from test_push import TOKEN as HF_TOKEN, make_dataset
 
-from secai import config, daemon
-from secai.daemon import Daemon, build_command, load_env_file, render_launchd, render_systemd
-from secai.fetch import try_lock
-from secai.parse import Parse
+from secai import config
+from secai.ops import cycle as daemon
+from secai.ops.cycle import Daemon, build_command, load_env_file, render_launchd, render_systemd
+from secai.ops.github import try_lock
+from secai.parsing.reports import Parse
 
 GH_TOKEN = "ghp_" + "D43m0nT0k" * 4
 SEMGREP = (ROOT / "examples" / "artifacts" / "semgrep.json").read_bytes()
@@ -47,7 +48,7 @@ def env_for(tmp_path: Path, gh: FakeGitHub | None = None, **extra) -> dict:
 
 
 def cycle_cmd(*args):
-    return [PY, "-m", "secai.daemon", "cycle", *args]
+    return [PY, "-m", "secai.ops.cycle", "cycle", *args]
 
 
 def visible(d: Path) -> list[str]:
@@ -74,7 +75,7 @@ def semgrep_ids() -> set[str]:
 def test_kill_9_during_a_download_and_a_second_cycle_while_one_runs(tmp_path):
     """Cycle 1 stalls in run 102's download; cycle 2 meanwhile exits at once; cycle 1 is killed -9;
     cycle 3 finishes: run 102 whole, each run once in the state, findings without duplicates."""
-    build = f"{PY} -m secai.parse -q artifacts/runs -o build/findings.jsonl"
+    build = f"{PY} -m secai.parsing.reports -q artifacts/runs -o build/findings.jsonl"
     with FakeGitHub(GH_TOKEN) as gh:
         gh.add_run(101, sha="a" * 40, artifacts={"scan": make_zip({"semgrep.json": SEMGREP})})
         pad = b"\x00" + os.urandom(200_000)  # binary (parse skips it): makes "halfway" a real mid-download

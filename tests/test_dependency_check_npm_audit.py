@@ -12,9 +12,9 @@ import pytest
 sys.path.insert(0, str(Path(__file__).parent))
 from conftest import FIXTURES, run_command  # noqa: E402
 
-from secai.parse import Parse  # noqa: E402
-from secai.parsers import dependency_check as dc  # noqa: E402
-from secai.parsers import npm_audit  # noqa: E402
+from secai.parsing.reports import Parse  # noqa: E402
+from secai.parsing.formats import dependency_check as dc  # noqa: E402
+from secai.parsing.formats import npm_audit  # noqa: E402
 from secai.records import ParseError  # noqa: E402
 
 PARSE = FIXTURES / "parse"
@@ -33,7 +33,7 @@ def without_source(records: list[dict]) -> list[dict]:
 
 
 def test_detectors_claim_no_other_formats_fixture():
-    from secai.parse import Unit, load
+    from secai.parsing.reports import Unit, load
 
     others = [p for p in PARSE.glob("*/*") if p.parent.name not in MINE and not p.name.endswith(".expected.jsonl")]
     assert others

@@ -11,8 +11,10 @@ from pathlib import Path
 import pytest
 from conftest import run_command
 
-from secai import config, doctor, models
-from secai.doctor import FAIL, OK, WARN, Doctor
+from secai import config
+from secai.ops import checks as doctor
+from secai.training import store as models
+from secai.ops.checks import FAIL, OK, WARN, Doctor
 
 # what issue 9 asks the doctor to report, by check name
 ISSUE_CHECKS = {"platform", "mlx", "packages", "tree-sitter", "memory", "disk", "base-models", "config",
@@ -115,7 +117,7 @@ def test_a_broken_config_value_fails_with_its_reason_and_exit_1(monkeypatch):
 
 
 @pytest.mark.parametrize("var,value,words", [
-    ("SECAI_LORA_DROPOUT", "2", "dropout must be in [0, 1)"),        # right type, refused by secai.lora.settings()
+    ("SECAI_LORA_DROPOUT", "2", "dropout must be in [0, 1)"),        # right type, refused by secai.training.run.settings()
     ("SECAI_ANALYZE_BACKEND", "gpt", "must be kb or mlx"),
     ("SECAI_SPLIT_VALID", "1.5", "must be in [0, 1)"),
     ("SECAI_PARSE_MAX_FILE_MB", "[1, 2", "not a YAML value"),
@@ -246,7 +248,7 @@ def test_an_env_file_others_can_read_warns(monkeypatch, tmp_path):
 
 
 def test_daemon_installed_or_not(monkeypatch, tmp_path):
-    from secai import daemon
+    from secai.ops import cycle as daemon
 
     monkeypatch.setenv("SECAI_DAEMON_UNIT_DIR", str(tmp_path))
     _, report, _ = doctor_json("--check", "daemon")

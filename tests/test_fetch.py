@@ -14,7 +14,7 @@ from conftest import ROOT, run_command
 from loopback import FakeGitHub, make_zip
 
 from secai import config
-from secai.fetch import RUN_FILE, Fetch, extract_zip
+from secai.ops.github import RUN_FILE, Fetch, extract_zip
 
 TOKEN = "ghp_" + "F4k3T0k3n" * 4
 SEMGREP = (ROOT / "examples" / "artifacts" / "semgrep.json").read_bytes()

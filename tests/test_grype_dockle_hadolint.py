@@ -13,9 +13,9 @@ import pytest
 sys.path.insert(0, str(Path(__file__).parent))
 from conftest import CORPUS, FIXTURES, run_command  # noqa: E402
 
-from secai import parsers  # noqa: E402
-from secai.parse import Parse  # noqa: E402
-from secai.parsers import dockle, grype, hadolint  # noqa: E402
+from secai.parsing import formats as parsers  # noqa: E402
+from secai.parsing.reports import Parse  # noqa: E402
+from secai.parsing.formats import dockle, grype, hadolint  # noqa: E402
 from secai.records import ParseError  # noqa: E402
 
 PARSE = FIXTURES / "parse"

@@ -17,10 +17,10 @@ import pytest  # noqa: E402
 from conftest import run_command  # noqa: E402
 
 from secai import __version__  # noqa: E402
-from secai import index as ix  # noqa: E402
-from secai.analyze import Analyze  # noqa: E402
+from secai.analysis import similar as ix  # noqa: E402
+from secai.commands.analyze import Analyze  # noqa: E402
 from secai.cli import dumps, schema_error  # noqa: E402
-from secai.index import Index  # noqa: E402
+from secai.analysis.similar import Index  # noqa: E402
 
 
 
@@ -296,7 +296,7 @@ def test_analyze_with_an_index_fills_similar_and_keys_the_cache_on_it(index_dir,
 
 
 def test_analyze_gives_the_similar_findings_to_the_model(index_dir, findings, findings_file, monkeypatch):
-    from secai.backends import mlx
+    from secai.analysis import mlx
 
     seen = []
 

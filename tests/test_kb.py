@@ -1,4 +1,4 @@
-"""The offline knowledge base (lib/secai/kb): every entry valid, renderable and sourced; the CWE Top 25
+"""The offline knowledge base (lib/secai/analysis/kb): every entry valid, renderable and sourced; the CWE Top 25
 and the shipped example findings covered by specific entries; match precedence; load errors."""
 
 from __future__ import annotations
@@ -15,8 +15,8 @@ from jsonschema import Draft202012Validator
 sys.path.insert(0, str(Path(__file__).parent))
 from conftest import ROOT, run_command  # noqa: E402
 
-from secai import kb  # noqa: E402
-from secai.parse import Parse  # noqa: E402
+from secai.analysis import kb  # noqa: E402
+from secai.parsing.reports import Parse  # noqa: E402
 
 KB = kb.load()
 SCHEMA = yaml.safe_load(kb.SCHEMA_FILE.read_text(encoding="utf-8"))

@@ -122,8 +122,8 @@ def test_push_modes_stage_the_dataset_and_the_latest_model(built):
 
 
 def test_base_model_picks_the_model_fine_tuned(built, tmp_path):
-    from secai.models import content_hash
-    from secai.tinymodel import build
+    from secai.training.store import content_hash
+    from secai.training.tinymodel import build
 
     tree, _ = built
     other = build(tmp_path / "other-base", seed=1)

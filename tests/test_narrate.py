@@ -13,13 +13,13 @@ import orjson
 import pytest
 from conftest import FIXTURES, ROOT, run_command
 
-from secai.analyze import Analyze
-from secai.backends.mlx import messages as mlx_messages
-from secai.backends.mlx import parse_reply
+from secai.commands.analyze import Analyze
+from secai.analysis.mlx import messages as mlx_messages
+from secai.analysis.mlx import parse_reply
 from secai.cli import dumps, schema, schema_error
-from secai.context import parses
-from secai.narrate import PLACEHOLDERS, PLACEHOLDER_TEXT, Narrate, fence
-from secai.parse import Parse
+from secai.analysis.context import parses
+from secai.dataset.examples import PLACEHOLDERS, PLACEHOLDER_TEXT, Narrate, fence
+from secai.parsing.reports import Parse
 from secai.secrets import PATTERNS, find, scrub
 
 EXAMPLES = ROOT / "examples"

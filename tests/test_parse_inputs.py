@@ -10,7 +10,7 @@ import pytest
 from conftest import FIXTURES, run_command
 
 from secai.cli import schema_error
-from secai.parse import Parse
+from secai.parsing.reports import Parse
 
 SPEC = FIXTURES / "parse" / "sarif" / "spec-features.sarif"
 GOOD = SPEC.read_bytes()
@@ -164,7 +164,7 @@ def test_ids_do_not_depend_on_run_metadata(tmp_path):
 
 
 def test_forced_format_and_list_formats(tmp_path):
-    from secai.parsers import FORMATS
+    from secai.parsing.formats import FORMATS
 
     code, listing, err = run_command(Parse, ["--list-formats"], raw=True)
     assert code == 0 and [line.split()[0] for line in listing.splitlines()] == [f.name for f in FORMATS]

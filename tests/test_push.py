@@ -16,8 +16,8 @@ from conftest import run_command
 from loopback import FakeHub
 
 from secai.cli import dumps
-from secai.push import Push
-from secai.split import Split
+from secai.publishing.hub import Push
+from secai.dataset.split import Split
 
 TOKEN = "hf_" + "T0k3n" * 7           # looks like a real token, so a leak would be recognisable
 SHA = "4f1c2a9b7e3d5f60718293a4b5c6d7e8f9a0b1c2"
@@ -276,14 +276,14 @@ def make_model(d: Path) -> Path:
 
 @pytest.fixture
 def lora_stub(monkeypatch):
-    """secai.lora as a stub whose validate accepts (the model folders here are not trained models;
-    secai.lora's own tests check its validate). Returns the stub to change validate."""
+    """secai.training.run as a stub whose validate accepts (the model folders here are not trained models;
+    secai.training.run's own tests check its validate). Returns the stub to change validate."""
     import secai
 
-    fake = types.ModuleType("secai.lora")
+    fake = types.ModuleType("secai.training.run")
     fake.calls = []
     fake.validate = lambda path: fake.calls.append(Path(path)) or []
-    monkeypatch.setitem(sys.modules, "secai.lora", fake)
+    monkeypatch.setitem(sys.modules, "secai.training.run", fake)
     monkeypatch.setattr(secai, "lora", fake, raising=False)
     return fake
 
@@ -345,7 +345,7 @@ def test_model_checks_card_metadata_weights_and_the_lora_validate_hook(tmp_path,
 
 
 def test_the_real_lora_validate_is_called_and_its_refusal_stops_the_push(tmp_path, hub):
-    """With secai.lora's own validate: a folder that is not a trained model/1 — this fake one — is
+    """With secai.training.run's own validate: a folder that is not a trained model/1 — this fake one — is
     refused before anything is staged or sent."""
     model = make_model(tmp_path / "olmo2-secai")
     code, report, err = push(tmp_path, "model", str(model), "--repo", "octo/olmo2-secai")

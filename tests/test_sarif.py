@@ -6,7 +6,7 @@ import orjson
 import pytest
 from conftest import FIXTURES, run_command
 
-from secai.parse import Parse
+from secai.parsing.reports import Parse
 
 SPEC = FIXTURES / "parse" / "sarif" / "spec-features.sarif"
 

@@ -17,7 +17,7 @@ import yaml
 from conftest import run_command
 
 from secai.cli import dumps, schema_error
-from secai.split import Split, assign, unit
+from secai.dataset.split import Split, assign, unit
 
 SPLIT_FILES = ("train.jsonl", "valid.jsonl", "test.jsonl")
 

@@ -1,4 +1,4 @@
-"""The tiny random-weight OLMo-2 model (secai.tinymodel): built once into a temporary folder, then
+"""The tiny random-weight OLMo-2 model (secai.training.tinymodel): built once into a temporary folder, then
 loaded and run through mlx-lm's Python API. Nothing here may reach the network."""
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["TRANSFORMERS_OFFLINE"] = "1"
 
 from conftest import ROOT  # noqa: E402
-from secai import models, tinymodel  # noqa: E402
+from secai.training import store as models, tinymodel  # noqa: E402
 
 mlx_lm = pytest.importorskip("mlx_lm")
 
@@ -54,7 +54,7 @@ def test_files_manifest_and_card(model_dir):
                      "special_tokens_map.json", "tokenizer.json", "tokenizer_config.json"}
     assert sum(p.stat().st_size for p in model_dir.iterdir()) < 4_000_000
     manifest = json.loads((model_dir / "secai-model.json").read_text())
-    assert manifest["generator"] == "secai.tinymodel" and manifest["generator_version"] == tinymodel.GENERATOR_VERSION
+    assert manifest["generator"] == "secai.training.tinymodel" and manifest["generator_version"] == tinymodel.GENERATOR_VERSION
     assert manifest["seed"] == 0 and manifest["random_weights"] is True
     assert manifest["files"] == {name: tinymodel.sha256_file(model_dir / name) for name in names - {"secai-model.json"}}
     assert manifest["content_hash"] == models.content_hash(model_dir) == models.identity(model_dir)["content_hash"]
@@ -183,7 +183,7 @@ def test_rebuild_is_byte_identical(model_dir, tmp_path):
     """A second build, in another process (other hash seeds, through main()), writes the same bytes."""
     out = tmp_path / "again"
     env = {**os.environ, "PYTHONPATH": str(ROOT / "lib"), "PYTHONHASHSEED": "123"}
-    proc = subprocess.run([sys.executable, "-m", "secai.tinymodel", "-q", str(out)], env=env,
+    proc = subprocess.run([sys.executable, "-m", "secai.training.tinymodel", "-q", str(out)], env=env,
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout == "" and proc.stderr == ""
@@ -223,7 +223,7 @@ def test_interrupted_build_leaves_the_old_model(tmp_path, monkeypatch):
 def test_main_errors_are_one_line(tmp_path, capsys):
     assert tinymodel.main([str(tmp_path / "m"), "--vocab-size", "100000"]) == 1
     err = capsys.readouterr().err
-    assert err.startswith("secai.tinymodel: error: ") and err.count("\n") == 1
+    assert err.startswith("secai.training.tinymodel: error: ") and err.count("\n") == 1
     assert not (tmp_path / "m").exists()
     with pytest.raises(SystemExit) as exc:
         tinymodel.main(["--help"])

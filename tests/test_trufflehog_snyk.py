@@ -13,10 +13,10 @@ import pytest
 sys.path.insert(0, str(Path(__file__).parent))
 from conftest import CORPUS, FIXTURES, run_command  # noqa: E402
 
-from secai import parsers  # noqa: E402
+from secai.parsing import formats as parsers  # noqa: E402
 from secai.cli import InputError  # noqa: E402
-from secai.parse import NotAReport, Parse, Unit, load  # noqa: E402
-from secai.parsers import snyk, trufflehog  # noqa: E402
+from secai.parsing.reports import NotAReport, Parse, Unit, load  # noqa: E402
+from secai.parsing.formats import snyk, trufflehog  # noqa: E402
 from secai.records import ParseError  # noqa: E402
 
 PARSE = FIXTURES / "parse"

@@ -1,4 +1,4 @@
-"""Fix verification (secai.verify) and the knowledge base's fix rules (lib/secai/kb/fixes): the kb
+"""Fix verification (secai.analysis.verify) and the knowledge base's fix rules (lib/secai/analysis/kb/fixes): the kb
 fixes the shipped examples' findings; a real fix is confirmed by the real scanner that reported it
 (Bandit, Checkov, Semgrep: each test skips with the reason when its scanner is not installed); a
 wrong fix (the finding is still there), a fix that does not parse, one that cannot be placed and
@@ -20,13 +20,13 @@ import yaml
 from conftest import ROOT, run_command
 
 from secai import config
-from secai.analyze import Analyze
-from secai.backends import kb
+from secai.commands.analyze import Analyze
+from secai.analysis import compose as kb
 from secai.cli import dumps
-from secai.context import parses
-from secai.narrate import Narrate
-from secai.parse import Parse
-from secai.verify import (NO_PARSE, NO_SCANNER, NO_VERIFIER, NOT_PLACED, STILL_REPORTED, SUPPRESSED, VERIFIED,
+from secai.analysis.context import parses
+from secai.dataset.examples import Narrate
+from secai.parsing.reports import Parse
+from secai.analysis.verify import (NO_PARSE, NO_SCANNER, NO_VERIFIER, NOT_PLACED, STILL_REPORTED, SUPPRESSED, VERIFIED,
                           Candidate, Scanners, _Reject, describe, place, summary, verify)
 
 EXAMPLES = ROOT / "examples"
@@ -328,7 +328,7 @@ def test_a_copy_is_written_where_the_path_resolves_under_the_source_root(candida
 def test_scanner_paths_are_absolute_whatever_the_directory_was_given_as(tmp_path, monkeypatch):
     """The scanners run in a temporary directory: a relative scanners dir (the Makefile's
     .scanners/bin) or Semgrep config must still point at them there."""
-    from secai.verify import Scanners
+    from secai.analysis.verify import Scanners
 
     bin_dir = tmp_path / "venv" / "bin"
     bin_dir.mkdir(parents=True)

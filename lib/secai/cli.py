@@ -21,8 +21,8 @@ from pathlib import Path
 
 import orjson
 
-from . import __version__
-from .config import ROOT
+from secai import __version__
+from secai.config import ROOT
 
 SCHEMA_DIR = ROOT / "schemas"
 EXIT_OK, EXIT_ERROR, EXIT_USAGE = 0, 1, 2

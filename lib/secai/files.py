@@ -15,7 +15,7 @@ from pathlib import Path
 
 import yaml
 
-from .cli import InputError
+from secai.cli import InputError
 
 
 def sha256_file(path: Path) -> str:

@@ -23,7 +23,7 @@ from collections.abc import Iterable
 from functools import lru_cache
 from typing import NamedTuple
 
-from .records import REDACTED
+from secai.records import REDACTED
 
 _VALUE_END = r"(?![A-Za-z0-9/+=_-])"
 _KEY_WORDS = (r"password|passwd|passphrase|pwd|secret|token|api[_-]?key|apikey|access[_-]?key|auth[_-]?key"

@@ -4,9 +4,9 @@ Offline and deterministic. The knowledge-base entry the finding matches gives th
 its family; the finding gives what makes it specific: tool, rule, place, package and versions,
 the scanner's message and fix hint, its references. For a vulnerable dependency whose manifest is
 under the source root, the remediation names the file and line to change and the fix shows it.
-For a finding with code context, a fix rule (lib/secai/kb/fixes/*.yaml, see `FixRule`) rewrites
+For a finding with code context, a fix rule (lib/secai/analysis/kb/fixes/*.yaml, see `FixRule`) rewrites
 the lines the context shows into the fix: `original` (lines copied from the file) and `code`
-(what replaces them), so that secai.verify can apply it to a copy and re-run the scanner.
+(what replaces them), so that secai.analysis.verify can apply it to a copy and re-run the scanner.
 """
 
 from __future__ import annotations
@@ -18,8 +18,8 @@ import shlex
 from functools import cache, lru_cache
 from pathlib import Path
 
-from .. import kb as knowledge
-from ..records import REDACTED
+from secai.analysis import kb as knowledge
+from secai.records import REDACTED
 
 COMPOSER_VERSION = "kb-compose-2"
 _STEP_DOWN = {"critical": "high", "high": "medium", "medium": "low", "low": "info", "info": "info"}
@@ -43,7 +43,7 @@ def upgrade_target(installed: str | None, fixed: list[str]) -> str | None:
 
 
 def facts_of(finding: dict) -> dict:
-    """The finding facts the knowledge-base templates may use (see secai.kb.MISSING)."""
+    """The finding facts the knowledge-base templates may use (see secai.analysis.kb.MISSING)."""
     loc, pkg = finding.get("location") or {}, finding.get("package") or {}
     return {
         "title": finding["title"], "rule_id": finding["rule_id"], "tool": finding["tool"],
@@ -70,7 +70,7 @@ def manifest_line(root: Path | None, finding: dict) -> tuple[str, int, str] | No
     pkg, loc = finding.get("package") or {}, finding.get("location") or {}
     if root is None or not pkg.get("name") or not loc.get("path"):
         return None
-    from ..context import NoContext, locate  # imported here: only needed with a source root
+    from secai.analysis.context import NoContext, locate  # imported here: only needed with a source root
 
     try:
         path, rel = locate(root, loc["path"])
@@ -122,7 +122,7 @@ def _fix(finding: dict, manifest) -> dict | None:
     return None  # the knowledge base's examples are generic: a fix is given only when it is this finding's
 
 
-# ---------------------------------------------------------------- fix rules (lib/secai/kb/fixes/*.yaml)
+# ---------------------------------------------------------------- fix rules (lib/secai/analysis/kb/fixes/*.yaml)
 #
 # A fix rule is data: which findings it applies to, and a list of line edits to make to the code the
 # finding's context shows. Nothing in a rule is executed: patterns are Python regular expressions
@@ -157,7 +157,7 @@ def _op(key: str, description: str, required=(), **props) -> dict:
 FIX_RULE_SCHEMA = {
     "$schema": "https://json-schema.org/draft/2020-12/schema",
     "title": "kb fix rule",
-    "description": "A rule of lib/secai/kb/fixes/*.yaml (each file a YAML list of rules, read in file-name "
+    "description": "A rule of lib/secai/analysis/kb/fixes/*.yaml (each file a YAML list of rules, read in file-name "
                    "order): which findings it fixes and the line edits that fix them in the code context.",
     "type": "object",
     "additionalProperties": False,
@@ -355,7 +355,7 @@ def _indent_step(texts: list[str], language: str) -> int:
 
 
 class FixRule:
-    """One rule of lib/secai/kb/fixes/*.yaml, compiled."""
+    """One rule of lib/secai/analysis/kb/fixes/*.yaml, compiled."""
 
     def __init__(self, data: dict, file: str):
         self.data, self.file, self.id = data, file, data["id"]
@@ -409,7 +409,7 @@ class FixRule:
     # -- applying
     def apply(self, context: dict, file_text: str | None) -> dict:
         """{original, code, explanation} for the context's code, or _NoFix."""
-        from ..context import parses
+        from secai.analysis.context import parses
 
         if self.when_file and not (file_text and self.when_file.search(file_text)):
             raise _NoFix("when_file does not match")
@@ -635,7 +635,7 @@ def _file_text(root: Path | None, rel: str) -> str | None:
     """The text of a file under the root (for `when_file` and `import`), or None."""
     if root is None:
         return None
-    from ..context import NoContext, locate
+    from secai.analysis.context import NoContext, locate
 
     try:
         path, _ = locate(root, rel)
@@ -656,7 +656,7 @@ def rule_fix(finding: dict, context: dict | None, root: Path | None, rules=None)
     """(the fix, the rule id) the first applicable fix rule makes from the finding's code context, or None."""
     if not context or not context.get("code", "").strip():
         return None
-    from ..context import _canonical
+    from secai.analysis.context import _canonical
 
     language = _canonical(context.get("language", ""))
     candidates = sorted(((level, n, rule) for n, rule in enumerate(fix_rules() if rules is None else rules)

@@ -70,8 +70,8 @@ from typing import NamedTuple
 
 import yaml
 
-from .records import REDACTED, norm_path, positive_int
-from .records import redact as redact_text
+from secai.records import REDACTED, norm_path, positive_int
+from secai.records import redact as redact_text
 
 RADIUS = 5                     # lines shown before and after the finding's lines
 MAX_BYTES = 2 * 1024 * 1024    # a larger file gets no context

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import orjson
 
-from ..cli import schema_error
-from ..models import content_hash, identity
+from secai.cli import schema_error
+from secai.training.store import content_hash, identity
 
 PROMPT_VERSION = "analysis-v1"
 SYSTEM = (

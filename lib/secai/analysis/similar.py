@@ -34,9 +34,9 @@ from pathlib import Path
 
 import orjson
 
-from . import __version__
-from .cli import Command, InputError, entry, read_jsonl, schema_error
-from .files import fresh_dir, sha256_file, swap_in
+from secai import __version__
+from secai.cli import Command, InputError, entry, read_jsonl, schema_error
+from secai.files import fresh_dir, sha256_file, swap_in
 
 # ---------------------------------------------------------------- the text embedded per finding
 

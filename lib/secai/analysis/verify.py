@@ -4,7 +4,7 @@ For each candidate (a finding, its code context and a fix with `original` and `c
 1. the fix is placed in a copy of its file: `original` must still be the file's lines where the
    context was read (`[REDACTED]` in it stands for the secret the file holds there), and those
    lines are replaced by `code` (re-indented when the code comes dedented);
-2. the whole fixed file must parse for its language (secai.context.parses), and the fix must
+2. the whole fixed file must parse for its language (secai.analysis.context.parses), and the fix must
    not add a suppression comment (nosec, nosemgrep, checkov:skip, ...);
 3. the scanner that reported the finding runs again on the copy, with the same rule only; the fix
    is verified when that rule reports nothing in the fixed lines of that file, and the scanner
@@ -39,7 +39,7 @@ from pathlib import Path, PurePosixPath
 
 import yaml
 
-from .records import REDACTED
+from secai.records import REDACTED
 
 VERIFIERS = ("bandit", "checkov", "semgrep")   # tools whose findings can be re-checked
 LANGUAGES = {"bandit": {"python"}, "semgrep": {"python"},
@@ -97,7 +97,7 @@ class Scanners:
     def find(cls, scanners_dir: str | os.PathLike | None = None, semgrep_configs=(), timeout: float = 600.0):
         """The scanners in `scanners_dir` (or its bin/); without one, in the project's own scanner
         venv (`make scanners`: .scanners/) when it is there, else on PATH."""
-        from .config import ROOT
+        from secai.config import ROOT
 
         if not scanners_dir and (ROOT / ".scanners" / "bin").is_dir():
             scanners_dir = ROOT / ".scanners"
@@ -164,8 +164,8 @@ def place(text: str, context: dict, fix: dict) -> tuple[str, int, int]:
 
 def _prepare(c: Candidate, root: Path) -> tuple[str, int, int, Path, str]:
     """(fixed text, first and last fixed line, the real source file, its path under the root) or
-    _Reject. The path is the one secai.context.locate resolves (never one that leaves the root)."""
-    from .context import NoContext, can_check, locate, parses
+    _Reject. The path is the one secai.analysis.context.locate resolves (never one that leaves the root)."""
+    from secai.analysis.context import NoContext, can_check, locate, parses
 
     language = c.context.get("language", "")
     if not can_check(language):

@@ -5,10 +5,10 @@ from __future__ import annotations
 from itertools import islice
 from pathlib import Path
 
-from . import config
-from .backends import kb as kb_backend
-from .cache import Cache, key
-from .cli import Command, entry
+from secai import config
+from secai.analysis import compose as kb_backend
+from secai.cache import Cache, key
+from secai.cli import Command, entry
 
 
 class Analyze(Command):
@@ -62,14 +62,14 @@ model call; one new finding costs one analysis."""
             path = self.setting("model")
             if not path:
                 raise ValueError("--backend mlx needs --model DIR (or analyze.model)")
-            from .backends.mlx import Model
+            from secai.analysis.mlx import Model
 
             model = Model(path, a.adapter, self.setting("max_tokens"))
         findings = list(findings)
         # -- similar past findings (secai-index): one look-up for all; only findings new to the index are embedded
         self.similar = None
         if self.setting("index") and self.setting("similar") > 0:
-            from .index import SimilarityIndex
+            from secai.analysis.similar import SimilarityIndex
 
             found = SimilarityIndex.load(self.setting("index")).similar(findings, self.setting("similar"))
             self.similar = {f["id"]: s for f, s in zip(findings, found)}
@@ -86,7 +86,7 @@ model call; one new finding costs one analysis."""
                  f"to kb, {s['context']} with code context, {s['refused']} paths refused)")
 
     def _chunk(self, findings, backend, model, root, cache, hashes):
-        from .backends.mlx import PROMPT_VERSION
+        from secai.analysis.mlx import PROMPT_VERSION
 
         kb_version = kb_backend.kb_version()
         producer = {"backend": backend, "kb_version": kb_version,
@@ -112,7 +112,7 @@ model call; one new finding costs one analysis."""
                 self.stats["cached"] += 1
             out.append(record)
         if model and todo:
-            from .backends.mlx import messages, parse_reply
+            from secai.analysis.mlx import messages, parse_reply
 
             chats = [messages(r["finding"], r.get("code_context"), r["similar"]) for _, r in todo]
             for (_, record), reply in zip(todo, model.generate(chats)):
@@ -130,7 +130,7 @@ model call; one new finding costs one analysis."""
     def _context(self, finding, root, hashes):
         if root is None:
             return None
-        from .context import read_context
+        from secai.analysis.context import read_context
 
         context, skip = read_context(finding, root, self.setting("context_lines"), hashes=hashes)
         if context:

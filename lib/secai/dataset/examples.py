@@ -23,11 +23,11 @@ from pathlib import Path
 
 import orjson
 
-from . import __version__
-from .backends import mlx as mlx_backend
-from .backends.kb import upgrade_target
-from .cli import AtomicOutput, Command, entry
-from .secrets import scrub, scrub_tree
+from secai import __version__
+from secai.analysis import mlx as mlx_backend
+from secai.analysis.compose import upgrade_target
+from secai.cli import AtomicOutput, Command, entry
+from secai.secrets import scrub, scrub_tree
 
 STAGES = ("analysis", "codefix")
 ANALYSIS_PROMPT_VERSION = mlx_backend.PROMPT_VERSION  # the inference prompt: trained and asked alike
@@ -169,7 +169,7 @@ def _finish(record: dict, stage: str, messages: list[dict], language: str | None
 
 def _fix(analysis: dict, digests) -> dict | None:
     """The analysis's fix, redacted, when its code parses for its language; else None."""
-    from .context import parses
+    from secai.analysis.context import parses
 
     fix = clean(analysis.get("fix"))
     if not fix or "code" not in fix or "language" not in fix:
@@ -280,7 +280,7 @@ def codefix_example(record: dict, digests=frozenset()) -> dict:
 def codefix_candidate(record: dict, digests=frozenset()) -> tuple[dict, dict]:
     """(the stage-2 example of an analysis/1 record, the redacted fix it shows): the fix is what
     --verify-fixes applies and re-scans. Raises Skip like codefix_example."""
-    from .context import can_check, parses
+    from secai.analysis.context import can_check, parses
 
     _identified(record)
     context = record.get("code_context")
@@ -402,8 +402,8 @@ lib/secai/secrets.py; secai-split and secai-push check them too."""
 
     def _verify(self, made) -> dict:
         """Verdicts keyed by example id; logs `verified N/M fixes (...)` and writes --verify-report."""
-        from . import config
-        from .verify import Candidate, Scanners, describe, summary, verify
+        from secai import config
+        from secai.analysis.verify import Candidate, Scanners, describe, summary, verify
 
         a = self.args
         settings = config.load().get("verify") or {}

@@ -45,9 +45,10 @@ from pathlib import Path
 import orjson
 import yaml
 
-from . import __version__, config
-from .cli import Command, InputError, dumps, entry, schema_error
-from .files import fresh_dir, sha256_file, swap_in
+from secai import __version__
+from secai import config
+from secai.cli import Command, InputError, dumps, entry, schema_error
+from secai.files import fresh_dir, sha256_file, swap_in
 
 KIND = "example/1"
 MANIFEST_KIND = "dataset/1"
@@ -152,7 +153,7 @@ def public_name(name: str) -> str:
 @lru_cache(maxsize=256)
 def _find_secrets(text: str) -> tuple[str, ...]:
     """secai.secrets.find, remembered for the texts many examples share (the system prompts)."""
-    from .secrets import find
+    from secai.secrets import find
 
     return tuple(find(text))
 

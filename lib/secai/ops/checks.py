@@ -35,9 +35,10 @@ from pathlib import Path
 import orjson
 import yaml
 
-from . import __version__, config
-from .cli import EXIT_ERROR, EXIT_OK, Command, entry
-from .config import ROOT
+from secai import __version__
+from secai import config
+from secai.cli import EXIT_ERROR, EXIT_OK, Command, entry
+from secai.config import ROOT
 
 OK, WARN, FAIL = "ok", "warn", "fail"
 GIB = 1024 ** 3
@@ -200,7 +201,7 @@ def _existing(path: Path) -> Path:
 
 
 def check_disk(opts) -> Result:
-    from .models import models_dir
+    from secai.training.store import models_dir
 
     build = _project_path(_setting("paths", "build", "build"))
     try:
@@ -356,7 +357,7 @@ def check_mlx(opts) -> Result:
 
 
 def check_embedder(opts) -> Result:
-    from .index import MODEL_NAME, MODEL_PACKAGE, model_dir
+    from secai.analysis.similar import MODEL_NAME, MODEL_PACKAGE, model_dir
 
     try:
         path = model_dir()
@@ -497,7 +498,7 @@ def check_config(opts) -> Result:
                 problems.append((section in PIPELINE_SECTIONS, section, key, f"{reason}, got {value!r}"))
     problems += [(True, s, k, r) for s, k, r in _value_problems(cfg)]
     if not any(s == "lora" for _, s, _, _ in problems):
-        from .lora import settings
+        from secai.training.run import settings
 
         try:
             settings()
@@ -538,7 +539,7 @@ def _folder_size(path: Path) -> int:
 
 
 def check_base_models(opts) -> Result:
-    from . import models
+    from secai.training import store as models
 
     store = models.models_dir()
     base = store / "base"
@@ -590,7 +591,7 @@ def check_base_models(opts) -> Result:
 # ---------------------------------------------------------------- optional integrations
 
 def check_scanners(opts) -> Result:
-    from .verify import VERIFIERS, Scanners
+    from secai.analysis.verify import VERIFIERS, Scanners
 
     directory = _setting("verify", "scanners_dir", None)
     scanners = Scanners.find(directory)
@@ -668,7 +669,7 @@ def check_github_token(opts) -> Result:
 
 
 def check_daemon(opts) -> Result:
-    from . import daemon
+    from secai.ops import cycle as daemon
 
     plat = daemon.platform_name("auto")
     directory = daemon.unit_dir(plat)

@@ -41,10 +41,10 @@ import sys
 import time
 from pathlib import Path
 
-from . import config
-from .cli import Command, InputError, common_flags, entry
-from .config import ROOT
-from .fetch import now_iso, try_lock
+from secai import config
+from secai.cli import Command, InputError, common_flags, entry
+from secai.config import ROOT
+from secai.ops.github import now_iso, try_lock
 
 DEFAULTS = {"name": "secai", "interval_s": 300, "build": "make all", "skip_finetune": False,
             "lock": "build/state/daemon.lock", "log": "build/logs/daemon.log",
@@ -167,7 +167,7 @@ def cycle(log, *, build: str | None = None, do_fetch: bool = True, do_push: bool
         if not fetching:
             fields["fetch"] = "off"
         else:
-            from .fetch import fetch_from_config
+            from secai.ops.github import fetch_from_config
 
             try:
                 reports = fetch_from_config(log=log)
@@ -241,8 +241,8 @@ def _push_step(log, build_failed: bool, do_push: bool, failed: list) -> str:
         return "off"
     if build_failed:
         return "skipped"
-    from .fetch import load_state
-    from .push import publish
+    from secai.ops.github import load_state
+    from secai.publishing.hub import publish
 
     fetch_cfg = _section("fetch")
     commits = []
@@ -441,8 +441,8 @@ def uninstall(platform: str, directory: Path, control: bool, log) -> list[Path]:
 
 
 def status(platform: str, directory: Path, control: bool, log, lines: int = 5) -> str:
-    from .fetch import load_state
-    from .push import _read_state
+    from secai.ops.github import load_state
+    from secai.publishing.hub import _read_state
 
     name = setting("name")
     files = [directory / n for n in render(platform)]

@@ -53,9 +53,10 @@ from pathlib import Path, PurePosixPath
 
 import orjson
 
-from . import __version__, config
-from .cli import Command, InputError, common_flags, entry
-from .files import fresh_dir, swap_in
+from secai import __version__
+from secai import config
+from secai.cli import Command, InputError, common_flags, entry
+from secai.files import fresh_dir, swap_in
 
 API_VERSION = "2022-11-28"
 RUN_FILE = ".secai-run.json"

@@ -1,7 +1,7 @@
 """`make status` and the summary `make all` ends with: what is built and when, counts per stage,
 the latest fine-tuned models with their evaluation, and the daemon's last cycle.
 
-    python -m secai.status --build build [--json] [--write build/summary.json]
+    python -m secai.ops.status --build build [--json] [--write build/summary.json]
 
 Everything is read from the files the pipeline wrote; nothing is computed again.
 """
@@ -16,7 +16,7 @@ from pathlib import Path
 
 import orjson
 
-from . import config
+from secai import config
 
 
 def _when(path: Path) -> str | None:
@@ -122,7 +122,7 @@ def render(state: dict) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m secai.status", description="What the pipeline has built (make status).")
+    p = argparse.ArgumentParser(prog="python -m secai.ops.status", description="What the pipeline has built (make status).")
     p.add_argument("--build", default=config.get("paths", "build"), help="build directory (default: paths.build)")
     p.add_argument("--json", action="store_true", help="JSON instead of text")
     p.add_argument("--write", metavar="FILE", help="also write the JSON here (atomically)")

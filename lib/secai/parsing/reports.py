@@ -15,9 +15,10 @@ from typing import NamedTuple
 
 import orjson
 
-from . import config, parsers
-from .cli import Command, InputError, entry, render
-from .records import ParseError, finalize, merge_duplicate
+from secai import config
+from secai.parsing import formats as parsers
+from secai.cli import Command, InputError, entry, render
+from secai.records import ParseError, finalize, merge_duplicate
 
 ZIP_MAGIC = (b"PK\x03\x04", b"PK\x05\x06")
 

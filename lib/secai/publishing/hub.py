@@ -9,7 +9,7 @@ What happens (plain functions below, usable without the CLI):
    message in which secai.secrets finds a secret (the check secai-split makes), nor a secret in
    its card or manifest. A model needs its card (README.md with YAML front matter),
    metadata.json, at least one *.safetensors file, no secret in its text files, and must pass
-   `secai-lora validate` (secai.lora.validate: files, hashes, shapes, loads and generates).
+   `secai-lora validate` (secai.training.run.validate: files, hashes, shapes, loads and generates).
 2. The files to publish are copied into a staging folder (push.staging/<kind>-<owner>--<name>,
    replaced whole): for a dataset, the files its manifest lists plus manifest.json; for a model,
    every file except hidden ones and mlx-lm's intermediate checkpoints
@@ -41,9 +41,10 @@ from pathlib import Path
 
 import orjson
 
-from . import __version__, config
-from .cli import Command, InputError, common_flags, entry, read_jsonl, schema_error
-from .files import fresh_dir, front_matter, sha256_file, swap_in
+from secai import __version__
+from secai import config
+from secai.cli import Command, InputError, common_flags, entry, read_jsonl, schema_error
+from secai.files import fresh_dir, front_matter, sha256_file, swap_in
 
 KINDS = {"dataset": "dataset", "model": "model"}      # kind -> Hub repo type
 REPO_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,95}/[A-Za-z0-9][A-Za-z0-9_.-]{0,95}")
@@ -73,7 +74,7 @@ def json_object(path: Path, missing: str) -> dict:
 
 def check_text(path: Path, rel: str) -> None:
     """InputError at the first line of a text file in which secai.secrets finds a secret."""
-    from .secrets import find
+    from secai.secrets import find
 
     with open(path, encoding="utf-8", errors="replace") as fh:
         for lineno, line in enumerate(fh, 1):
@@ -86,7 +87,7 @@ def check_text(path: Path, rel: str) -> None:
 def check_dataset(src: Path) -> dict:
     """Check a dataset folder (see the module docstring); returns facts for the commit message:
     manifest, files to publish, source commits and CI runs found in the examples' provenance."""
-    from .split import MANIFEST_KIND, secret_patterns
+    from secai.dataset.split import MANIFEST_KIND, secret_patterns
 
     front_matter(src / "README.md")
     mpath = src / "manifest.json"
@@ -154,7 +155,7 @@ def check_model(src: Path, log=None) -> dict:
     files = model_files(src)
     if not any(f.endswith(".safetensors") for f in files):
         raise InputError(str(src), None, "no *.safetensors weights or adapters to publish")
-    from .lora import validate
+    from secai.training.run import validate
 
     problems = validate(src)
     if problems:
@@ -311,7 +312,7 @@ def upload(staged: Path, listing: list[dict], repo: str, repo_type: str, *, priv
 
 
 def _scrubbed(text: str, token: str | None) -> str:
-    from .secrets import scrub
+    from secai.secrets import scrub
 
     if token:
         text = text.replace(token, "[REDACTED]")
@@ -375,7 +376,7 @@ def publish(kind: str, src: Path, repo: str, *, private: bool | None = None, rev
         raise InputError(repo, None, _scrubbed(f"push failed: {type(exc).__name__}: {exc}", token)
                          .replace("\n", " ")) from None
     report.update(status="pushed", commit=result)
-    from .fetch import write_json_atomic
+    from secai.ops.github import write_json_atomic
 
     data = _read_state(state)
     data[key] = {"digest": report["digest"], "commit": result["oid"], "url": result["url"],

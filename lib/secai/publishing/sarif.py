@@ -54,10 +54,10 @@ from urllib.parse import quote, urlsplit
 
 import orjson
 
-from . import __version__
-from .cli import SCHEMA_DIR, AtomicOutput, Command, entry
-from .records import REDACTED, severity_from_score
-from .secrets import scrub
+from secai import __version__
+from secai.cli import SCHEMA_DIR, AtomicOutput, Command, entry
+from secai.records import REDACTED, severity_from_score
+from secai.secrets import scrub
 
 SARIF_SCHEMA = SCHEMA_DIR / "sarif-2.1.0.json"
 SARIF_VERSION = "2.1.0"

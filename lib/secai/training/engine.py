@@ -44,7 +44,7 @@ class TrainError(Exception):
 @dataclass
 class Settings:
     """Every hyperparameter of a run. The defaults live in config/secai.yaml (`lora:`): see
-    secai.lora.settings()."""
+    secai.training.run.settings()."""
     rank: int
     scale: float  # LoRA output multiplier (mlx-lm's `scale`; alpha = scale * rank)
     dropout: float
@@ -494,7 +494,7 @@ class Run:
         import mlx.core as mx
         from mlx.utils import tree_flatten
 
-        from .files import fresh_dir, swap_in
+        from secai.files import fresh_dir, swap_in
 
         if self.rank != 0:
             return

@@ -12,7 +12,7 @@ format: `mlx_lm generate --model BASE --adapter-path DIR/adapters` loads it), `m
 with the measured numbers) and, with `--fuse`, `fused/` (a whole model). The base model folder is
 only read. While it runs, its checkpoints live in `<models_dir>/fine-tuned/.run-<id>/`, where id
 names the run (base model, data, settings, stage and starting adapter): `--resume` continues that
-run from its last checkpoint. The training engine is secai.trainer.
+run from its last checkpoint. The training engine is secai.training.engine.
 """
 
 from __future__ import annotations
@@ -32,10 +32,12 @@ from pathlib import Path
 import orjson
 import yaml
 
-from . import __version__, config, models
-from .cli import Command, InputError, common_flags, entry, read_jsonl, schema_error
-from .files import fresh_dir, front_matter, sha256_file, swap_in
-from .trainer import (Interrupted, Run, Settings, TrainError, add_lora, check_chat_template, encode_all,
+from secai import __version__
+from secai import config
+from secai.training import store as models
+from secai.cli import Command, InputError, common_flags, entry, read_jsonl, schema_error
+from secai.files import fresh_dir, front_matter, sha256_file, swap_in
+from secai.training.engine import (Interrupted, Run, Settings, TrainError, add_lora, check_chat_template, encode_all,
                       environment, evaluate, load_adapter_weights)
 
 STAGES = ("analysis", "codefix", "combined")  # combined: one stage on both kinds of example (STAGES=1)
@@ -104,7 +106,7 @@ def load_base(path: Path):
     """(model, tokenizer, where the chat template came from) for a local base model folder."""
     from mlx_lm import load
 
-    from .tinymodel import CHAT_TEMPLATE
+    from secai.training.tinymodel import CHAT_TEMPLATE
 
     model, tokenizer = load(str(models.check_model_dir(path)))
     source = "tokenizer"
@@ -360,12 +362,12 @@ def answer_ok(stage: str, text: str) -> bool:
     """Stage analysis: the reply is the JSON analysis with every required section. Stage codefix:
     its first fenced code block parses in the language it is tagged with."""
     if stage == "analysis":
-        from .backends.mlx import parse_reply
+        from secai.analysis.mlx import parse_reply
 
         return parse_reply(text)[0] is not None
     import re
 
-    from .context import parses
+    from secai.analysis.context import parses
 
     m = re.search(r"```([\w+#.-]*)[ \t]*\n(.*?)```", text, re.S)
     if not m or not m.group(2).strip():
@@ -437,7 +439,7 @@ def forgetting(model, tokenizer, meta: dict, s: Settings, say) -> dict | None:
         return None
     import mlx.core as mx
 
-    from .trainer import adapter_weights
+    from secai.training.engine import adapter_weights
 
     after_weights = {k: mx.array(v) for k, v in adapter_weights(model).items()}
     encoded = encode_all(tokenizer, read_split(stage1_data, held_out(stage1_data)), s)

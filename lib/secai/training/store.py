@@ -14,10 +14,10 @@ import os
 import sys
 from pathlib import Path
 
-from . import config
-from .files import sha256_file
+from secai import config
+from secai.files import sha256_file
 
-MANIFEST = "secai-model.json"           # written by secai.tinymodel next to the model it builds
+MANIFEST = "secai-model.json"           # written by secai.training.tinymodel next to the model it builds
 REAL_BASE = "OLMo-2-1B-mlx-q4"          # `make base-model`: allenai/OLMo-2-0425-1B, 4-bit
 REAL_BASE_HF = "allenai/OLMo-2-0425-1B"
 TINY_BASE = Path("build/models/base/tiny-olmo2")  # `make demo-model`, relative to the project root
@@ -34,7 +34,7 @@ def fine_tuned_dir() -> Path:
 def content_hash(model_dir: str | os.PathLike) -> str:
     """The identity of a model folder: SHA-256 over the names and SHA-256s of the files that define
     it (config, generation config, weights, tokenizer files, chat templates), sorted by name.
-    For a folder built by secai.tinymodel this equals its manifest's content_hash; it works on any
+    For a folder built by secai.training.tinymodel this equals its manifest's content_hash; it works on any
     mlx-lm or Hugging Face model folder and on an adapter folder."""
     model_dir = Path(model_dir)
     names = sorted(p.name for p in model_dir.iterdir() if p.is_file() and _defines_model(p.name))
@@ -51,7 +51,7 @@ def _defines_model(name: str) -> bool:
 
 
 def identity(model_dir: str | os.PathLike) -> dict:
-    """secai-model.json of a folder built by secai.tinymodel; for another model folder, its name
+    """secai-model.json of a folder built by secai.training.tinymodel; for another model folder, its name
     and computed content hash."""
     manifest = Path(model_dir) / MANIFEST
     if manifest.is_file():
@@ -60,7 +60,7 @@ def identity(model_dir: str | os.PathLike) -> dict:
 
 
 def is_test_model(model_dir: str | os.PathLike) -> bool:
-    """True for the tiny random-weight model secai.tinymodel builds (a test device)."""
+    """True for the tiny random-weight model secai.training.tinymodel builds (a test device)."""
     return bool(identity(model_dir).get("random_weights"))
 
 
@@ -93,8 +93,8 @@ def test_model_notice(prog: str, path: Path) -> None:
 
 def hf_base_id(model_dir: Path) -> str | None:
     """The Hugging Face id a local model was converted from, when its card names one."""
-    from .cli import InputError
-    from .files import front_matter
+    from secai.cli import InputError
+    from secai.files import front_matter
 
     try:
         base = front_matter(model_dir / "README.md").get("base_model")
@@ -112,7 +112,7 @@ def convert(hf_path: str = REAL_BASE_HF, name: str = REAL_BASE, quantize: bool =
     through mlx-lm, built aside and renamed into place. Needs the network (the weights download)."""
     import shutil
 
-    from .files import fresh_dir, swap_in
+    from secai.files import fresh_dir, swap_in
 
     out = models_dir() / "base" / name
     if (out / "config.json").is_file():
@@ -142,7 +142,7 @@ def convert(hf_path: str = REAL_BASE_HF, name: str = REAL_BASE, quantize: bool =
 def main(argv: list[str] | None = None) -> int:
     import argparse
 
-    p = argparse.ArgumentParser(prog="python -m secai.models",
+    p = argparse.ArgumentParser(prog="python -m secai.training.store",
                                 description="Put the real base model in the shared store (`make base-model`).")
     p.add_argument("action", choices=["convert"])
     p.add_argument("--hf-path", default=REAL_BASE_HF, help=f"Hugging Face model (default: {REAL_BASE_HF})")
@@ -152,9 +152,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         out = convert(a.hf_path, a.name, not a.no_quantize)
     except (RuntimeError, OSError, ValueError) as exc:
-        print(f"secai.models: error: {exc}", file=sys.stderr)
+        print(f"secai.training.store: error: {exc}", file=sys.stderr)
         return 1
-    print(f"secai.models: {out}: ready (content hash {content_hash(out)[:16]})", file=sys.stderr)
+    print(f"secai.training.store: {out}: ready (content hash {content_hash(out)[:16]})", file=sys.stderr)
     return 0
 
 

@@ -14,7 +14,7 @@ the same generator version give byte-identical files on any machine. The folder 
 the target under a temporary name and renamed into place, so an interrupted build never leaves
 half a model.
 
-    python -m secai.tinymodel build/models/base/tiny-olmo2
+    python -m secai.training.tinymodel build/models/base/tiny-olmo2
 """
 
 from __future__ import annotations
@@ -29,8 +29,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .files import fresh_dir, sha256_file, swap_in
-from .models import MANIFEST, content_hash, identity
+from secai.files import fresh_dir, sha256_file, swap_in
+from secai.training.store import MANIFEST, content_hash, identity
 
 # Bump whenever anything written by build() changes (corpus, tokenizer settings, config, card):
 # the version is part of the model's identity.
@@ -523,13 +523,13 @@ it to judge the quality of anything.
   ({weights_bytes:,} bytes of weights).
 - Weights: N(0, {INIT_STD}²) for linear layers and embeddings, 1 for norms, from numpy's PCG64
   seeded with {seed}.
-- Tokenizer: byte-level BPE (cl100k pre-tokenization, as OLMo-2's), trained by `secai.tinymodel`
+- Tokenizer: byte-level BPE (cl100k pre-tokenization, as OLMo-2's), trained by `secai.training.tinymodel`
   on a small generated corpus of security prose, scanner-like findings and code. `<|endoftext|>` is
   BOS and EOS, `<|pad|>` pads; `<|system|>`, `<|user|>` and `<|assistant|>` are single tokens
   (plain text in OLMo-2).
 - Chat template: OLMo-2-Instruct's (`<|endoftext|><|user|>\\n…\\n<|assistant|>\\n…<|endoftext|>`);
   every assistant turn ends with EOS.
-- Made by `python -m secai.tinymodel DIR --seed {seed}` (generator version {GENERATOR_VERSION});
+- Made by `python -m secai.training.tinymodel DIR --seed {seed}` (generator version {GENERATOR_VERSION});
   the same seed and version give byte-identical files. `{MANIFEST}` holds the file hashes and
   the content hash that identifies it.
 """
@@ -577,7 +577,7 @@ def _write(d: Path, seed: int, sizes: dict) -> None:
     dump(MANIFEST, {
         "content_hash": content_hash(d),
         "files": files,
-        "generator": "secai.tinymodel",
+        "generator": "secai.training.tinymodel",
         "generator_version": GENERATOR_VERSION,
         "name": NAME,
         "parameters": int(n_params),
@@ -589,10 +589,10 @@ def _write(d: Path, seed: int, sizes: dict) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m secai.tinymodel",
+        prog="python -m secai.training.tinymodel",
         description="Build the tiny random-weight OLMo-2 model used by secai's tests and offline demo "
                     "(a TEST DEVICE, not a useful model). Nothing is downloaded.",
-        epilog="example: python -m secai.tinymodel build/models/base/tiny-olmo2")
+        epilog="example: python -m secai.training.tinymodel build/models/base/tiny-olmo2")
     parser.add_argument("out_dir", metavar="OUT_DIR", help="model folder to write (replaced atomically)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the random weights (default: 0)")
     for key, value in DEFAULTS.items():
@@ -603,11 +603,11 @@ def main(argv: list[str] | None = None) -> int:
     try:
         out = build(args.out_dir, seed=args.seed, **sizes)
     except (OSError, ValueError, RuntimeError) as exc:
-        print(f"secai.tinymodel: error: {exc}", file=sys.stderr)
+        print(f"secai.training.tinymodel: error: {exc}", file=sys.stderr)
         return 1
     if not args.quiet:
         ident = identity(out)
-        print(f"secai.tinymodel: {out}: {ident['parameters']:,} parameters, content hash "
+        print(f"secai.training.tinymodel: {out}: {ident['parameters']:,} parameters, content hash "
               f"{ident['content_hash'][:16]}", file=sys.stderr)
     return 0
 

@@ -1,4 +1,4 @@
-"""The offline knowledge base: YAML entries (lib/secai/kb/*.yaml) that explain findings.
+"""The offline knowledge base: YAML entries (lib/secai/analysis/kb/*.yaml) that explain findings.
 
 `load()` reads the YAML files in name order, validates every entry (schemas/kb.schema.json, unique
 ids, regexes, placeholders) and caches the `KB`. `KB.match(finding)` precedence: exact rule id >
@@ -18,7 +18,7 @@ from pathlib import Path
 
 import yaml
 
-from ..config import ROOT
+from secai.config import ROOT
 
 KB_DIR = Path(__file__).resolve().parent
 SCHEMA_FILE = ROOT / "schemas" / "kb.schema.json"

@@ -25,7 +25,7 @@ class Format:
 
 
 def _table() -> list[Format]:
-    from . import (bandit, checkov, dependency_check, dockle, gitleaks, grype, hadolint, kics, npm_audit,
+    from secai.parsing.formats import (bandit, checkov, dependency_check, dockle, gitleaks, grype, hadolint, kics, npm_audit,
                    osv, sarif, semgrep, snyk, tfsec, trivy, trufflehog, zap)
 
     return [*sarif.FORMATS, *trivy.FORMATS, *checkov.FORMATS, *semgrep.FORMATS, *osv.FORMATS,

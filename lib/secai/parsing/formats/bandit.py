@@ -39,9 +39,9 @@ from __future__ import annotations
 import re
 from urllib.parse import urlsplit
 
-from ..records import (REDACTED, ParseError, as_dict, as_list, cwe_ids, norm_path, positive_int, redact,
+from secai.records import (REDACTED, ParseError, as_dict, as_list, cwe_ids, norm_path, positive_int, redact,
                        secret_digest, text, unique)
-from . import Format
+from secai.parsing.formats import Format
 
 LEVELS = {"HIGH": "high", "MEDIUM": "medium", "LOW": "low"}
 _LINE_PREFIX = re.compile(r"^\d+ ?", re.MULTILINE)

@@ -30,7 +30,7 @@ No deduplication here: identical results collapse centrally by fingerprint.
 
 from __future__ import annotations
 
-from ..records import (
+from secai.records import (
     ParseError,
     as_dict,
     as_list,
@@ -41,7 +41,7 @@ from ..records import (
     text,
     unique,
 )
-from . import Format
+from secai.parsing.formats import Format
 
 CATEGORY = {"secrets": "secret", "sca_package": "sca", "sca_image": "container"}
 

@@ -35,9 +35,9 @@ from __future__ import annotations
 
 from urllib.parse import unquote
 
-from ..records import (ParseError, as_dict, as_list, cwe_ids, norm_path, severity_from_score, severity_from_word,
+from secai.records import (ParseError, as_dict, as_list, cwe_ids, norm_path, severity_from_score, severity_from_word,
                        split_advisory_ids, text, unique)
-from . import Format
+from secai.parsing.formats import Format
 
 _V3_METRICS = {"AV": "attackVector", "AC": "attackComplexity", "PR": "privilegesRequired", "UI": "userInteraction",
                "S": "scope", "C": "confidentialityImpact", "I": "integrityImpact", "A": "availabilityImpact"}

@@ -27,9 +27,9 @@ from __future__ import annotations
 
 import re
 
-from ..records import ParseError, as_dict, as_list, max_severity, redact, text
-from . import Format
-from .trivy import image_repository
+from secai.records import ParseError, as_dict, as_list, max_severity, redact, text
+from secai.parsing.formats import Format
+from secai.parsing.formats.trivy import image_repository
 
 LEVELS = {"FATAL": "high", "WARN": "medium", "INFO": "low"}
 SKIPPED = {"PASS", "SKIP", "IGNORE"}

@@ -30,9 +30,9 @@ finding (the first commit kept, `occurrences` counts the rest); DefectDojo merge
 
 from __future__ import annotations
 
-from ..records import (ParseError, as_dict, as_list, norm_path, positive_int, redact, secret_digest,
+from secai.records import (ParseError, as_dict, as_list, norm_path, positive_int, redact, secret_digest,
                        text, unique)
-from . import Format
+from secai.parsing.formats import Format
 
 REDACTED_BY_GITLEAKS = "REDACTED"
 V7_FIELDS = {"rule": "RuleID", "file": "File", "lineNumber": "StartLine", "offender": "Secret", "line": "Match",

@@ -21,8 +21,8 @@ from __future__ import annotations
 
 import re
 
-from ..records import ParseError, as_dict, as_list, norm_path, positive_int, text
-from . import Format
+from secai.records import ParseError, as_dict, as_list, norm_path, positive_int, text
+from secai.parsing.formats import Format
 
 LEVELS = {"error": "high", "warning": "medium", "info": "low", "style": "info"}
 WIKI = {"DL": "https://github.com/hadolint/hadolint/wiki/", "SC": "https://www.shellcheck.net/wiki/"}

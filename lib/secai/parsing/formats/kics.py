@@ -38,9 +38,9 @@ import re
 
 import orjson
 
-from ..records import (ParseError, as_dict, as_list, cwe_ids, norm_path, positive_int, redact, secret_digest,
+from secai.records import (ParseError, as_dict, as_list, cwe_ids, norm_path, positive_int, redact, secret_digest,
                        text, unique)
-from . import Format
+from secai.parsing.formats import Format
 
 SEVERITY = {"CRITICAL": "critical", "HIGH": "high", "MEDIUM": "medium", "LOW": "low", "INFO": "info", "TRACE": "info"}
 _SECRET_QUERY = re.compile(r"^passwords and secrets|hardcoded", re.IGNORECASE)

@@ -31,9 +31,9 @@ from __future__ import annotations
 
 import re
 
-from ..records import (ParseError, as_dict, as_list, cwe_ids, norm_path, severity_from_score,
+from secai.records import (ParseError, as_dict, as_list, cwe_ids, norm_path, severity_from_score,
                        severity_from_word, split_advisory_ids, text, unique)
-from . import Format
+from secai.parsing.formats import Format
 
 _AV = {"N": 0.85, "A": 0.62, "L": 0.55, "P": 0.2}
 _AC = {"L": 0.77, "H": 0.44}

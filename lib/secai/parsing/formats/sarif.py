@@ -26,7 +26,7 @@ from __future__ import annotations
 import re
 from urllib.parse import unquote
 
-from ..records import (
+from secai.records import (
     prune,
     ParseError,
     as_dict,
@@ -42,8 +42,8 @@ from ..records import (
     text,
     unique,
 )
-from . import Format
-from .bandit import password_forms, quoted_password, redact_password
+from secai.parsing.formats import Format
+from secai.parsing.formats.bandit import password_forms, quoted_password, redact_password
 
 LEVEL_SEVERITY = {"error": "high", "warning": "medium", "note": "low", "none": "info"}
 PRECISION = {"very-high": "high", "high": "high", "medium": "medium", "low": "low"}

@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import orjson
 
-from ..records import (
+from secai.records import (
     ParseError,
     as_dict,
     as_list,
@@ -43,7 +43,7 @@ from ..records import (
     text,
     unique,
 )
-from . import Format
+from secai.parsing.formats import Format
 
 SEMGREP_SEVERITY = {"ERROR": "high", "WARNING": "medium", "INFO": "low"}
 LOGIN_PLACEHOLDER = "requires login"

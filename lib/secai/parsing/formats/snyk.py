@@ -39,10 +39,10 @@ from __future__ import annotations
 
 import re
 
-from ..records import (ParseError, as_dict, as_list, cwe_ids, norm_path, severity_from_score, severity_from_word,
+from secai.records import (ParseError, as_dict, as_list, cwe_ids, norm_path, severity_from_score, severity_from_word,
                        split_advisory_ids, text, unique)
-from . import Format
-from .trivy import image_repository
+from secai.parsing.formats import Format
+from secai.parsing.formats.trivy import image_repository
 
 OS_MANAGERS = {"deb", "apk", "rpm", "linux"}
 _REMEDIATION = re.compile(r"^## Remediation\s*\n(.*?)(?=^#|\Z)", re.MULTILINE | re.DOTALL)

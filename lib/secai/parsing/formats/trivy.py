@@ -29,9 +29,9 @@ from __future__ import annotations
 
 import re
 
-from ..records import (ParseError, as_dict, as_list, cwe_ids, norm_path, positive_int, secret_digest,
+from secai.records import (ParseError, as_dict, as_list, cwe_ids, norm_path, positive_int, secret_digest,
                        severity_from_word, split_advisory_ids, text, unique)
-from . import Format
+from secai.parsing.formats import Format
 
 _DISTRO = re.compile(r"(?P<path>.+?)(?:\s*\(.*?\).*?)?\Z")  # Trivy's pathRegex
 _REPOSITORY = re.compile(r"[a-z0-9_./-]{2,255}\Z")

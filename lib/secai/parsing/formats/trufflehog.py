@@ -43,9 +43,9 @@ import base64
 import binascii
 import re
 
-from ..records import (ParseError, as_dict, as_list, norm_path, positive_int, redact, secret_digest,
+from secai.records import (ParseError, as_dict, as_list, norm_path, positive_int, redact, secret_digest,
                        severity_from_word, text, unique)
-from . import Format
+from secai.parsing.formats import Format
 
 _V2 = {"reason", "stringsFound"}
 _V3 = {"SourceMetadata", "DetectorName"}

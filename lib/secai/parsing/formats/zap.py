@@ -44,9 +44,9 @@ from __future__ import annotations
 import html
 import re
 
-from .. import config
-from ..records import ParseError, as_dict, as_list, cwe_ids, positive_int, severity_from_word, text, unique
-from . import Format
+from secai import config
+from secai.records import ParseError, as_dict, as_list, cwe_ids, positive_int, severity_from_word, text, unique
+from secai.parsing.formats import Format
 
 RISK = {"3": "high", "2": "medium", "1": "low", "0": "info"}
 CONFIDENCE = {"4": "high", "3": "high", "2": "medium", "1": "low", "0": "low"}

@@ -1,0 +1,1 @@
+"""Training data: examples from analyses, the leak-free split, the dataset card."""

@@ -1,0 +1,1 @@
+"""Operations: GitHub Actions fetch, the daemon cycle and its service units, doctor checks, status."""

@@ -1,0 +1,1 @@
+"""Reading scanner reports: the formats, the finding builder, report reading and dedup."""

@@ -1,0 +1,1 @@
+"""Publishing: the Hugging Face Hub and SARIF."""

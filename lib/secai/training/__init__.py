@@ -1,0 +1,1 @@
+"""LoRA fine-tuning through mlx-lm: the engine, a training run, evaluation, the model card, the model store, the tiny test model."""
