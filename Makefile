@@ -42,7 +42,7 @@ PARSE_CODE   := $(call code,secai.parsing.reports)
 TINY_MODEL := $(BUILD)/models/base/tiny-olmo2
 ANALYZE_CODE := $(call code,secai.commands.analyze)
 NARRATE_CODE := $(call code,secai.dataset.examples)
-SPLIT_CODE   := $(call code,secai.dataset.split)
+SPLIT_CODE   := $(call code,secai.commands.split)
 INDEX_CODE   := $(call code,secai.analysis.similar)
 SARIF_CODE   := $(call code,secai.publishing.sarif)
 # The base model (fine-tuning, and the mlx backend): BASE_MODEL, else the real OLMo-2-1B in the
@@ -122,16 +122,18 @@ $(BUILD)/training/%.jsonl: $(BUILD)/analyses.jsonl $(NARRATE_CODE) | $(STAMP)
 	$(PY) -m secai.dataset.examples --stage $* $< -o $@ $(if $(and $(filter codefix,$*),$(filter 1,$(VERIFY)),$(SOURCE_ROOT)),$(VERIFY_ARGS))
 
 $(BUILD)/datasets/analysis/manifest.json: $(BUILD)/training/analysis.jsonl $(SPLIT_CODE) | $(STAMP)
-	$(PY) -m secai.dataset.split -q $< -o $(@D)
+	$(PY) -m secai.commands.split -q $< -o $(@D)
 
 # stage 2 needs code-fix examples (findings with code context and a fix that parses); it replays
-# part of stage 1 into its training split
-SPLIT_CODEFIX = $(PY) -m secai.dataset.split -q $(BUILD)/training/codefix.jsonl -o $(BUILD)/datasets/codefix --replay $(BUILD)/datasets/analysis
-
+# part of stage 1 into its training split. Without code-fix examples there is no stage-2 dataset.
 dataset-codefix: $(BUILD)/datasets/codefix/manifest.json ## the stage-2 (code fix) dataset, when there are code fixes
 
 $(BUILD)/datasets/codefix/manifest.json: $(BUILD)/training/codefix.jsonl $(BUILD)/datasets/analysis/manifest.json $(SPLIT_CODE) | $(STAMP)
-	$(SPLIT_CODEFIX)
+	if [ -s $< ]; then \
+	  $(PY) -m secai.commands.split -q $< -o $(@D) --replay $(BUILD)/datasets/analysis; \
+	else \
+	  echo "dataset-codefix: $< has no code-fix examples; no stage-2 dataset" >&2; rm -rf $(@D); \
+	fi
 
 sarif: $(BUILD)/analyses.sarif ## analyses -> SARIF 2.1.0 for GitHub code scanning (upload-sarif)
 
@@ -166,10 +168,10 @@ $(FT)/analysis.json: $(BUILD)/datasets/analysis/manifest.json $(LORA_CODE) $(FT_
 
 finetune-stage2: $(FT)/codefix.json ## LoRA stage 2 (codefix), continuing from the stage-1 adapter
 
-# no code-fix examples (nothing in the reports has a fix with code): stage 2 is skipped, saying so
-$(FT)/codefix.json: $(BUILD)/training/codefix.jsonl $(FT)/analysis.json $(SPLIT_CODE) $(LORA_CODE) | $(STAMP)
+# no code-fix examples (nothing in the reports has a fix with code): stage 2 is skipped, saying so.
+# The stage-2 dataset is made by its own rule (order-only here: it changes only when these prerequisites do).
+$(FT)/codefix.json: $(BUILD)/training/codefix.jsonl $(FT)/analysis.json $(SPLIT_CODE) $(LORA_CODE) | $(BUILD)/datasets/codefix/manifest.json $(STAMP)
 	if [ -s $< ]; then \
-	  $(SPLIT_CODEFIX) && \
 	  $(LORA) train --stage codefix --data $(BUILD)/datasets/codefix --from-adapter $(FT)/analysis.json \
 	    --base-model $(FT_BASE) $(call ft_name,codefix) --resume -q $(FT_FLAGS) > $@.tmp; \
 	else \
@@ -180,7 +182,7 @@ $(FT)/codefix.json: $(BUILD)/training/codefix.jsonl $(FT)/analysis.json $(SPLIT_
 
 $(FT)/combined.json: $(BUILD)/training/analysis.jsonl $(BUILD)/training/codefix.jsonl $(SPLIT_CODE) $(LORA_CODE) $(FT_BASE_DEP) | $(STAMP)
 	@mkdir -p $(@D)
-	$(PY) -m secai.dataset.split -q $(BUILD)/training/analysis.jsonl $(BUILD)/training/codefix.jsonl -o $(BUILD)/datasets/combined
+	$(PY) -m secai.commands.split -q $(BUILD)/training/analysis.jsonl $(BUILD)/training/codefix.jsonl -o $(BUILD)/datasets/combined
 	$(LORA) train --stage combined --data $(BUILD)/datasets/combined --base-model $(FT_BASE) $(call ft_name,combined) --resume -q $(FT_FLAGS) > $@.tmp
 	mv $@.tmp $@
 

@@ -138,8 +138,22 @@ def test_code_is_a_prerequisite_and_unrelated_files_are_not(tree):
     (tree / "README.md").write_text("not an input\n")
     os.utime(tree / "bin" / "secai-parse")
     assert make(tree, "-q", "all", check=False).returncode == 0
-    os.utime(tree / "lib" / "secai" / "parsers" / "sarif.py")
+    os.utime(tree / "lib" / "secai" / "parsing" / "formats" / "sarif.py")
     assert make(tree, "-q", "all", check=False).returncode == 1
+
+
+def test_prerequisites_follow_the_imports(tree):
+    """narrate imports the code context and the kb composer: editing either remakes the examples
+    (the hand-written lists missed them); editing training code remakes no findings."""
+    make(tree, "all")
+    for module in ("analysis/context.py", "analysis/compose.py"):
+        os.utime(tree / "lib" / "secai" / module)
+        dry = make(tree, "-n", "all").stdout
+        assert "--stage analysis" in dry and "--stage codefix" in dry, module
+        make(tree, "all")
+    os.utime(tree / "lib" / "secai" / "training" / "engine.py")
+    dry = make(tree, "-n", "all").stdout
+    assert "secai.commands.parse" not in dry and "parsing.reports" not in dry and "--stage analysis" not in dry
 
 
 def test_parallel_make(tree):
