@@ -17,7 +17,7 @@ from loopback import FakeHub
 
 from secai.cli import dumps
 from secai.publishing.hub import Push
-from secai.dataset.split import Split
+from secai.commands.split import Split
 
 TOKEN = "hf_" + "T0k3n" * 7           # looks like a real token, so a leak would be recognisable
 SHA = "4f1c2a9b7e3d5f60718293a4b5c6d7e8f9a0b1c2"

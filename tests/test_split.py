@@ -17,7 +17,8 @@ import yaml
 from conftest import run_command
 
 from secai.cli import dumps, schema_error
-from secai.dataset.split import Split, assign, unit
+from secai.commands.split import Split
+from secai.dataset.split import assign, unit
 
 SPLIT_FILES = ("train.jsonl", "valid.jsonl", "test.jsonl")
 
