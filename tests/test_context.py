@@ -12,8 +12,9 @@ import jsonschema
 import pytest
 from conftest import FIXTURES, ROOT, run_command
 
-from secai.analysis import context
-from secai.analysis.context import code_context, detect_language, locate, parses, read_context
+from secai.analysis import context, languages
+from secai.analysis.context import code_context, locate, read_context
+from secai.analysis.languages import detect_language, parses
 from secai.parsing.reports import Parse
 
 CTX = FIXTURES / "context"
@@ -115,12 +116,12 @@ def test_enclosing(path, lines, language, expected):
 
 def test_every_language_has_its_grammar():
     for language in ("python", "java", "kotlin", "javascript", "typescript", "go", "yaml", "hcl", "dockerfile"):
-        assert context.has_grammar(language), language
+        assert languages.has_grammar(language), language
 
 
 def test_parsers_are_created_once():
-    assert context._parser("python") is context._parser("python")
-    assert context._parser("tsx") is not context._parser("typescript")
+    assert languages.parser_for("python") is languages.parser_for("python")
+    assert languages.parser_for("tsx") is not languages.parser_for("typescript")
 
 
 # ---------------------------------------------------------------- the lines shown

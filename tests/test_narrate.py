@@ -17,7 +17,7 @@ from secai.commands.analyze import Analyze
 from secai.analysis.mlx import messages as mlx_messages
 from secai.analysis.mlx import parse_reply
 from secai.cli import dumps, schema, schema_error
-from secai.analysis.context import parses
+from secai.analysis.languages import parses
 from secai.dataset.examples import PLACEHOLDERS, PLACEHOLDER_TEXT, Narrate, fence
 from secai.parsing.reports import Parse
 from secai.secrets import PATTERNS, find, scrub

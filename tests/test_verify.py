@@ -23,7 +23,7 @@ from secai import config
 from secai.commands.analyze import Analyze
 from secai.analysis import compose as kb
 from secai.cli import dumps
-from secai.analysis.context import parses
+from secai.analysis.languages import parses
 from secai.dataset.examples import Narrate
 from secai.parsing.reports import Parse
 from secai.analysis.verify import (NO_PARSE, NO_SCANNER, NO_VERIFIER, NOT_PLACED, STILL_REPORTED, SUPPRESSED, VERIFIED,

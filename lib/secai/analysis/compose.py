@@ -409,7 +409,7 @@ class FixRule:
     # -- applying
     def apply(self, context: dict, file_text: str | None) -> dict:
         """{original, code, explanation} for the context's code, or _NoFix."""
-        from secai.analysis.context import parses
+        from secai.analysis.languages import parses
 
         if self.when_file and not (file_text and self.when_file.search(file_text)):
             raise _NoFix("when_file does not match")
@@ -656,9 +656,9 @@ def rule_fix(finding: dict, context: dict | None, root: Path | None, rules=None)
     """(the fix, the rule id) the first applicable fix rule makes from the finding's code context, or None."""
     if not context or not context.get("code", "").strip():
         return None
-    from secai.analysis.context import _canonical
+    from secai.analysis.languages import canonical
 
-    language = _canonical(context.get("language", ""))
+    language = canonical(context.get("language", ""))
     candidates = sorted(((level, n, rule) for n, rule in enumerate(fix_rules() if rules is None else rules)
                          if rule.language == language and (level := rule.level(finding)) is not None),
                         key=lambda c: c[:2])

@@ -4,7 +4,7 @@ For each candidate (a finding, its code context and a fix with `original` and `c
 1. the fix is placed in a copy of its file: `original` must still be the file's lines where the
    context was read (`[REDACTED]` in it stands for the secret the file holds there), and those
    lines are replaced by `code` (re-indented when the code comes dedented);
-2. the whole fixed file must parse for its language (secai.analysis.context.parses), and the fix must
+2. the whole fixed file must parse for its language (secai.analysis.languages.parses), and the fix must
    not add a suppression comment (nosec, nosemgrep, checkov:skip, ...);
 3. the scanner that reported the finding runs again on the copy, with the same rule only; the fix
    is verified when that rule reports nothing in the fixed lines of that file, and the scanner
@@ -165,7 +165,8 @@ def place(text: str, context: dict, fix: dict) -> tuple[str, int, int]:
 def _prepare(c: Candidate, root: Path) -> tuple[str, int, int, Path, str]:
     """(fixed text, first and last fixed line, the real source file, its path under the root) or
     _Reject. The path is the one secai.analysis.context.locate resolves (never one that leaves the root)."""
-    from secai.analysis.context import NoContext, can_check, locate, parses
+    from secai.analysis.context import NoContext, locate
+    from secai.analysis.languages import can_check, parses
 
     language = c.context.get("language", "")
     if not can_check(language):

@@ -169,7 +169,7 @@ def _finish(record: dict, stage: str, messages: list[dict], language: str | None
 
 def _fix(analysis: dict, digests) -> dict | None:
     """The analysis's fix, redacted, when its code parses for its language; else None."""
-    from secai.analysis.context import parses
+    from secai.analysis.languages import parses
 
     fix = clean(analysis.get("fix"))
     if not fix or "code" not in fix or "language" not in fix:
@@ -280,7 +280,7 @@ def codefix_example(record: dict, digests=frozenset()) -> dict:
 def codefix_candidate(record: dict, digests=frozenset()) -> tuple[dict, dict]:
     """(the stage-2 example of an analysis/1 record, the redacted fix it shows): the fix is what
     --verify-fixes applies and re-scans. Raises Skip like codefix_example."""
-    from secai.analysis.context import can_check, parses
+    from secai.analysis.languages import can_check, parses
 
     _identified(record)
     context = record.get("code_context")

@@ -367,7 +367,7 @@ def answer_ok(stage: str, text: str) -> bool:
         return parse_reply(text)[0] is not None
     import re
 
-    from secai.analysis.context import parses
+    from secai.analysis.languages import parses
 
     m = re.search(r"```([\w+#.-]*)[ \t]*\n(.*?)```", text, re.S)
     if not m or not m.group(2).strip():
