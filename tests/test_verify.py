@@ -11,6 +11,7 @@ checkout (`make scanners`), then PATH. Each scanner runs once per module over ev
 from __future__ import annotations
 
 import copy
+import datetime
 import json
 from pathlib import Path
 
@@ -21,7 +22,7 @@ from conftest import ROOT, run_command
 
 from secai import config
 from secai.commands.analyze import Analyze
-from secai.analysis import compose as kb
+from secai.analysis import fixrules
 from secai.cli import dumps
 from secai.analysis.languages import parses
 from secai.dataset.examples import Narrate
@@ -94,10 +95,10 @@ def by_rule(candidates, tool: str, rule_suffix: str) -> Candidate:
 # ---------------------------------------------------------------- the knowledge base's fixes
 
 def test_fix_rules_load_with_unique_ids():
-    rules = kb.fix_rules()
+    rules = fixrules.fix_rules()
     assert len(rules) >= 40 and len({r.id for r in rules}) == len(rules)
     assert {r.language for r in rules} >= {"python", "hcl", "dockerfile", "yaml"}
-    assert kb.fix_rules() is rules  # cached
+    assert fixrules.fix_rules() is rules  # cached
 
 
 def test_kb_fixes_most_shipped_findings_and_every_fix_fits_its_file(analyses, candidates):
@@ -146,7 +147,7 @@ def test_a_rule_adds_no_import_the_file_already_has(tmp_path, analyses):
            "finding_lines": [n + 1 for n in rec["code_context"]["finding_lines"]]}
     ctx["enclosing"] = {**ctx["enclosing"], "start_line": ctx["enclosing"]["start_line"] + 1,
                         "end_line": ctx["enclosing"]["end_line"] + 1}
-    fix, rule = kb.rule_fix(rec["finding"], ctx, tmp_path)
+    fix, rule = fixrules.rule_fix(rec["finding"], ctx, tmp_path)
     assert rule == "python-eval-to-literal-eval" and "import ast" not in fix["code"]
     assert "return str(ast.literal_eval(expr))" in fix["code"]
 
@@ -154,21 +155,21 @@ def test_a_rule_adds_no_import_the_file_already_has(tmp_path, analyses):
 def test_shell_syntax_is_never_turned_into_an_argument_list(analyses):
     rec = next(r for r in analyses if r["finding"]["rule_id"] == "B602")
     ctx = {**rec["code_context"], "code": rec["code_context"]["code"].replace('"ping -c 1 "', '"ping -c 1 $(id) "')}
-    assert kb.rule_fix(rec["finding"], ctx, None) is None
+    assert fixrules.rule_fix(rec["finding"], ctx, None) is None
 
 
 def test_every_rule_on_any_code_makes_a_parsing_fix_or_declines(analyses):
     contexts = [r["code_context"] for r in analyses if "code_context" in r]
     made = 0
-    for rule in kb.fix_rules():
+    for rule in fixrules.fix_rules():
         for ctx in contexts:  # rules on code they were not written for, too: no error, only a fix or none
             try:
                 fix = rule.apply(ctx, (DEMO / ctx["path"]).read_text())
-            except kb._NoFix:
+            except fixrules._NoFix:
                 continue
             made += 1
             assert parses(fix["code"], rule.language) and fix["code"] != fix["original"], rule.id
-    assert made >= len(kb.fix_rules())
+    assert made >= len(fixrules.fix_rules())
 
 
 def write_rules(directory: Path, rules: list) -> Path:
@@ -187,20 +188,21 @@ RULE = {"id": "r", "match": {"rule_ids": ["X1"]}, "language": "python",
     ({"edits": [{"sub": "(unclosed", "to": "y"}]}, "bad pattern"),
     ({"edits": [{"exec": "rm -rf /"}]}, "edits"),
     ({"match": {"tools": ["bandit"]}}, "match"),
-], ids=["fact", "filter", "regex", "unknown-edit", "no-selector"])
+    ({"language": datetime.date(2024, 1, 1)}, "not JSON data"),
+], ids=["fact", "filter", "regex", "unknown-edit", "no-selector", "yaml-date"])
 def test_bad_fix_rules_are_refused_with_file_and_rule(tmp_path, change, error):
-    with pytest.raises(kb.FixRuleError) as exc:
-        kb.fix_rules(write_rules(tmp_path / "fixes", [{**RULE, **change}]))
+    with pytest.raises(fixrules.FixRuleError) as exc:
+        fixrules.fix_rules(write_rules(tmp_path / "fixes", [{**RULE, **change}]))
     assert "fixes/r.yaml: rule r" in str(exc.value) and error in str(exc.value)
 
 
 def test_templates_are_data_not_code(tmp_path):
-    rules = kb.fix_rules(write_rules(tmp_path / "fixes", [
+    rules = fixrules.fix_rules(write_rules(tmp_path / "fixes", [
         {**RULE, "edits": [{"sub": "(?P<v>\\w+) = 1",
                             "to": "\\g<v> = '{__import__(\"os\").getcwd()} %(v)s \\1 $v'"}]}]))
     context = {"path": "a.py", "language": "python", "start_line": 1, "end_line": 1, "code": "x = 1",
                "finding_lines": [1, 1]}
-    fix, _ = kb.rule_fix({"tool": "t", "rule_id": "X1"}, context, None, rules)
+    fix, _ = fixrules.rule_fix({"tool": "t", "rule_id": "X1"}, context, None, rules)
     assert fix["code"] == "x = '{__import__(\"os\").getcwd()} %(v)s \\1 $v'"  # only \\g<name> is expanded
 
 

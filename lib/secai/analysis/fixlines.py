@@ -1,0 +1,89 @@
+"""The lines a fix rule edits, and the layout of code in them: where the block a line opens ends, and
+how far it is indented (secai.analysis.fixrules)."""
+
+from __future__ import annotations
+
+import re
+
+
+class Line:
+    """A line being edited: its index in the context (None when inserted), the index it is attached
+    to when inserted, whether the edits see it, and whether it changed."""
+    __slots__ = ("orig", "text", "scope", "changed", "anchor")
+
+    def __init__(self, orig, text, scope, changed=False, anchor=None):
+        self.orig, self.text, self.scope, self.changed, self.anchor = orig, text, scope, changed, anchor
+
+    @property
+    def home(self) -> int:
+        return self.orig if self.orig is not None else self.anchor
+
+
+BRACES = frozenset({"hcl", "java", "javascript", "typescript", "go", "kotlin", "json"})
+_STRINGS = re.compile(r'"(?:[^"\\]|\\.)*"|\'(?:[^\'\\]|\\.)*\'')
+
+
+def leading_space(text: str) -> str:
+    """The whitespace a line begins with."""
+    return text[:len(text) - len(text.lstrip())]
+
+
+def key_indent(text: str, language: str) -> str:
+    """Leading whitespace up to the line's first token; YAML: past list markers ('- ')."""
+    lead = leading_space(text)
+    if language == "yaml":
+        marks = re.match(r"(?:-[ \t]+)*", text[len(lead):]).group(0)
+        return lead + " " * len(marks)
+    return lead
+
+
+def neutral(text: str, language: str) -> bool:
+    s = text.strip()
+    return not s or (s.startswith("#") and language in ("yaml", "python", "dockerfile"))
+
+
+def block_end(lines: list, i: int, language: str) -> int:
+    """Index of the last line of the block that lines[i] opens (i for a one-line statement)."""
+    if language in BRACES:
+        depth, opened = 0, False
+        for j in range(i, len(lines)):
+            text = _STRINGS.sub('""', lines[j].text.split("#")[0] if language == "hcl" else lines[j].text)
+            for ch in text:
+                if ch in "{[(":
+                    depth, opened = depth + 1, True
+                elif ch in "}])":
+                    depth -= 1
+            if not opened or depth <= 0:
+                return j
+        return len(lines) - 1
+    if language == "dockerfile":
+        j = i
+        while j + 1 < len(lines) and lines[j].text.rstrip().endswith("\\"):
+            j += 1
+        return j
+    base, end = len(leading_space(lines[i].text)), i
+    key = lines[i].text.rstrip().endswith(":")
+    for j in range(i + 1, len(lines)):
+        text = lines[j].text
+        if neutral(text, language):
+            continue
+        depth = len(leading_space(text))
+        if depth > base or (language == "yaml" and key and depth == base and text.lstrip().startswith("- ")):
+            end = j
+        else:
+            break
+    return end
+
+
+def inner_indent(lines: list, i: int, end: int, language: str, unit: str) -> str:
+    for j in range(i + 1, end + 1):
+        if not neutral(lines[j].text, language) and not (language in BRACES and lines[j].text.strip() in "}])"):
+            return key_indent(lines[j].text, language)
+    return key_indent(lines[i].text, language) + unit
+
+
+def indent_step(texts: list[str], language: str) -> int:
+    """The indentation step of the code: the least difference between its indentation levels."""
+    levels = sorted({len(key_indent(t, language)) for t in texts if t.strip() and "\t" not in leading_space(t)})
+    steps = [b - a for a, b in zip(levels, levels[1:]) if 0 < b - a <= 8]
+    return min(steps) if steps else (4 if language == "python" else 2)
