@@ -21,7 +21,7 @@ What is compared
   secai packs, it is also run with --no-pack (sorted, unpacked batches), to separate what packing
   itself brings.
 - Throughput is computed here, never copied from a tool: the tokens each step trains are counted
-  by re-running each tool's own batching on the same data (secai.training.engine's encode_all / plan_epoch /
+  by re-running each tool's own batching on the same data (secai.training.batches' encode_all / plan_epoch /
   make_batch; mlx-lm's load_dataset / iterate_batches after np.random.seed(seed), as the CLI seeds
   it), and divided by wall time measured here. "Real tokens" are input positions whose input and
   target are both real tokens (sum of length - 1 per example after truncation), the same
@@ -163,7 +163,7 @@ def secai_steps(tokenizer, records: list[dict], cfg: dict, pack: bool) -> dict:
     packing drives; with pack, rows are packed when packing_pays)."""
     from dataclasses import replace
 
-    from secai.training import engine as T
+    from secai.training import batches as T
 
     s = secai_settings(cfg)
     enc = T.encode_all(tokenizer, [r["messages"] for r in records], s)
@@ -177,7 +177,7 @@ def secai_steps(tokenizer, records: list[dict], cfg: dict, pack: bool) -> dict:
     plan_unpacked = T.plan_epoch(enc, replace(s, pack=False), 0)
     return {"steps": steps, "packed": packed, "truncated": enc.truncated, "dropped": enc.dropped,
             "packing_check": {"rule": "secai packs when packed rows compute <= 0.9 x the positions of sorted unpacked "
-                                      "batches (trainer.packing_pays)",
+                                      "batches (secai.training.batches.packing_pays)",
                               "positions_if_packed": T.positions(enc, plan_packed, T.row_width(enc, s)),
                               "positions_if_unpacked": T.positions(enc, plan_unpacked, None),
                               "row_width_if_packed": T.row_width(enc, s),

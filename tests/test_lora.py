@@ -21,7 +21,8 @@ from conftest import ROOT, run_command
 
 pytestmark = pytest.mark.usefixtures("no_network")
 
-from secai.training import run as lora, engine as trainer  # noqa: E402
+from secai.training import adapters, batches, run as lora  # noqa: E402
+from secai.training.settings import TrainError  # noqa: E402
 from secai.cli import schema_error  # noqa: E402
 from secai.training.run import Lora  # noqa: E402
 
@@ -169,8 +170,8 @@ def settings(**kw):
 def test_the_loss_covers_exactly_the_final_assistant_turn(loaded):
     _, tok = loaded
     conv = conversation(3, "analysis")["messages"]
-    data = trainer.encode_all(tok, [conv], settings())
-    b = trainer.make_batch(data, [[0]], None, 1)
+    data = batches.encode_all(tok, [conv], settings())
+    b = batches.make_batch(data, [[0]], None, 1)
     learned = b.targets[0][b.weights[0] == 1].tolist()
     assert tok.decode(learned) == conv[-1]["content"] + "<|endoftext|>"
     positions = b.index[0][b.weights[0] == 1]
@@ -181,12 +182,12 @@ def test_the_loss_covers_exactly_the_final_assistant_turn(loaded):
 def test_packing_keeps_each_example_to_itself(loaded):
     """The packed loss equals the unpacked loss: the segment mask hides the other examples."""
     model, tok = loaded
-    data = trainer.encode_all(tok, [conversation(i, "analysis")["messages"] for i in range(12)], settings())
-    packed = trainer.make_batch(data, [[0, 1, 2, 3], [4, 5, 6, 7, 8, 9, 10, 11]], None, 2)
-    single = trainer.make_batch(data, [[i] for i in range(12)], None, 12)
+    data = batches.encode_all(tok, [conversation(i, "analysis")["messages"] for i in range(12)], settings())
+    packed = batches.make_batch(data, [[0, 1, 2, 3], [4, 5, 6, 7, 8, 9, 10, 11]], None, 2)
+    single = batches.make_batch(data, [[i] for i in range(12)], None, 12)
     losses = []
     for b, pack, direct in ((packed, True, True), (single, False, True), (single, False, False)):
-        s, n = trainer.loss_sum(model, *trainer.batch_arrays(b), packed=pack, direct=direct)
+        s, n = adapters.loss_sum(model, *batches.batch_arrays(b), packed=pack, direct=direct)
         losses.append((s.item(), n.item()))
     assert losses[0][1] == losses[1][1] == losses[2][1]
     assert losses[0][0] == pytest.approx(losses[1][0], rel=1e-4)
@@ -194,7 +195,7 @@ def test_packing_keeps_each_example_to_itself(loaded):
     assert losses[2][0] == pytest.approx(losses[1][0], rel=1e-4)
     # without the segment mask the examples would see each other and the loss would differ
     packed.segments[packed.segments > 0] = 1
-    s, _ = trainer.loss_sum(model, *trainer.batch_arrays(packed), packed=True, direct=True)
+    s, _ = adapters.loss_sum(model, *batches.batch_arrays(packed), packed=True, direct=True)
     assert abs(s.item() - losses[1][0]) > 1e-3
 
 
@@ -202,19 +203,19 @@ def test_packing_is_used_only_when_it_saves_work(loaded):
     _, tok = loaded
     s = settings()
     # one long example sets the row width; sixteen short ones share rows
-    mixed = trainer.encode_all(tok, [conversation(i, "analysis")["messages"] for i in range(20) if i == 0 or i % 5], s)
-    assert trainer.packing_pays(mixed, s)
-    alike = trainer.Encoded([list(range(100))] * 8, [50] * 8)
-    assert not trainer.packing_pays(alike, s)
+    mixed = batches.encode_all(tok, [conversation(i, "analysis")["messages"] for i in range(20) if i == 0 or i % 5], s)
+    assert batches.packing_pays(mixed, s)
+    alike = batches.Encoded([list(range(100))] * 8, [50] * 8)
+    assert not batches.packing_pays(alike, s)
 
 
 def test_epoch_plans_are_deterministic_and_cover_every_example(loaded):
     _, tok = loaded
     s = settings()
-    data = trainer.encode_all(tok, [conversation(i, "analysis")["messages"] for i in range(30)], s)
+    data = batches.encode_all(tok, [conversation(i, "analysis")["messages"] for i in range(30)], s)
     for pack in (True, False):
         s2 = dataclasses.replace(s, pack=pack)
-        p0, p0b, p1 = trainer.plan_epoch(data, s2, 0), trainer.plan_epoch(data, s2, 0), trainer.plan_epoch(data, s2, 1)
+        p0, p0b, p1 = batches.plan_epoch(data, s2, 0), batches.plan_epoch(data, s2, 0), batches.plan_epoch(data, s2, 1)
         assert p0 == p0b and p0 != p1
         assert sorted(i for batch in p0 for row in batch for i in row) == list(range(30))
 
@@ -224,11 +225,11 @@ def test_a_chat_template_that_never_emits_eos_is_refused(loaded):
     saved = tok._tokenizer.chat_template
     tok._tokenizer.chat_template = "{% for m in messages %}{{ m['content'] }}\n{% endfor %}"
     try:
-        with pytest.raises(trainer.TrainError, match="never stop generating"):
-            trainer.check_chat_template(tok)
+        with pytest.raises(TrainError, match="never stop generating"):
+            batches.check_chat_template(tok)
     finally:
         tok._tokenizer.chat_template = saved
-    trainer.check_chat_template(tok)
+    batches.check_chat_template(tok)
 
 
 def test_best_checkpoint_and_early_stop(tiny_model, store, data, tmp_path):
@@ -345,7 +346,7 @@ def test_settings_come_from_config_then_env_then_flags(monkeypatch):
     try:
         assert lora.settings().rank == 4
         assert lora.settings({"rank": 16}).rank == 16
-        with pytest.raises(trainer.TrainError):
+        with pytest.raises(TrainError):
             lora.settings({"dropout": 1.5})
     finally:
         monkeypatch.delenv("SECAI_LORA_RANK")

@@ -37,8 +37,10 @@ from secai import config
 from secai.training import store as models
 from secai.cli import Command, InputError, common_flags, entry, read_jsonl, schema_error
 from secai.files import fresh_dir, front_matter, sha256_file, swap_in
-from secai.training.engine import (Interrupted, Run, Settings, TrainError, add_lora, check_chat_template, encode_all,
-                      environment, evaluate, load_adapter_weights)
+from secai.training.adapters import add_lora, load_adapter_weights
+from secai.training.batches import check_chat_template, encode_all
+from secai.training.engine import Interrupted, Run, environment, evaluate
+from secai.training.settings import Settings, TrainError
 
 STAGES = ("analysis", "codefix", "combined")  # combined: one stage on both kinds of example (STAGES=1)
 KIND = "model/1"
@@ -439,7 +441,7 @@ def forgetting(model, tokenizer, meta: dict, s: Settings, say) -> dict | None:
         return None
     import mlx.core as mx
 
-    from secai.training.engine import adapter_weights
+    from secai.training.adapters import adapter_weights
 
     after_weights = {k: mx.array(v) for k, v in adapter_weights(model).items()}
     encoded = encode_all(tokenizer, read_split(stage1_data, held_out(stage1_data)), s)
