@@ -145,7 +145,7 @@ def test_analysis_stage_on_the_examples(analyses):
     for ex, rec in zip(out, analyses):
         meta = ex["metadata"]
         assert meta["finding_id"] == rec["id"] and meta["rule_id"] == rec["finding"]["rule_id"]
-        assert meta["provenance"]["prompt_version"] == "analysis-v1"
+        assert meta["provenance"]["prompt_version"] == "analysis-v2"
         assert meta["provenance"]["source_file"] == rec["finding"]["source"]["file"]
         # the prompt is the mlx backend's own: trained and asked alike
         system, user = mlx_messages(rec["finding"], rec.get("code_context"), rec["similar"])
@@ -189,7 +189,7 @@ def test_codefix_example_from_a_parsing_fix(sca_analysis):
     assert fix["explanation"] in assistant and f"1. {fix['verification']}" in assistant
     assert "2. Run the project's tests" in assistant
     meta = ex["metadata"]
-    assert meta["language"] == "requirements" and meta["provenance"]["prompt_version"] == "codefix-v1"
+    assert meta["language"] == "requirements" and meta["provenance"]["prompt_version"] == "codefix-v2"
 
 
 def test_codefix_skips_are_counted_by_reason(analyses, sca_analysis):

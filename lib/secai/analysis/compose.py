@@ -18,8 +18,9 @@ from pathlib import Path
 from secai.analysis import kb as knowledge
 from secai.analysis.fixrules import fixes_version, rule_fix
 from secai.records import REDACTED
+from secai.untrusted import http_links, quote
 
-COMPOSER_VERSION = "kb-compose-2"
+COMPOSER_VERSION = "kb-compose-3"  # 3: scanner prose only as attributed, capped quotations
 _STEP_DOWN = {"critical": "high", "high": "medium", "medium": "low", "low": "info", "info": "info"}
 
 
@@ -41,10 +42,13 @@ def upgrade_target(installed: str | None, fixed: list[str]) -> str | None:
 
 
 def facts_of(finding: dict) -> dict:
-    """The finding facts the knowledge-base templates may use (see secai.analysis.kb.MISSING)."""
+    """The finding facts the knowledge-base templates may use (see secai.analysis.kb.MISSING). The
+    title is the scanner's prose, so it is a quotation (the templates attribute it: "{tool} reports
+    {title}", "({rule_id}: {title})"), never words of the analysis's own."""
     loc, pkg = finding.get("location") or {}, finding.get("package") or {}
     return {
-        "title": finding["title"], "rule_id": finding["rule_id"], "tool": finding["tool"],
+        "title": quote(finding["title"]) if finding["title"].strip() else None,
+        "rule_id": finding["rule_id"], "tool": finding["tool"],
         "path": loc.get("path") or (finding.get("endpoint") or {}).get("url"),
         "line": loc.get("start_line"), "resource": loc.get("resource"),
         "package": pkg.get("name"), "installed": pkg.get("version"),
@@ -92,7 +96,8 @@ def _risk(finding: dict, entry: dict) -> dict:
     if finding.get("suppressed"):
         rating = _STEP_DOWN[rating]
         why = (finding.get("suppression") or {}).get("justification")
-        reasons.append("it is suppressed" + (f" ({why})" if why else "") + ", so it was reviewed and accepted")
+        reasons.append("it is suppressed" + (f", justified as {quote(why)}" if why else "")
+                       + ", so it was reviewed and accepted")
     if finding.get("confidence") == "low":
         rating = _STEP_DOWN[rating]
         reasons.append("the scanner's confidence is low")
@@ -121,7 +126,11 @@ def _fix(finding: dict, manifest) -> dict | None:
 
 
 def compose(finding: dict, context: dict | None, root: Path | None) -> dict:
-    """The `analysis` object of analysis/1 for a finding (and its code context, when read)."""
+    """The `analysis` object of analysis/1 for a finding (and its code context, when read). The
+    scanner's own prose (title, message, fix hint, a suppression's justification) appears only as a
+    quotation attributed to the scanner and capped (secai.untrusted.quote), so that an analysis, and
+    the assistant turn trained on it, never says in its own voice what a report told it to; links
+    are kept only when http(s)."""
     entry = knowledge.load().match(finding).render(facts_of(finding))
     summary = entry["summary"]
     place = _place(finding)
@@ -131,7 +140,7 @@ def compose(finding: dict, context: dict | None, root: Path | None) -> dict:
     if enclosing and enclosing.get("name") and enclosing["name"] not in summary:
         summary += f" The code is in {enclosing['kind']} {enclosing['name']}."
     if finding.get("message") and finding["message"] not in (finding["title"], finding.get("description")):
-        summary += f" {finding['tool']} says: {finding['message'].strip()[:400]}"
+        summary += f" {finding['tool']} says: {quote(finding['message'])}"
     remediation = entry["remediation"]
     pkg = finding.get("package") or {}
     manifest = manifest_line(root, finding)
@@ -143,14 +152,14 @@ def compose(finding: dict, context: dict | None, root: Path | None) -> dict:
         if manifest:
             remediation = f"It is declared in {manifest[0]} line {manifest[1]} (`{manifest[2].strip()}`). {remediation}"
     if finding.get("fix_hint") and REDACTED not in finding["fix_hint"]:
-        remediation += f" The scanner's advice: {finding['fix_hint'].strip()[:600]}"
+        remediation += f" {finding['tool']} advises: {quote(finding['fix_hint'])}"
     analysis = {
         "summary": summary,
         "impact": entry["impact"],
         "remediation": remediation,
         "prevention": entry["prevention"],
         "risk": _risk(finding, entry),
-        "references": list(dict.fromkeys([*finding.get("references", []), *entry["references"]])),
+        "references": http_links([*finding.get("references", []), *entry["references"]]),
     }
     fix = _fix(finding, manifest)
     if fix is None and (made := rule_fix(finding, context, root)):

@@ -11,7 +11,9 @@ The mapping, and why:
   and fullDescription are the scanner's title and description (at most 1024 characters, GitHub's
   limit); help.text is the remediation and help.markdown adds impact, prevention, the suggested fix
   and references. An analysis is written for one finding, so when a rule's findings have different
-  remediations, each distinct text is listed with the locations it is for.
+  remediations, each distinct text is listed with the locations it is for. Links (helpUri, the
+  first of the finding's references; the references listed) are only absolute http(s) URLs
+  (secai.untrusted.http_links): a `javascript:` or `data:` reference is left out.
 - Tags: `security`, the category, `external/cwe/cwe-N` for each CWE (as GitHub's own queries tag
   them), the scanner, then the scanner's tags: at most 10, the number GitHub keeps.
 - Severity: level error for critical and high, warning for medium, note for low and info.
@@ -50,7 +52,7 @@ import difflib
 import re
 from collections import Counter
 from functools import cache
-from urllib.parse import quote, urlsplit
+from urllib.parse import quote
 
 import orjson
 
@@ -58,6 +60,7 @@ from secai import __version__
 from secai.cli import SCHEMA_DIR, AtomicOutput, Command, entry
 from secai.records import REDACTED, severity_from_score
 from secai.secrets import scrub
+from secai.untrusted import http_links
 
 SARIF_SCHEMA = SCHEMA_DIR / "sarif-2.1.0.json"
 SARIF_VERSION = "2.1.0"
@@ -176,18 +179,6 @@ def fence(code: str, language: str = "") -> str:
     longest = max((len(m) for m in re.findall(r"`{3,}", code)), default=0)
     ticks = "`" * max(3, longest + 1)
     return f"{ticks}{_LANGUAGE.sub('', language)}\n{code.rstrip()}\n{ticks}"
-
-
-def web_uri(value: str) -> str | None:
-    """`value` when it is an absolute http(s) URL fit for helpUri, else None."""
-    value = value.strip()
-    if not value or any(c.isspace() for c in value) or any(c in value for c in '<>"{}|\\^`'):
-        return None
-    try:
-        parts = urlsplit(value)
-    except ValueError:
-        return None
-    return value if parts.scheme in ("http", "https") and parts.netloc else None
 
 
 def grouped(pairs) -> list[tuple[str, list[str]]]:
@@ -384,8 +375,8 @@ def build_rule(rule_id: str, records: list[dict], digests) -> dict:
                 parts.append(md(scrub(fix["explanation"], digests)))
             if fix.get("verification"):
                 parts.append("Verify: " + md(scrub(fix["verification"], digests)))
-    references = list(dict.fromkeys(u for r in records for u in [*r["analysis"].get("references", []),
-                                                                    *r["finding"].get("references", [])]))
+    references = http_links(u for r in records for u in [*r["analysis"].get("references", []),  # links: http(s) only
+                                                         *r["finding"].get("references", [])])
     if references:
         parts += ["**References**", "\n".join(f"- {md(u)}" for u in references[:MAX_REFERENCES])]
     worst = max(records, key=lambda r: float(security_severity(r["finding"])))["finding"]
@@ -399,7 +390,7 @@ def build_rule(rule_id: str, records: list[dict], digests) -> dict:
     }
     if first.get("confidence") in PRECISION:
         rule["properties"]["precision"] = PRECISION[first["confidence"]]
-    uri = next((u for u in (web_uri(x) for x in first.get("references", [])) if u), None)
+    uri = next(iter(http_links(first.get("references"))), None)
     if uri:
         rule["helpUri"] = uri
     return rule
