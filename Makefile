@@ -149,8 +149,8 @@ $(BUILD)/analyses.sarif: $(BUILD)/analyses.jsonl $(SARIF_CODE) | $(STAMP)
 # the tiny test model trains one epoch: it proves the machinery, more would teach it nothing
 FT_FLAGS  := $(or $(FT_ARGS),$(if $(filter $(TINY_MODEL),$(FT_BASE)),--epochs 1))
 FT        := $(BUILD)/finetune
-LORA_CODE := $(call code,secai.training.run)
-LORA      := SECAI_MODELS_DIR=$(MODELS_DIR) $(PY) -m secai.training.run
+LORA_CODE := $(call code,secai.commands.lora)
+LORA      := SECAI_MODELS_DIR=$(MODELS_DIR) $(PY) -m secai.commands.lora
 ft_name    = $(if $(NAME),--name $(NAME)-$(1) --overwrite)
 
 # STAGES=1: one model trained on both kinds of example (a combined dataset) instead of two in sequence
@@ -299,16 +299,16 @@ PUSH_FLAGS   ?=
 .PHONY: daemon-cycle daemon-install daemon-uninstall daemon-status push
 
 daemon-cycle: | $(STAMP) ## one daemon cycle: fetch new CI artifacts, build, publish (a second one exits at once)
-	$(PY) -m secai.ops.cycle cycle
+	$(PY) -m secai.commands.daemon cycle
 
 daemon-install: | $(STAMP) ## run daemon-cycle every 5 min (launchd agent on macOS, systemd user timer on Linux)
-	$(PY) -m secai.ops.cycle install
+	$(PY) -m secai.commands.daemon install
 
 daemon-uninstall: | $(STAMP) ## stop and remove the daemon's launchd agent or systemd units
-	$(PY) -m secai.ops.cycle uninstall
+	$(PY) -m secai.commands.daemon uninstall
 
 daemon-status: | $(STAMP) ## the daemon: installed, running, last cycles, fetched runs, pushes
-	$(PY) -m secai.ops.cycle status
+	$(PY) -m secai.commands.daemon status
 
 PUSH_MODELS := $(if $(filter 0,$(PUSH_MODEL)),,$(if $(MODEL_DIR),,$(if $(SKIP_FINETUNE),,$(FT_MODELS))))
 

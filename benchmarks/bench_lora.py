@@ -2,7 +2,7 @@
 second) and peak memory, same data, model and settings, in the same run. Writes build/bench/lora.json.
 
 What is compared
-- Both tools run as subprocesses (`python -m secai.training.run train ...`, `python -m mlx_lm lora --train
+- Both tools run as subprocesses (`python -m secai.commands.lora train ...`, `python -m mlx_lm lora --train
   ...`), one at a time, alternating which goes first, --reps times each (medians reported), with
   HF_HUB_OFFLINE=1. Each is started through a short prelude that runs the module exactly as
   `python -m` does (runpy) and, at exit, prints MLX's peak memory (mx.get_peak_memory(), whole
@@ -354,7 +354,7 @@ def figures(r: dict, steps: list[dict], times: dict[int, float], start: float | 
 def run_secai(job: dict, plan: dict, work: Path, tag: str, pack: bool) -> dict:
     cfg, out = job["cfg"], work / "secai-out"
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONUNBUFFERED": "1", "SECAI_MODELS_DIR": str(work / "models")}
-    argv = ["secai.training.run", "train", "--stage", "analysis", "--data", job["data_dir"], "--base-model", job["model_dir"],
+    argv = ["secai.commands.lora", "train", "--stage", "analysis", "--data", job["data_dir"], "--base-model", job["model_dir"],
             "--out", str(out), "--name", tag, "--overwrite",
             "--rank", str(cfg["rank"]), "--scale", str(cfg["scale"]), "--dropout", str(cfg["dropout"]),
             "--num-layers", "-1", "--optimizer", "adam", "--learning-rate", str(cfg["learning_rate"]),

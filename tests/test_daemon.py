@@ -24,7 +24,8 @@ from test_push import TOKEN as HF_TOKEN, make_dataset
 
 from secai import config
 from secai.ops import cycle as daemon
-from secai.ops.cycle import Daemon, build_command, load_env_file, render_launchd, render_systemd
+from secai.commands.daemon import Daemon
+from secai.ops.cycle import build_command, load_env_file, render_launchd, render_systemd
 from secai.ops.github import try_lock
 from secai.parsing.reports import Parse
 
@@ -48,7 +49,7 @@ def env_for(tmp_path: Path, gh: FakeGitHub | None = None, **extra) -> dict:
 
 
 def cycle_cmd(*args):
-    return [PY, "-m", "secai.ops.cycle", "cycle", *args]
+    return [PY, "-m", "secai.commands.daemon", "cycle", *args]
 
 
 def visible(d: Path) -> list[str]:

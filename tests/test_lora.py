@@ -24,7 +24,7 @@ pytestmark = pytest.mark.usefixtures("no_network")
 from secai.training import adapters, batches, run as lora  # noqa: E402
 from secai.training.settings import TrainError  # noqa: E402
 from secai.cli import schema_error  # noqa: E402
-from secai.training.run import Lora  # noqa: E402
+from secai.commands.lora import Lora  # noqa: E402
 
 RULES = ["sql injection", "cross-site scripting", "path traversal", "hardcoded secret", "open redirect",
          "command injection", "weak hash", "insecure tls", "xml external entity", "deserialization"]
@@ -255,7 +255,7 @@ def test_resume_after_kill_ends_where_an_uninterrupted_run_ends(tiny_model, data
 
     out = tmp_path / "b"
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(ROOT / "lib")}
-    proc = subprocess.Popen([sys.executable, "-m", "secai.training.run", *common, "--out", str(out), "--name", "m"],
+    proc = subprocess.Popen([sys.executable, "-m", "secai.commands.lora", *common, "--out", str(out), "--name", "m"],
                             env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     state = None
     deadline = time.time() + 240
@@ -367,7 +367,7 @@ def test_two_processes_under_mlx_launch_match_one(tiny_model, data, tmp_path):
     one = orjson.loads(run_command(Lora, [*common, "--out", str(tmp_path / "one")], raw=True)[1])
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(ROOT / "lib")}
     proc = subprocess.run([str(launcher), "-n", "2", "--backend", "ring", "--python", sys.executable,
-                           "-m", "secai.training.run", *common, "--out", str(tmp_path / "two")],
+                           "-m", "secai.commands.lora", *common, "--out", str(tmp_path / "two")],
                           capture_output=True, text=True, env=env, timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]
     two = orjson.loads((tmp_path / "two" / "m" / "metadata.json").read_bytes())

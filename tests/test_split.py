@@ -241,7 +241,8 @@ def test_usage_errors(tmp_path, argv):
     src = write(tmp_path / "x.jsonl", examples(range(3)))
     out = [] if not argv else ["-o", str(tmp_path / "d")]
     code, _, err = run_command(Split, [str(src), *out, *argv], raw=True)
-    assert code == 2 and "usage" in err and not (tmp_path / "d").exists()
+    assert code == 2 and err.startswith("secai-split: error: ") and len(err.splitlines()) == 1
+    assert not (tmp_path / "d").exists()
 
 
 # ---------------------------------------------------------------- manifest and card

@@ -1,16 +1,25 @@
-"""The command base every secai command shares.
+"""The command base every secai command shares (csvkit's idea: one base, each command switching
+off what it does not use).
 
-A command subclasses `Command`, sets `name`, `description`, `examples`, the record kinds it reads
-and writes, and implements `add_arguments` and `process(records)`. The base gives it: common flags,
-lazy JSONL input validated line by line, deterministic JSONL output validated record by record and
-written atomically, `--rejects`, one-line errors with FILE:LINE, fixed exit codes (0 ok, 1 data or
-runtime error, 2 usage), progress on stderr only on a terminal, and quiet SIGPIPE handling.
+A command subclasses `Command`, sets `name`, `description`, `examples`, and declares its shape:
+- `reads`: it reads records from FILE... (default stdin) and takes `--rejects FILE`; `input_kind` is
+  the record kind (or kinds) each line must be;
+- `writes`: "stream" (`-o FILE`, default stdout), "dir" (`-o DIR`, required) or None;
+- `subcommands`: {name: help or (help, description)}, each given the same common flags.
+It implements `add_arguments(p)` (or `add_subcommand_arguments(action, p)`), `check(args)` for flag
+combinations (raise UsageError), and `process(records)` or `run()`, which returns the exit code.
+The base gives it: the common flags (-q, -v, --config FILE, --version), one lazy JSONL reader that
+yields every bad line as a reject and goes on, deterministic JSONL output validated record by record
+and written atomically, `--rejects`, the error model of secai.errors (one line, no type name; exit
+codes 0/1/2, 130 on Ctrl-C), progress on stderr only on a terminal, quiet SIGPIPE handling, and
+`escape`, through which every message that can carry untrusted text reaches the terminal.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import re
 import signal
 import sys
 import tempfile
@@ -22,22 +31,26 @@ from pathlib import Path
 import orjson
 
 from secai import __version__
+from secai import config
 from secai.config import ROOT
+from secai.errors import EXIT_ERROR, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, InputError, UsageError, UserError
 
 SCHEMA_DIR = ROOT / "schemas"
-EXIT_OK, EXIT_ERROR, EXIT_USAGE = 0, 1, 2
+__all__ = ["EXIT_ERROR", "EXIT_OK", "EXIT_USAGE", "Command", "InputError", "UsageError", "UserError", "dumps",
+           "entry", "escape", "parse_lines", "read_jsonl", "read_jsonl_strict", "render", "schema", "schema_error"]
 
 
-class InputError(Exception):
-    """Bad input: reported as `FILE:LINE: reason` (LINE omitted when unknown)."""
+# ---------------------------------------------------------------- terminal text
 
-    def __init__(self, file: str, line: int | None, reason: str):
-        super().__init__(reason)
-        self.file, self.line, self.reason = file, line, reason
+# C0 and C1 controls, DEL, and the bidirectional overrides and isolates (text that reorders itself)
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
 
-    def __str__(self) -> str:
-        where = f"{self.file}:{self.line}" if self.line else self.file
-        return f"{where}: {self.reason}"
+
+def escape(text) -> str:
+    """`text` safe to print on a terminal as one line: every control character (escape sequences,
+    carriage returns, newlines, bidi overrides) is shown as its Python escape (ESC as `\\x1b`)."""
+    text = str(text)
+    return _CONTROL.sub(lambda m: m.group().encode("unicode_escape").decode("ascii"), text)
 
 
 # ---------------------------------------------------------------- schemas
@@ -72,30 +85,63 @@ def schema_error(kind: str, record) -> str | None:
 
 # ---------------------------------------------------------------- JSONL in
 
-def read_jsonl(name: str, kind: str | None) -> Iterator[tuple[int, dict]]:
-    """(line number, record) for each non-blank line of a JSONL file ('-' is stdin), lazily.
-    Raises InputError for a line that is not JSON, not an object or not a valid `kind`."""
-    fh = sys.stdin.buffer if name == "-" else open(name, "rb")
+Kinds = str | tuple[str, ...] | None
+
+
+def check_line(name: str, lineno: int, raw: bytes, kind: Kinds) -> dict | InputError:
+    """One JSONL line as a record, or the InputError that says why it is not one: not JSON, not an
+    object, or not a valid `kind` (one kind, any of several, or None for any object)."""
     try:
-        for lineno, raw in enumerate(fh, 1):
-            if not raw.strip():
-                continue
-            try:
-                rec = orjson.loads(raw)
-            except orjson.JSONDecodeError as exc:
-                raise InputError(name, lineno, f"invalid JSON: {exc.msg}") from None
-            if not isinstance(rec, dict):
-                raise InputError(name, lineno, f"expected a JSON object, got {type(rec).__name__}")
-            if kind:
-                if rec.get("schema") != kind:
-                    raise InputError(name, lineno, f"expected a {kind} record, got schema {rec.get('schema')!r}")
-                reason = schema_error(kind, rec)
-                if reason:
-                    raise InputError(name, lineno, reason)
-            yield lineno, rec
+        rec = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        return InputError(name, lineno, f"invalid JSON: {exc.msg}")
+    if not isinstance(rec, dict):
+        return InputError(name, lineno, f"expected a JSON object, got {type(rec).__name__}")
+    if kind:
+        kinds = (kind,) if isinstance(kind, str) else kind
+        got = rec.get("schema")
+        if got not in kinds:
+            return InputError(name, lineno, f"expected a {' or '.join(kinds)} record, got schema {got!r}")
+        reason = schema_error(got, rec)
+        if reason:
+            return InputError(name, lineno, reason)
+    return rec
+
+
+def parse_lines(name: str, lines: Iterable[bytes], kind: Kinds) -> Iterator[tuple[int, dict | InputError]]:
+    """(line number, record or InputError) for each non-blank line: a bad line is yielded as its
+    error and the lines after it are still read, so that a caller with --rejects loses nothing."""
+    if isinstance(lines, (bytes, bytearray, memoryview)):
+        lines = bytes(lines).split(b"\n")
+    for lineno, raw in enumerate(lines, 1):
+        if raw.strip():
+            yield lineno, check_line(name, lineno, raw, kind)
+
+
+def read_jsonl(name: str, kind: Kinds) -> Iterator[tuple[int, dict | InputError]]:
+    """The one JSONL reader: (line number, record or InputError) for each non-blank line of a file
+    ('-' is stdin), lazily; a file that cannot be read is one InputError (line None)."""
+    try:
+        fh = sys.stdin.buffer if name == "-" else open(name, "rb")
+    except OSError as exc:
+        yield 0, InputError(name, None, exc.strerror or str(exc))
+        return
+    try:
+        yield from parse_lines(name, fh, kind)
+    except OSError as exc:  # a read error part-way (a directory, an I/O error)
+        yield 0, InputError(name, None, exc.strerror or str(exc))
     finally:
         if fh is not sys.stdin.buffer:
             fh.close()
+
+
+def read_jsonl_strict(name: str, kind: Kinds) -> Iterator[tuple[int, dict]]:
+    """read_jsonl for inputs that must be whole (a dataset being trained on or published): the first
+    bad line is raised."""
+    for lineno, rec in read_jsonl(name, kind):
+        if isinstance(rec, InputError):
+            raise rec
+        yield lineno, rec
 
 
 # ---------------------------------------------------------------- output
@@ -146,61 +192,113 @@ def render(kind: str | None, record: dict) -> bytes:
 # ---------------------------------------------------------------- the base command
 
 def common_flags(p: argparse.ArgumentParser, quiet: str = "nothing on stderr but errors") -> None:
-    """-q, -v and --version, for a command that builds its own parser (sub-commands, no JSONL input)."""
+    """Transitional, until the last command builds its parser through Command: -q, -v, --version."""
     p.add_argument("-q", "--quiet", action="store_true", help=quiet)
     p.add_argument("-v", "--verbose", action="store_true", help="tracebacks on errors")
+    p.add_argument("--config", metavar="FILE", help="settings file instead of config/secai.yaml")
     p.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse, with its usage errors raised as UsageError (so that they are reported like every
+    other error: one line, exit 2) instead of printed with the usage and exited."""
+
+    def error(self, message: str):
+        raise UsageError(f"{message} (see {self.prog} --help)")
 
 
 class Command:
     name = "secai"
     description = ""
     examples = ""            # shown under --help
-    input_kind: str | None = None   # record kind read from FILE... (None: the command reads other input)
+    reads = True             # FILE... (default stdin) and --rejects
+    input_kind: Kinds = None  # record kind(s) read from FILE... (None: any JSON object)
+    writes: str | None = "stream"   # "stream": -o FILE (default stdout); "dir": -o DIR, required; None
     output_kind: str | None = None  # record kind written
+    subcommands: dict = {}   # name -> help, or (help, description); the chosen one is args.action
 
     def __init__(self):
         self.args = None
-        self.rejects = []        # (file, line, reason) of inputs set aside with --rejects
+        self.rejects = []        # InputErrors of inputs set aside with --rejects
 
     # -- to implement
     def add_arguments(self, parser: argparse.ArgumentParser) -> None:
         """Add the command's own flags."""
 
+    def add_subcommand_arguments(self, action: str, parser: argparse.ArgumentParser) -> None:
+        """Add one subcommand's own flags (default: add_arguments, for flags they all share)."""
+        self.add_arguments(parser)
+
+    def check(self, args: argparse.Namespace) -> None:
+        """Check flag combinations (and the settings they default to); raise UsageError."""
+
     def process(self, records: Iterable[dict]) -> Iterable[dict]:
         """Turn input records into output records."""
         return records
 
+    def run(self) -> int:
+        """Do the work; return the exit code (EXIT_OK, or EXIT_ERROR for a verdict such as doctor's)."""
+        self.write(self.process(self.read_inputs()))
+        return EXIT_OK
+
     # -- shared behaviour
     def parser(self) -> argparse.ArgumentParser:
-        p = argparse.ArgumentParser(
-            prog=self.name,
-            description=self.description,
-            epilog=("examples:\n" + self.examples) if self.examples else None,
-            formatter_class=argparse.RawDescriptionHelpFormatter,
-        )
-        p.add_argument("inputs", nargs="*", default=["-"], metavar="FILE",
-                       help="input files ('-' or none: stdin)")
-        p.add_argument("-o", "--output", metavar="FILE", help="write here (atomically) instead of stdout")
-        p.add_argument("--rejects", metavar="FILE",
-                       help="set bad inputs aside here (JSONL: file, line, reason) and keep going, "
-                            "instead of stopping at the first")
-        p.add_argument("-q", "--quiet", action="store_true", help="no progress or summary on stderr")
-        p.add_argument("-v", "--verbose", action="store_true", help="more detail on stderr; tracebacks on errors")
+        p = ArgumentParser(prog=self.name, description=self.description,
+                           epilog=("examples:\n" + self.examples) if self.examples else None,
+                           formatter_class=argparse.RawDescriptionHelpFormatter)
+        if not self.subcommands:
+            self._common_flags(p)
+            self.add_arguments(p)
+            return p
         p.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
-        self.add_arguments(p)
+        sub = p.add_subparsers(dest="action", required=True, metavar="{" + ",".join(self.subcommands) + "}")
+        for action, about in self.subcommands.items():
+            short, long = about if isinstance(about, tuple) else (about, about)
+            sp = sub.add_parser(action, help=short, description=long, formatter_class=argparse.RawDescriptionHelpFormatter)
+            self._common_flags(sp)
+            self.add_subcommand_arguments(action, sp)
         return p
 
+    def _common_flags(self, p: argparse.ArgumentParser) -> None:
+        if self.reads:
+            p.add_argument("inputs", nargs="*", default=["-"], metavar="FILE", help="input files ('-' or none: stdin)")
+        if self.writes == "stream":
+            p.add_argument("-o", "--output", metavar="FILE", help="write here (atomically) instead of stdout")
+        elif self.writes == "dir":
+            p.add_argument("-o", "--output", metavar="DIR", required=True,
+                           help="the directory to write (replaced atomically; required)")
+        if self.reads:
+            p.add_argument("--rejects", metavar="FILE",
+                           help="set bad inputs aside here (JSONL: file, line, reason) and keep going, "
+                                "instead of stopping at the first")
+        p.add_argument("-q", "--quiet", action="store_true", help="no progress or summary on stderr")
+        p.add_argument("-v", "--verbose", action="store_true", help="more detail on stderr; tracebacks on errors")
+        p.add_argument("--config", metavar="FILE", help="settings file instead of config/secai.yaml "
+                                                        "(SECAI_* variables and flags still override it)")
+        p.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+
+    def _check(self, args) -> None:
+        if self.writes == "dir" and args.output == "-":
+            raise UsageError("-o/--output must be a directory, not stdout")
+        self.check(args)
+
+    # -- messages: every one goes through escape(), since file names, member names, JSON keys and
+    #    reasons quoting data are untrusted text
+    def say(self, message: str) -> None:
+        """A line on stderr, even under -q (a reject, a problem found, a warning that matters)."""
+        print(f"{self.name}: {escape(message)}", file=sys.stderr)
+
     def log(self, message: str) -> None:
-        if not self.args.quiet:
-            print(f"{self.name}: {message}", file=sys.stderr)
+        """A line on stderr unless -q (progress notes, summaries)."""
+        if not getattr(self.args, "quiet", False):
+            self.say(message)
 
     def reject(self, err: InputError) -> None:
         """Record a bad input when --rejects is on; otherwise stop with its error."""
-        if not self.args.rejects:
+        if not getattr(self.args, "rejects", None):
             raise err
         self.rejects.append(err)
-        print(f"{self.name}: rejected: {err}", file=sys.stderr)
+        self.say(f"rejected: {err}")
 
     def progress(self, iterable, unit: str = "record", total: int | None = None):
         """`iterable` with a tqdm bar on stderr, shown only when stderr is a terminal and -q is off."""
@@ -209,16 +307,16 @@ class Command:
         return tqdm(iterable, total=total, unit=unit, file=sys.stderr, leave=False,
                     disable=self.args.quiet or not sys.stderr.isatty())
 
+    # -- records in and out
     def read_inputs(self) -> Iterator[dict]:
-        """Records of `input_kind` from every FILE, lazily; bad lines are rejected or raised."""
+        """Records of `input_kind` from every FILE, lazily; each bad line is rejected (or, without
+        --rejects, raised) and the lines after it are still read."""
         for name in self.args.inputs:
-            try:
-                for _lineno, rec in read_jsonl(name, self.input_kind):
+            for _lineno, rec in read_jsonl(name, self.input_kind):
+                if isinstance(rec, InputError):
+                    self.reject(rec)
+                else:
                     yield rec
-            except InputError as err:
-                self.reject(err)
-            except OSError as exc:
-                self.reject(InputError(name, None, exc.strerror or str(exc)))
 
     def write(self, records: Iterable[dict]) -> int:
         kind = self.output_kind
@@ -227,42 +325,53 @@ class Command:
     def write_lines(self, lines: Iterable[bytes]) -> int:
         """Write rendered JSONL lines to the output, atomically; returns how many."""
         count = 0
-        with AtomicOutput(self.args.output) as out:
+        with AtomicOutput(getattr(self.args, "output", None)) as out:
             for line in lines:
                 out.write(line)
                 count += 1
         return count
 
     def write_rejects(self) -> None:
-        if not self.args.rejects:
+        if not getattr(self.args, "rejects", None):
             return
         with AtomicOutput(self.args.rejects) as out:
             for err in self.rejects:
                 out.write(dumps({"file": err.file, "line": err.line, "reason": err.reason}))
 
-    def run(self) -> int:
-        count = self.write(self.process(self.read_inputs()))
-        self.write_rejects()
-        return count
-
+    # -- the one error rule (secai.errors)
     def main(self, argv: list[str] | None = None) -> int:
         signal.signal(signal.SIGPIPE, signal.SIG_DFL)  # `| head` ends us quietly
+        self.args = None
         try:
             self.args = self.parser().parse_args(argv)
-        except SystemExit as exc:  # --help, --version (0) and usage errors (2)
-            return int(exc.code or 0)
-        try:
-            self.run()
-            return EXIT_OK
-        except InputError as err:
-            print(f"{self.name}: error: {err}", file=sys.stderr)
+            if self.args.config:  # chosen for this run only (in-process callers run several)
+                config.use(self.args.config)
+            self._check(self.args)
+            code = self.run()
+            if code not in (EXIT_OK, EXIT_ERROR):
+                raise RuntimeError(f"run() returned {code!r}, not an exit code")
+            self.write_rejects()
+            return code
+        except SystemExit as exc:  # --help and --version (0)
+            return int(exc.code or 0) if isinstance(exc.code, (int, type(None))) else EXIT_ERROR
+        except UserError as err:
+            self.error(str(err))
+            return err.exit_code
         except KeyboardInterrupt:
-            print(f"{self.name}: interrupted", file=sys.stderr)
-        except Exception as exc:  # one line, traceback only with -v
-            if self.args.verbose:
+            self.error("interrupted")
+            return EXIT_INTERRUPTED
+        except Exception as exc:  # a bug: one line, the traceback only with -v
+            verbose = getattr(self.args, "verbose", False)
+            if verbose:
                 traceback.print_exc()
-            print(f"{self.name}: error: {type(exc).__name__}: {exc}", file=sys.stderr)
-        return EXIT_ERROR
+            self.error(f"internal error: {type(exc).__name__}: {exc}" + ("" if verbose else " (-v shows the traceback)"))
+            return EXIT_ERROR
+        finally:
+            if getattr(self.args, "config", None):
+                config.use(None)
+
+    def error(self, message: str) -> None:
+        print(f"{self.name}: error: {escape(message)}", file=sys.stderr)
 
 
 def entry(command_class) -> None:

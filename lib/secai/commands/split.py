@@ -10,9 +10,9 @@ from collections import Counter
 from pathlib import Path
 
 from secai import config
-from secai.cli import Command, InputError, entry
-from secai.dataset.split import (DEFAULTS, KIND, SPLITS, Example, assign, build_manifest, check_replaceable, group_key,
-                                 order, parse_lines, public_name, secret_patterns, select_replay, unit, write_dataset)
+from secai.cli import EXIT_OK, Command, InputError, UsageError, entry, parse_lines
+from secai.dataset.split import (KIND, SPLITS, Example, assign, build_manifest, check_replaceable, group_key,
+                                 order, public_name, secret_patterns, select_replay, unit, write_dataset)
 from secai.files import fresh_dir, swap_in
 
 
@@ -38,27 +38,11 @@ of the fullest split is moved, and the move is recorded in manifest.json). --rep
 fraction of another file's (or dataset directory's train.jsonl's) stage-1 examples into train only,
 leaving out those of findings held out here. Same inputs and flags give a byte-identical directory."""
     input_kind = KIND
-    output_kind = None
-
-    def parser(self):
-        p = super().parser()
-        for action in p._actions:  # the base's -o is a FILE and optional; here it is the required DIR
-            if action.dest == "output":
-                action.required, action.metavar = True, "DIR"
-                action.help = "the dataset directory to write (replaced atomically; required)"
-        parse_args = p.parse_args
-
-        def checked(args=None, namespace=None):  # cross-flag usage errors exit 2 like the others
-            ns = parse_args(args, namespace)
-            self.check_arguments(p, ns)
-            return ns
-
-        p.parse_args = checked
-        return p
+    writes = "dir"
 
     def add_arguments(self, p):
         p.add_argument("--valid", type=_fraction, metavar="FRACTION",
-                       help=f"share of groups in valid.jsonl (default: split.valid or {DEFAULTS['valid']})")
+                       help=f"share of groups in valid.jsonl (default: split.valid or {config.default('split', 'valid')})")
         p.add_argument("--test", type=_fraction, metavar="FRACTION",
                        help="share of groups in test.jsonl (default: split.test or 0: no test split)")
         p.add_argument("--seed", type=int, metavar="N", help="seed of the split and of the order in each file "
@@ -69,31 +53,24 @@ leaving out those of findings held out here. Same inputs and flags give a byte-i
                                                         "train.jsonl), whose stage-1 examples are mixed into train")
         p.add_argument("--replay-fraction", type=_fraction, metavar="F",
                        help=f"share of the replayable stage-1 examples mixed in (default: split.replay_fraction "
-                            f"or {DEFAULTS['replay_fraction']})")
-        p.add_argument("--name", help=f"the dataset's name in its card (default: {DEFAULTS['name']!r})")
+                            f"or {config.default('split', 'replay_fraction')})")
+        p.add_argument("--name", help=f"the dataset's name in its card (default: {config.default('split', 'name')!r})")
         p.add_argument("--license", metavar="ID", help="license id in the card's metadata "
-                                                       f"(default: split.license or {DEFAULTS['license']})")
+                                                       f"(default: split.license or {config.default('split', 'license')})")
 
-    def check_arguments(self, p, ns) -> None:
-        if ns.output == "-":
-            p.error("-o/--output must be a directory, not stdout")
+    def check(self, ns) -> None:
         valid, test = self._setting(ns, "valid"), self._setting(ns, "test")
-        for name in ("valid", "test", "replay_fraction"):  # config values are checked here, flags by argparse
-            if not isinstance(self._setting(ns, name), (int, float)) or not 0 <= self._setting(ns, name) <= 1:
-                p.error(f"split.{name} must be a fraction between 0 and 1")
-        if self._setting(ns, "group_by") not in ("finding", "rule"):
-            p.error("split.group_by must be 'finding' or 'rule'")
         if valid + test >= 1:
-            p.error(f"--valid {valid} and --test {test} leave nothing for train")
+            raise UsageError(f"--valid {valid} and --test {test} leave nothing for train")
         if ns.replay_fraction is not None and not ns.replay:
-            p.error("--replay-fraction needs --replay FILE")
+            raise UsageError("--replay-fraction needs --replay FILE")
 
     @staticmethod
     def _setting(ns, name: str):
         value = getattr(ns, name)
         if value is not None:
             return value
-        return (config.load().get("split") or {}).get(name, DEFAULTS[name])
+        return config.get("split", name)  # secai.config checks the setting, argparse the flag
 
     def setting(self, name: str):
         return self._setting(self.args, name)
@@ -176,13 +153,12 @@ leaving out those of findings held out here. Same inputs and flags give a byte-i
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
-        self.write_rejects()
         n = {s: len(xs) for s, xs in splits.items()}
         replayed = f" ({replay['added']} replayed)" if replay else ""
         self.log(f"{sum(n.values())} examples in {len(sizes)} {group_by} groups: train {n['train']}{replayed}, "
                  f"valid {n['valid']}, test {n['test']}; "
                  f"{self.duplicates} duplicates dropped; wrote {out}")
-        return sum(n.values())
+        return EXIT_OK
 
     def _replay(self, splits, placed, seed, group_by) -> dict:
         a = self.args

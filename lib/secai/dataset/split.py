@@ -51,9 +51,6 @@ MANIFEST_KIND = "dataset/1"
 SPLITS = ("train", "valid", "test")
 HF_SPLIT = {"train": "train", "valid": "validation", "test": "test"}  # Hugging Face split names
 SEVERITIES = ("critical", "high", "medium", "low", "info")
-# defaults; config/secai.yaml's `split:` section and then flags override them
-DEFAULTS = {"valid": 0.2, "test": 0.0, "seed": 0, "group_by": "finding", "replay_fraction": 0.1,
-            "license": "apache-2.0", "name": "secai security findings"}
 
 
 @dataclass
@@ -118,26 +115,6 @@ def select_replay(candidates: list[Example], fraction: float, seed: int) -> list
 
 
 # ---------------------------------------------------------------- reading
-
-def parse_lines(name: str, data: bytes, kind: str):
-    """(line number, record or InputError) for each non-blank line of JSONL bytes: the checks of
-    cli.read_jsonl, but over bytes already read (so that they can be hashed) and going on after a
-    bad line (so that --rejects sees every one)."""
-    for lineno, raw in enumerate(data.split(b"\n"), 1):
-        if not raw.strip():
-            continue
-        try:
-            rec = orjson.loads(raw)
-        except orjson.JSONDecodeError as exc:
-            yield lineno, InputError(name, lineno, f"invalid JSON: {exc.msg}")
-            continue
-        if not isinstance(rec, dict):
-            yield lineno, InputError(name, lineno, f"expected a JSON object, got {type(rec).__name__}")
-        elif rec.get("schema") != kind:
-            yield lineno, InputError(name, lineno, f"expected a {kind} record, got schema {rec.get('schema')!r}")
-        else:
-            reason = schema_error(kind, rec)
-            yield lineno, (InputError(name, lineno, reason) if reason else rec)
 
 
 def public_name(name: str) -> str:

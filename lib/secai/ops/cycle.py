@@ -30,7 +30,6 @@ failed fetch still lets the build finish earlier work.
 
 from __future__ import annotations
 
-import argparse
 import os
 import plistlib
 import shlex
@@ -42,7 +41,7 @@ import time
 from pathlib import Path
 
 from secai import config
-from secai.cli import Command, InputError, common_flags, entry
+from secai.cli import InputError
 from secai.config import ROOT
 from secai.ops.github import now_iso, try_lock
 
@@ -492,69 +491,3 @@ def status(platform: str, directory: Path, control: bool, log, lines: int = 5) -
     for key, p in sorted(_read_state(Path(_section("push").get("state") or "build/state/push.json")).items()):
         out.append(f"  pushed {key}: commit {str(p.get('commit'))[:12]} at {p.get('pushed_at')}")
     return "\n".join(out) + "\n"
-
-
-# ---------------------------------------------------------------- the command
-
-class Daemon(Command):
-    name = "secai-daemon"
-    description = ("Run one daemon cycle — under a lock, fetch new CI artifacts (secai-fetch), build "
-                   "incrementally (make all), publish when push.enabled (secai-push), and log one line — or "
-                   "install, uninstall or report the launchd LaunchAgent (macOS) or systemd user service and "
-                   "timer (Linux) that run `make daemon-cycle` every daemon.interval_s seconds (300).")
-    examples = """\
-  secai-daemon cycle                      # what `make daemon-cycle` runs
-  SECAI_DAEMON_BUILD='make parse' secai-daemon cycle --no-push
-  secai-daemon install --dry-run          # print the unit files and the commands, change nothing
-  secai-daemon install                    # write them and load them (launchctl / systemctl --user)
-  secai-daemon status
-  secai-daemon uninstall
-
-A second cycle while one runs (or while a killed cycle's build still runs) exits 0 at once,
-saying so. Exit status: 0 ok (or skipped), 1 a step failed, 2 a usage error. Settings: the
-daemon:, fetch: and push: sections of config/secai.yaml (SECAI_DAEMON_BUILD=..., etc.)."""
-
-    def parser(self):
-        p = argparse.ArgumentParser(prog=self.name, description=self.description,
-                                    epilog="examples:\n" + self.examples,
-                                    formatter_class=argparse.RawDescriptionHelpFormatter)
-        p.add_argument("action", choices=("cycle", "install", "uninstall", "status"))
-        p.add_argument("--build", metavar="COMMAND", help="cycle: the build step (default: daemon.build, `make all`)")
-        p.add_argument("--no-fetch", action="store_true", help="cycle: skip the fetch step")
-        p.add_argument("--no-push", action="store_true", help="cycle: skip the push step")
-        p.add_argument("--platform", choices=("auto", "macos", "linux"), default="auto",
-                       help="install/uninstall/status: launchd (macos) or systemd (linux); default: this system")
-        p.add_argument("--unit-dir", metavar="DIR", help="where the unit files go (default: daemon.unit_dir, else "
-                                                         "~/Library/LaunchAgents or ~/.config/systemd/user)")
-        p.add_argument("--no-control", action="store_true",
-                       help="do not call launchctl or systemctl (default: daemon.control)")
-        p.add_argument("--dry-run", action="store_true", help="install: print the files and commands only")
-        common_flags(p)
-        return p
-
-    def run(self) -> int:
-        a = self.args
-        if a.action == "cycle":
-            code, line = cycle(self.log, build=a.build, do_fetch=not a.no_fetch, do_push=not a.no_push)
-            if code:
-                raise InputError("cycle", None, f"failed: {line.split(' ', 1)[1]}")
-            return 0
-        platform = platform_name(a.platform)
-        directory = unit_dir(platform, a.unit_dir)
-        control = bool(setting("control")) and not a.no_control
-        if a.action == "install":
-            install(platform, directory, control, a.dry_run, self.log, sys.stdout)
-        elif a.action == "uninstall":
-            uninstall(platform, directory, control, self.log)
-        else:
-            sys.stdout.write(status(platform, directory, control, self.log))
-        sys.stdout.flush()
-        return 0
-
-
-def main():
-    entry(Daemon)
-
-
-if __name__ == "__main__":
-    main()

@@ -1,4 +1,5 @@
-"""secai-lora: LoRA fine-tuning with MLX, stage by stage, evaluated on held-out data.
+"""LoRA fine-tuning with MLX, stage by stage, evaluated on held-out data (the secai-lora command is
+secai.commands.lora).
 
     secai-lora train --stage analysis --data build/datasets/analysis --name secai-analysis-demo
     secai-lora train --stage codefix --data build/datasets/codefix --from-adapter MODELS/fine-tuned/secai-analysis-demo
@@ -17,13 +18,11 @@ run from its last checkpoint. The training engine is secai.training.engine.
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import json
 import math
 import platform
 import shutil
-import sys
 import time
 from dataclasses import fields
 from datetime import datetime, timezone
@@ -35,7 +34,7 @@ import yaml
 from secai import __version__
 from secai import config
 from secai.training import store as models
-from secai.cli import Command, InputError, common_flags, entry, read_jsonl, schema_error
+from secai.cli import InputError, read_jsonl, schema_error
 from secai.files import fresh_dir, front_matter, sha256_file, swap_in
 from secai.training.adapters import add_lora, load_adapter_weights
 from secai.training.batches import check_chat_template, encode_all
@@ -52,7 +51,7 @@ HELD_OUT = ("test", "valid")  # eval uses the first of these a dataset has
 def settings(overrides: dict | None = None) -> Settings:
     """config/secai.yaml's `lora:` section (with SECAI_LORA_* overrides), then overrides."""
     known = {f.name for f in fields(Settings)}
-    values = {k: v for k, v in (config.load().get("lora") or {}).items() if k in known}
+    values = {k: v for k, v in config.section("lora").items() if k in known}
     values.update({k: v for k, v in (overrides or {}).items() if v is not None})
     s = Settings(**values)
     s.check()
@@ -220,29 +219,33 @@ def run_id(base_hash: str, data: dict, s: Settings, stage: str, from_hash: str |
     return hashlib.sha256(key).hexdigest()[:16]
 
 
-def train(args, s: Settings, say) -> dict:
+def train(s: Settings, say, *, stage: str, data: str | Path, base_model: str | Path | None = None,
+          from_adapter: str | Path | None = None, name: str | None = None, out: str | Path | None = None,
+          overwrite: bool = False, resume: bool = False, fuse_model: bool = False, dequantize: bool = False) -> dict:
+    """Train one stage on a dataset directory and write <out or models_dir/fine-tuned>/NAME/ (see the
+    module docstring); returns its metadata (model/1), or {} on a data-parallel rank other than 0."""
     import mlx.core as mx
 
     t0 = time.perf_counter()
-    base_path = Path(args.base_model).expanduser() if args.base_model else models.default_base()[0]
+    base_path = Path(base_model).expanduser() if base_model else models.default_base()[0]
     models.check_model_dir(base_path)
     base_id = models.identity(base_path)
     test_model = models.is_test_model(base_path)
     if test_model and mx.distributed.init().rank() == 0:
         models.test_model_notice("secai-lora", base_path)
-    data_dir = Path(args.data)
+    data_dir = Path(data)
     data = dataset_info(data_dir)
-    if args.stage != "combined" and data["stages"] and not data["stages"].get(args.stage):
-        raise TrainError(f"{data_dir}: the dataset has no {args.stage} examples (it has {', '.join(data['stages'])})")
-    from_dir = resolve_model_dir(args.from_adapter) if args.from_adapter else None
+    if stage != "combined" and data["stages"] and not data["stages"].get(stage):
+        raise TrainError(f"{data_dir}: the dataset has no {stage} examples (it has {', '.join(data['stages'])})")
+    from_dir = resolve_model_dir(from_adapter) if from_adapter else None
     from_meta = read_metadata(from_dir) if from_dir else None
     if from_meta and from_meta["base_model"]["content_hash"] != base_id["content_hash"]:
         raise TrainError(f"{from_dir} was trained on base {from_meta['base_model']['name']} "
                          f"({from_meta['base_model']['content_hash'][:16]}), not {base_path} ({base_id['content_hash'][:16]})")
-    name = args.name or default_name(args.stage)
-    out = models.fine_tuned_dir() if args.out is None else Path(args.out)
+    name = name or default_name(stage)
+    out = models.fine_tuned_dir() if out is None else Path(out)
     out = out.expanduser() / name
-    if out.exists() and not args.overwrite:
+    if out.exists() and not overwrite:
         raise TrainError(f"{out} exists (choose another --name, or --overwrite)")
 
     train_conv, valid_conv = read_split(data_dir, "train"), read_split(data_dir, "valid")
@@ -254,18 +257,18 @@ def train(args, s: Settings, say) -> dict:
     lora_cfg = add_lora(model, s)
     if from_dir:
         load_adapter_weights(model, from_dir / "adapters" / "adapters.safetensors", f"stage-1 adapter {from_dir}")
-    rid = run_id(base_id["content_hash"], data, s, args.stage, from_meta and from_meta["adapter_sha256"])
+    rid = run_id(base_id["content_hash"], data, s, stage, from_meta and from_meta["adapter_sha256"])
     work = out.parent / f".run-{rid}"
-    resumed = args.resume and (work / Run.CHECKPOINT / "state.json").is_file()
-    if not args.resume and work.exists() and mx.distributed.init().rank() == 0:
+    resumed = resume and (work / Run.CHECKPOINT / "state.json").is_file()
+    if not resume and work.exists() and mx.distributed.init().rank() == 0:
         shutil.rmtree(work)
     work.mkdir(parents=True, exist_ok=True)
     run = Run(model, train_data, valid_data, s, work, log=say)
-    say(f"{name}: stage {args.stage}, {len(train_data)} train / {len(valid_data)} valid examples, "
+    say(f"{name}: stage {stage}, {len(train_data)} train / {len(valid_data)} valid examples, "
         f"{run.steps} steps, packing {'on' if run.packed else 'off'}, {run.size} process(es)"
         + (", resuming" if resumed else ""))
     try:
-        result = run.run(resume=args.resume)
+        result = run.run(resume=resume)
     except Interrupted as exc:
         raise TrainError(f"{exc}; run the same command with --resume to continue") from None
     if run.rank != 0:
@@ -285,7 +288,7 @@ def train(args, s: Settings, say) -> dict:
         shutil.copyfile(work / "training_log.jsonl", tmp / "training_log.jsonl")
         t = time.perf_counter() - t0
         meta = {
-            "schema": KIND, "name": name, "stage": args.stage, "path": str(out),
+            "schema": KIND, "name": name, "stage": stage, "path": str(out),
             "created": datetime.now(timezone.utc).replace(microsecond=0).isoformat(), "secai_version": __version__,
             "license": config.get("lora", "license"), "run_id": rid,
             "base_model": {"path": str(base_path), "name": base_id["name"], "content_hash": base_id["content_hash"],
@@ -313,9 +316,9 @@ def train(args, s: Settings, say) -> dict:
             "files": {},
         }
         meta["files"] = {str(p.relative_to(tmp)): sha256_file(p) for p in sorted(adapters.iterdir())}
-        if args.fuse:
-            fuse(model, tokenizer, base_path, tmp / "fused", args.dequantize)
-            meta["fused"] = {"dequantized": bool(args.dequantize)}
+        if fuse_model:
+            fuse(model, tokenizer, base_path, tmp / "fused", dequantize)
+            meta["fused"] = {"dequantized": bool(dequantize)}
         write_metadata(tmp, meta)
         (tmp / "README.md").write_text(card(meta, None), encoding="utf-8")
         swap_in(tmp, out)
@@ -380,19 +383,23 @@ def answer_ok(stage: str, text: str) -> bool:
         return False
 
 
-def evaluate_model(args, s: Settings, say) -> dict:
+def evaluate_model(s: Settings, say, *, samples: int, max_tokens: int, adapter: str | Path | None = None,
+                   base_model: str | Path | None = None, data: str | Path | None = None,
+                   stage: str | None = None) -> dict:
+    """The eval/1 report of a fine-tuned model (or, without `adapter`, of the base model alone) on
+    its dataset's held-out split: loss, perplexity and the share of good answers, base vs adapter."""
     from mlx_lm import batch_generate
 
-    adapter_dir = resolve_model_dir(args.adapter) if args.adapter else None
+    adapter_dir = resolve_model_dir(adapter) if adapter else None
     meta = read_metadata(adapter_dir) if adapter_dir else None
-    base_path = models.check_model_dir(args.base_model or (meta and meta["base_model"]["path"]) or models.default_base()[0])
+    base_path = models.check_model_dir(base_model or (meta and meta["base_model"]["path"]) or models.default_base()[0])
     if meta and models.content_hash(base_path) != meta["base_model"]["content_hash"]:
         raise TrainError(f"{base_path} is not the base model {adapter_dir} was trained on ({meta['base_model']['name']})")
-    data = args.data or (meta and meta["dataset"]["path"])
+    data = data or (meta and meta["dataset"]["path"])
     if not data:
         raise TrainError("give --data DIR (or --adapter, whose dataset is used)")
     data = Path(data)
-    stage = args.stage or (meta and meta["stage"]) or "analysis"
+    stage = stage or (meta and meta["stage"]) or "analysis"
     if meta:  # the same tokenisation and masking as training
         s = Settings(**{k: v for k, v in meta["settings"].items() if k in {f.name for f in fields(Settings)}})
     split = held_out(data)
@@ -400,20 +407,20 @@ def evaluate_model(args, s: Settings, say) -> dict:
     conversations = read_split(data, split, kinds)
     model, tokenizer, _ = load_base(base_path)
     encoded = encode_all(tokenizer, conversations, s)
-    prompts = conversations[:args.samples]
+    prompts = conversations[:samples]
 
     def generate() -> float:
         token_prompts = [tokenizer.apply_chat_template(c[:-1], add_generation_prompt=True, return_dict=False) for c in prompts]
         if not token_prompts:
             return float("nan")
-        texts = batch_generate(model, tokenizer, token_prompts, max_tokens=args.max_tokens).texts
+        texts = batch_generate(model, tokenizer, token_prompts, max_tokens=max_tokens).texts
         # each answer by its example's own kind (a replayed stage-1 example in a stage-2 set is an analysis)
         return sum(answer_ok(kind or stage, t) for kind, t in zip(kinds, texts)) / len(texts)
 
     say(f"{split}: {len(encoded)} examples; base model {base_path.name}")
     report = {"schema": "eval/1", "stage": stage, "data": str(data), "split": split, "examples": len(encoded),
               "base_model": str(base_path), "adapter": str(adapter_dir) if adapter_dir else None,
-              "loss": {}, "perplexity": {}, "generation": {"prompts": len(prompts), "max_tokens": args.max_tokens}}
+              "loss": {}, "perplexity": {}, "generation": {"prompts": len(prompts), "max_tokens": max_tokens}}
     t0 = time.perf_counter()
     report["loss"]["base"], report["tokens"] = evaluate(model, encoded, s)
     report["generation"]["base"] = generate()
@@ -583,185 +590,51 @@ def table(rows: list[dict]) -> str:
     return "\n".join("  ".join(str(x).ljust(w) for x, w in zip(line, widths)).rstrip() for line in (head, *body))
 
 
-# ---------------------------------------------------------------- the command
-
-class Lora(Command):
-    name = "secai-lora"
-    description = ("LoRA fine-tuning with MLX (mlx-lm's Python API): `train` a stage (analysis, then codefix from "
-                   "the stage-1 adapter), `eval` held-out loss, perplexity and answer quality against the base model, "
-                   "`validate` a model directory before use, `list` the shared store, `fuse` an adapter into a whole model.")
-    examples = __doc__.split("\n\n")[1]
-
-    def parser(self):
-        p = argparse.ArgumentParser(prog=self.name, description=self.description,
-                                    epilog="examples:\n" + self.examples, formatter_class=argparse.RawDescriptionHelpFormatter)
-        p.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
-        sub = p.add_subparsers(dest="action", required=True, metavar="{train,eval,validate,list,fuse}")
-
-        def common(sp):
-            common_flags(sp, quiet="no progress or summary on stderr")
-
-        t = sub.add_parser("train", help="train one stage; writes <models_dir>/fine-tuned/NAME/",
-                           description="Train a LoRA adapter on a dataset directory (secai-split's). Defaults: "
-                                       "config/secai.yaml `lora:` (SECAI_LORA_<KEY> overrides), then these flags.")
-        t.add_argument("--stage", choices=STAGES, required=True,
-                       help="analysis (stage 1), codefix (stage 2) or combined (one stage on both)")
-        t.add_argument("--data", required=True, metavar="DIR", help="dataset directory (train.jsonl, valid.jsonl, manifest.json)")
-        t.add_argument("--base-model", metavar="DIR", help="base MLX model folder (default: the shared store's "
-                       f"{models.REAL_BASE}, else the tiny test model)")
-        t.add_argument("--from-adapter", metavar="DIR", help="continue from this fine-tuned model's adapter "
-                       "(its directory, adapters/ or metadata.json): stage 2 starts from stage 1")
-        t.add_argument("--name", help="output name (default: secai-STAGE-YYYYMMDD-HHMMSS)")
-        t.add_argument("--out", metavar="DIR", help="parent of the output (default: <models_dir>/fine-tuned)")
-        t.add_argument("--overwrite", action="store_true", help="replace an existing model of that name")
-        t.add_argument("--resume", action="store_true", help="continue this run's interrupted attempt from its last "
-                       "checkpoint (adapter, optimizer, step, schedule, data order); start afresh when there is none")
-        t.add_argument("--fuse", action="store_true", help="also write fused/: the base with the adapter folded in")
-        t.add_argument("--dequantize", action="store_true", help="with --fuse: full-precision weights (Hugging Face layout)")
-        hp = t.add_argument_group("hyperparameters (default: config lora:)")
-        for f in fields(Settings):
-            flag = "--" + f.name.replace("_", "-")
-            if f.type in ("bool", bool):
-                hp.add_argument(flag, dest=f.name, action=argparse.BooleanOptionalAction, default=None,
-                                help=f"(default: lora.{f.name} = {config.load().get('lora', {}).get(f.name)})")
-            elif f.name == "target_modules":
-                hp.add_argument(flag, dest=f.name, nargs="+", metavar="MODULE", default=None,
-                                help="module paths inside a block (default: every linear layer)")
-            else:
-                typ = {"int": int, "float": float, "str": str}[str(f.type)]
-                hp.add_argument(flag, dest=f.name, type=typ, default=None, metavar={int: "N", float: "X", str: "NAME"}[typ],
-                                help=f"(default: lora.{f.name} = {config.load().get('lora', {}).get(f.name)})")
-        common(t)
-
-        e = sub.add_parser("eval", help="held-out loss, perplexity and answer checks, base vs adapter; JSON report and PNG",
-                           description="Evaluate on the dataset's test split (else valid): loss and perplexity with the "
-                                       "training masking, base vs adapter; batched generation on held-out prompts, scored "
-                                       "(analysis: every required section; codefix: the code block parses). With a "
-                                       "stage-2 adapter, also the stage-1 held-out loss before and after stage 2.")
-        e.add_argument("--adapter", metavar="DIR", help="fine-tuned model directory (none: the base model alone)")
-        e.add_argument("--base-model", metavar="DIR", help="base model folder (default: the adapter's)")
-        e.add_argument("--data", metavar="DIR", help="dataset directory (default: the adapter's)")
-        e.add_argument("--stage", choices=STAGES, help="how answers are scored (default: the adapter's stage)")
-        e.add_argument("--samples", type=int, default=None, help="held-out prompts to generate for (default: config lora.eval_samples)")
-        e.add_argument("--max-tokens", type=int, default=None, help="reply length limit (default: config lora.eval_max_tokens)")
-        e.add_argument("-o", "--output", metavar="FILE", help="report here too (default: ADAPTER/eval.json, else stdout)")
-        e.add_argument("--plot", metavar="PNG", help="loss curves here (default: ADAPTER/loss.png)")
-        common(e)
-
-        v = sub.add_parser("validate", help="check a fine-tuned model directory before it is used or published",
-                           description="Check a fine-tuned model directory: required files, metadata (model/1) complete "
-                                       "and matching the files' hashes, the card, the adapter's shapes against the base "
-                                       "model, and that the model loads and generates. One line per problem; exit 1 if any.")
-        v.add_argument("model_dir", metavar="DIR", help="fine-tuned model directory")
-        v.add_argument("--no-generate", action="store_true", help="skip loading the model and generating")
-        common(v)
-
-        ls = sub.add_parser("list", help="the shared store's fine-tuned models: stage, base, date, eval numbers",
-                            description="List the fine-tuned models in <models_dir>/fine-tuned (or --dir), newest first.")
-        ls.add_argument("--dir", metavar="DIR", help="where to look (default: <models_dir>/fine-tuned)")
-        ls.add_argument("--json", action="store_true", help="one JSON object per model instead of a table")
-        common(ls)
-
-        fu = sub.add_parser("fuse", help="write a whole model with the adapter folded in")
-        fu.add_argument("model_dir", metavar="DIR", help="fine-tuned model directory")
-        fu.add_argument("-o", "--output", metavar="DIR", help="where (default: DIR/fused)")
-        fu.add_argument("--dequantize", action="store_true", help="full-precision weights (Hugging Face layout)")
-        common(fu)
-        return p
-
-    def log(self, message: str) -> None:
-        if not getattr(self.args, "quiet", False):
-            print(f"{self.name}: {message}", file=sys.stderr)
-
-    def run(self) -> int:
-        a = self.args
-        if a.action == "train":
-            overrides = {f.name: getattr(a, f.name) for f in fields(Settings)}
-            meta = train(a, settings(overrides), self.log)
-            if meta:
-                sys.stdout.buffer.write(orjson.dumps(meta, option=orjson.OPT_SORT_KEYS | orjson.OPT_APPEND_NEWLINE))
-            return 0
-        if a.action == "eval":
-            a.samples = config.get("lora", "eval_samples") if a.samples is None else a.samples
-            a.max_tokens = config.get("lora", "eval_max_tokens") if a.max_tokens is None else a.max_tokens
-            return self.run_eval(a)
-        if a.action == "validate":
-            problems = validate(Path(a.model_dir), generate=not a.no_generate)
-            for problem in problems:
-                print(f"{a.model_dir}: {problem}", file=sys.stderr)
-            if problems:
-                raise TrainError(f"{a.model_dir}: {len(problems)} problem(s); not a valid model")
-            self.log(f"{a.model_dir}: valid")
-            return 0
-        if a.action == "list":
-            rows = listing(Path(a.dir) if a.dir else models.fine_tuned_dir())
-            if a.json:
-                sys.stdout.buffer.write(b"".join(orjson.dumps(r, option=orjson.OPT_SORT_KEYS | orjson.OPT_APPEND_NEWLINE) for r in rows))
-            else:
-                print(table(rows))
-            return 0
-        if a.action == "fuse":
-            d = resolve_model_dir(a.model_dir)
-            meta = read_metadata(d)
-            model, tokenizer, _ = load_base(Path(meta["base_model"]["path"]))
-            apply_adapter(model, d)
-            out = Path(a.output) if a.output else d / "fused"
-            tmp = fresh_dir(out, "tmp")
-            try:
-                fuse(model, tokenizer, Path(meta["base_model"]["path"]), tmp, a.dequantize)
-                swap_in(tmp, out)
-            except BaseException:
-                shutil.rmtree(tmp, ignore_errors=True)
-                raise
-            self.log(f"{out}: fused model written")
-        return 0
-
-    def run_eval(self, a) -> int:
-        report = evaluate_model(a, settings(), self.log)
-        text = orjson.dumps(report, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS) + b"\n"
-        d = Path(report["adapter"]) if report["adapter"] else None
-        targets = [Path(a.output)] if a.output else []
-        if d:
-            targets.append(d / "eval.json")
-        for path in targets:
-            tmp = path.with_name(f".{path.name}.tmp")
-            tmp.write_bytes(text)
-            tmp.replace(path)
-        if not targets:
-            sys.stdout.buffer.write(text)
-        png = Path(a.plot) if a.plot else (d / "loss.png" if d else None)
-        if png and d and (d / "training_log.jsonl").is_file():
-            plot(d / "training_log.jsonl", png, f"{d.name}: loss")
-        if d:
-            meta = read_metadata(d)
-            tmp = d / ".README.md.tmp"
-            tmp.write_text(card(meta, report), encoding="utf-8")
-            tmp.replace(d / "README.md")
-        g, l = report["generation"], report["loss"]
-        self.log(f"{report['split']} loss base {_num(l['base'])} adapter {_num(l['adapter'])}; "
-                 f"good answers base {_num(g['base'], 3)} adapter {_num(g['adapter'], 3)} of {g['prompts']}"
-                 + (f"; stage-1 loss {_num(report['forgetting']['before'])} -> {_num(report['forgetting']['after'])}"
-                    if report.get("forgetting") else ""))
-        return 0
+def fuse_dir(model_dir: str | Path, out: str | Path | None = None, dequantize: bool = False) -> Path:
+    """Write a whole model with a fine-tuned model's adapter folded in (default: MODEL_DIR/fused), atomically."""
+    d = resolve_model_dir(model_dir)
+    meta = read_metadata(d)
+    model, tokenizer, _ = load_base(Path(meta["base_model"]["path"]))
+    apply_adapter(model, d)
+    out = Path(out) if out else d / "fused"
+    tmp = fresh_dir(out, "tmp")
+    try:
+        fuse(model, tokenizer, Path(meta["base_model"]["path"]), tmp, dequantize)
+        swap_in(tmp, out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return out
 
 
-def return_freed_memory() -> None:
-    """glibc keeps big freed blocks in its heap for reuse, so a training process's RSS stays at its
-    high-water mark; serving blocks of 64 KiB and more from their own mappings (M_MMAP_THRESHOLD,
-    as MALLOC_MMAP_THRESHOLD_=65536 would) hands them back when freed. Linux/glibc only."""
-    if sys.platform.startswith("linux"):
-        import ctypes
+def save_eval(report: dict, output: str | Path | None = None, plot_png: str | Path | None = None) -> bytes:
+    """Write an eval/1 report to `output` and, for an adapter, to ADAPTER/eval.json with its loss plot
+    (default ADAPTER/loss.png) and a model card that shows the numbers. Returns the report's JSON, which
+    the caller prints when it was written nowhere (no output, no adapter)."""
+    text = orjson.dumps(report, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS) + b"\n"
+    d = Path(report["adapter"]) if report["adapter"] else None
+    targets = [Path(output)] if output else []
+    if d:
+        targets.append(d / "eval.json")
+    for path in targets:
+        tmp = path.with_name(f".{path.name}.tmp")
+        tmp.write_bytes(text)
+        tmp.replace(path)
+    png = Path(plot_png) if plot_png else (d / "loss.png" if d else None)
+    if png and d and (d / "training_log.jsonl").is_file():
+        plot(d / "training_log.jsonl", png, f"{d.name}: loss")
+    if d:
+        meta = read_metadata(d)
+        tmp = d / ".README.md.tmp"
+        tmp.write_text(card(meta, report), encoding="utf-8")
+        tmp.replace(d / "README.md")
+    return b"" if targets else text
 
-        try:
-            ctypes.CDLL("libc.so.6").mallopt(-3, 65536)  # -3: M_MMAP_THRESHOLD
-        except (OSError, AttributeError):  # not glibc
-            pass
 
-
-def main():
-    return_freed_memory()
-    entry(Lora)
-
-
-if __name__ == "__main__":
-    main()
+def eval_summary(report: dict) -> str:
+    """One line: held-out loss and good answers, base vs adapter (and forgetting, for stage 2)."""
+    g, l = report["generation"], report["loss"]
+    return (f"{report['split']} loss base {_num(l['base'])} adapter {_num(l['adapter'])}; "
+            f"good answers base {_num(g['base'], 3)} adapter {_num(g['adapter'], 3)} of {g['prompts']}"
+            + (f"; stage-1 loss {_num(report['forgetting']['before'])} -> {_num(report['forgetting']['after'])}"
+               if report.get("forgetting") else ""))
