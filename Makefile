@@ -53,7 +53,7 @@ FT_BASE_DEP := $(if $(filter $(TINY_MODEL),$(FT_BASE)),$(TINY_MODEL)/secai-model
 ANALYZE_DEPS := $(if $(filter mlx,$(BACKEND)),$(FT_BASE_DEP))
 
 .PHONY: scanners help install all parse analyze index dataset dataset-codefix sarif finetune finetune-stage1 finetune-stage2 eval base-model status \
-        demo-model test bench clean examples examples-checkov examples-semgrep examples-bandit
+        demo-model test lint bench clean examples examples-checkov examples-semgrep examples-bandit
 
 help: ## this list
 	@echo "secai — make targets"
@@ -272,6 +272,9 @@ test: $(STAMP) $(SCANNERS_VENV)/.installed ## run the test suite with the scanne
 	@mkdir -p $(BUILD)
 	$(PY) -m pytest -q --junitxml=$(BUILD)/test-results.xml
 	$(PY) tests/junit_check.py $(BUILD)/test-results.xml
+
+lint: $(STAMP) ## check the Python code with ruff (rules: [tool.ruff] in pyproject.toml)
+	$(VENV)/bin/ruff check .
 
 bench: $(TINY_MODEL)/secai-model.json $(BUILD)/datasets/analysis/manifest.json | $(STAMP) ## benchmarks -> build/bench/*.json
 	$(PY) benchmarks/bench_parse.py --out $(BUILD)/bench/parse.json
