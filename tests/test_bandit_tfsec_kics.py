@@ -15,7 +15,8 @@ from conftest import FIXTURES, run_command  # noqa: E402
 from secai.parsing import formats as parsers  # noqa: E402
 from secai.parsing.reports import Parse, Unit, load  # noqa: E402
 from secai.parsing.formats import bandit, kics, tfsec  # noqa: E402
-from secai.records import ParseError, secret_digest  # noqa: E402
+from secai.parsing.finding import ParseError  # noqa: E402
+from secai.records import secret_digest  # noqa: E402
 
 PARSE = FIXTURES / "parse"
 MINE = {"bandit-json": bandit, "tfsec-json": tfsec, "kics-json": kics}

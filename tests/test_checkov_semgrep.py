@@ -17,7 +17,7 @@ from conftest import FIXTURES, run_command  # noqa: E402
 
 from secai.parsing.reports import Parse  # noqa: E402
 from secai.parsing.formats import checkov, semgrep  # noqa: E402
-from secai.records import ParseError  # noqa: E402
+from secai.parsing.finding import ParseError  # noqa: E402
 
 PARSE = FIXTURES / "parse"
 PAIRS = {

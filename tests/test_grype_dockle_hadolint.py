@@ -16,7 +16,7 @@ from conftest import CORPUS, FIXTURES, run_command  # noqa: E402
 from secai.parsing import formats as parsers  # noqa: E402
 from secai.parsing.reports import Parse  # noqa: E402
 from secai.parsing.formats import dockle, grype, hadolint  # noqa: E402
-from secai.records import ParseError  # noqa: E402
+from secai.parsing.finding import ParseError  # noqa: E402
 
 PARSE = FIXTURES / "parse"
 MINE = {"grype-json": grype, "dockle-json": dockle, "hadolint-json": hadolint}

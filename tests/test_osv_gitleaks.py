@@ -13,7 +13,7 @@ from conftest import CORPUS, FIXTURES, run_command  # noqa: E402
 
 from secai.parsing.reports import Parse  # noqa: E402
 from secai.parsing.formats import checkov, gitleaks, osv, sarif, semgrep, trivy  # noqa: E402
-from secai.records import ParseError  # noqa: E402
+from secai.parsing.finding import ParseError  # noqa: E402
 
 PARSE = FIXTURES / "parse"
 GITLEAKS_REPORTS = sorted((PARSE / "gitleaks-json").glob("*.json")) + sorted((PARSE / "sarif").glob("gitleaks-*.sarif"))

@@ -180,3 +180,206 @@ def test_a_refused_zip_member_does_not_cost_the_others(tmp_path):
     code, records, err = run_command(Parse, ["-q", str(tmp_path / "a.zip"), "--rejects", str(rejects)])
     assert code == 0 and len(records) == 6 and records[0]["source"]["file"].endswith("a.zip!z/good.sarif")
     assert "escapes the archive" in rejects.read_text()
+
+
+# ---------------------------------------------------------------- one bad record, report or file costs only itself
+
+def _semgrep(*paths) -> bytes:
+    return orjson.dumps({"version": "1.50.0", "errors": [], "results": [
+        {"check_id": f"python.lang.rule-{i}", "extra": {"message": "m", "severity": "ERROR"},
+         "start": {"line": i + 1}, **({"path": p} if p is not None else {})} for i, p in enumerate(paths)]})
+
+
+def _checkov(*paths) -> bytes:
+    return orjson.dumps({"check_type": "terraform", "results": {"failed_checks": [
+        {"check_id": f"CKV_AWS_{i}", "check_name": "n", "file_path": p, "file_line_range": [i + 1, i + 2],
+         "resource": "aws_s3_bucket.b"} for i, p in enumerate(paths)]}})
+
+
+INVALID_FINDINGS = {  # report, the findings that survive, what the reject says
+    "semgrep-no-path.json": (_semgrep("a.py", None, "c.py"), 2, "semgrep-json: finding 2 (python.lang.rule-1)"),
+    "checkov-null-path.json": (_checkov("/main.tf", None, "/b.tf"), 2, "checkov-json: finding 2 (CKV_AWS_1)"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(INVALID_FINDINGS))
+def test_a_finding_that_fails_its_schema_is_a_reject_of_that_finding_alone(tmp_path, name):
+    data, survivors, reason = INVALID_FINDINGS[name]
+    (tmp_path / name).write_bytes(data)
+    (tmp_path / "good.sarif").write_bytes(GOOD)
+    rejects = tmp_path / "rejects.jsonl"
+    code, records, err = run_command(Parse, ["-q", str(tmp_path / name), str(tmp_path / "good.sarif"),
+                                             "--rejects", str(rejects)])
+    assert code == 0, err
+    assert len(records) == 6 + survivors and "Traceback" not in err and "RuntimeError" not in err
+    [rejected] = [orjson.loads(line) for line in rejects.read_bytes().splitlines()]
+    assert rejected["file"] == str(tmp_path / name)
+    assert rejected["reason"].startswith(reason) and "is not a valid finding/1" in rejected["reason"]
+    assert "location" in rejected["reason"] and "path" in rejected["reason"]
+    code, records, err = run_command(Parse, [str(tmp_path / name)])  # without --rejects: exit 1, one line
+    assert code == 1 and records == []
+    line = one_error_line(err)
+    assert line.startswith(f"secai-parse: error: {tmp_path / name}: {reason}")
+
+
+def test_a_utf16_bom_with_invalid_utf16_is_a_reject_naming_the_file(tmp_path):
+    bad = tmp_path / "powershell.json"
+    bad.write_bytes(b"\xff\xfe" + '{"runs": ['.encode("utf-16-le") + b"\x00\xd8\x41\x00")  # a lone high surrogate
+    (tmp_path / "good.sarif").write_bytes(GOOD)
+    rejects = tmp_path / "rejects.jsonl"
+    code, records, err = run_command(Parse, ["-q", str(bad), str(tmp_path / "good.sarif"), "--rejects", str(rejects)])
+    assert code == 0 and len(records) == 6, err
+    [rejected] = [orjson.loads(line) for line in rejects.read_bytes().splitlines()]
+    assert rejected["file"] == str(bad) and "invalid UTF-16" in rejected["reason"]
+    code, _, err = run_command(Parse, [str(bad)])
+    assert code == 1 and "invalid UTF-16" in one_error_line(err) and str(bad) in err
+
+
+def test_an_exception_inside_a_parser_is_a_reject_of_that_report(tmp_path, monkeypatch):
+    import dataclasses
+
+    from secai.parsing import formats
+
+    def broken(doc):
+        yield from semgrep.parse(doc)
+        raise ZeroDivisionError("a bug in the parser")
+
+    semgrep = formats.BY_NAME["semgrep-json"]
+    monkeypatch.setattr(formats, "FORMATS", [dataclasses.replace(f, parse=broken) if f is semgrep else f
+                                             for f in formats.FORMATS])
+    (tmp_path / "semgrep.json").write_bytes(_semgrep("a.py", "b.py"))
+    (tmp_path / "good.sarif").write_bytes(GOOD)
+    rejects = tmp_path / "rejects.jsonl"
+    code, records, err = run_command(Parse, ["-q", str(tmp_path), "--rejects", str(rejects)])
+    assert code == 0 and len(records) == 6, err
+    assert all(r["tool"] != "semgrep" for r in records)  # the report is rejected whole
+    [rejected] = [orjson.loads(line) for line in rejects.read_bytes().splitlines()]
+    assert rejected["file"] == str(tmp_path / "semgrep.json")
+    assert "semgrep-json: unexpected structure" in rejected["reason"] and "a bug in the parser" in rejected["reason"]
+
+
+# ---------------------------------------------------------------- what a walk reads
+
+def _walk_rejects(tmp_path, root):
+    rejects = tmp_path / "rejects.jsonl"
+    code, records, err = run_command(Parse, ["-q", str(root), "--rejects", str(rejects)])
+    assert code == 0, err
+    return records, {r["file"]: r["reason"] for r in map(orjson.loads, rejects.read_bytes().splitlines())}
+
+
+def test_a_fifo_in_a_walked_directory_is_refused_without_being_opened(tmp_path):
+    import os
+    import threading
+
+    root = tmp_path / "artifacts"
+    root.mkdir()
+    (root / "good.sarif").write_bytes(GOOD)
+    fifo = root / "pipe.sarif"
+    os.mkfifo(fifo)
+
+    def unblock():  # were the FIFO opened for reading, this writer would end the wait with a report
+        try:
+            fd = os.open(fifo, os.O_WRONLY)
+            os.write(fd, GOOD.replace(b"py/sql-injection", b"py/from-the-fifo"))
+            os.close(fd)
+        except OSError:
+            pass
+
+    writer = threading.Timer(10, unblock)
+    writer.daemon = True
+    writer.start()
+    try:
+        records, rejected = _walk_rejects(tmp_path, root)
+    finally:
+        writer.cancel()
+    assert len(records) == 6 and not any("from-the-fifo" in r["rule_id"] for r in records)
+    assert rejected == {str(fifo): "a FIFO, not a regular file (refused)"}
+
+
+def test_a_socket_in_a_walked_directory_is_refused(tmp_path):
+    import socket
+
+    root = tmp_path / "a"
+    root.mkdir()
+    (root / "good.sarif").write_bytes(GOOD)
+    sock = socket.socket(socket.AF_UNIX)
+    try:
+        sock.bind(str(root / "s.sock"))
+        records, rejected = _walk_rejects(tmp_path, root)
+    finally:
+        sock.close()
+    assert len(records) == 6 and rejected == {str(root / "s.sock"): "a socket, not a regular file (refused)"}
+
+
+def test_symlinks_out_of_the_walked_tree_are_refused_and_those_inside_followed_once(tmp_path):
+    outside = tmp_path / "outside"
+    (outside / "dir").mkdir(parents=True)
+    (outside / "secret.sarif").write_bytes(GOOD)
+    (outside / "dir" / "r.sarif").write_bytes(GOOD)
+    root = tmp_path / "artifacts"
+    (root / "real").mkdir(parents=True)
+    (root / "real" / "r.sarif").write_bytes(GOOD)
+    (root / "out-file.sarif").symlink_to(outside / "secret.sarif")
+    (root / "out-dir").symlink_to(outside / "dir", target_is_directory=True)
+    (root / "in-file.sarif").symlink_to(root / "real" / "r.sarif")
+    (root / "in-dir").symlink_to(root / "real", target_is_directory=True)
+    (root / "dangling.sarif").symlink_to(root / "nowhere.sarif")
+    records, rejected = _walk_rejects(tmp_path, root)
+    assert rejected == {
+        str(root / "out-file.sarif"): "symlink to a file outside the walked tree (refused)",
+        str(root / "out-dir"): "symlink to a directory outside the walked tree (refused)",
+        str(root / "dangling.sarif"): "No such file or directory",
+    }
+    assert len(records) == 6 and all(r["occurrences"] == 2 for r in records)  # real/r.sarif and in-file.sarif
+    assert {r["source"]["file"] for r in records} == {str(root / "in-file.sarif")}
+
+
+def test_a_symlink_named_on_the_command_line_is_followed(tmp_path):
+    (tmp_path / "elsewhere").mkdir()
+    (tmp_path / "elsewhere" / "r.sarif").write_bytes(GOOD)
+    (tmp_path / "link.sarif").symlink_to(tmp_path / "elsewhere" / "r.sarif")
+    (tmp_path / "linkdir").symlink_to(tmp_path / "elsewhere", target_is_directory=True)
+    for path in ("link.sarif", "linkdir"):
+        code, records, err = run_command(Parse, ["-q", str(tmp_path / path)])
+        assert code == 0 and len(records) == 6, err
+
+
+def test_a_fifo_named_on_the_command_line_is_read(tmp_path):
+    import os
+    import threading
+
+    fifo = tmp_path / "report"
+    os.mkfifo(fifo)
+
+    def write():
+        with open(fifo, "wb") as fh:
+            fh.write(GOOD)
+
+    writer = threading.Thread(target=write, daemon=True)
+    writer.start()
+    code, records, err = run_command(Parse, ["-q", str(fifo)])
+    writer.join(5)
+    assert code == 0 and len(records) == 6, err
+
+
+# ---------------------------------------------------------------- leading whitespace
+
+@pytest.mark.parametrize("pad", [b"\n" * 100, b" \t\r\n" * 40, b"\xef\xbb\xbf" + b"\n" * 100])
+@pytest.mark.parametrize("case", ["sarif/spec-features.sarif", "zap-xml/notes-app-scan.xml",
+                                  "trufflehog-v3-jsonl/git-fs-docker.jsonl"])
+def test_leading_whitespace_is_not_an_empty_file(tmp_path, pad, case):
+    source = FIXTURES / "parse" / case
+    data = source.read_bytes()
+    if data.startswith(b"\xef\xbb\xbf"):
+        data = data[3:]
+    (tmp_path / source.name).write_bytes(pad + data)
+    expected = run_command(Parse, ["-q", str(source)])[1]
+    code, records, err = run_command(Parse, ["-q", str(tmp_path / source.name)])
+    assert code == 0, err
+    assert [r["id"] for r in records] == [r["id"] for r in expected] and records
+
+
+def test_an_xml_error_after_leading_blank_lines_names_its_real_line(tmp_path):
+    (tmp_path / "broken.xml").write_bytes(b"\n" * 10 + b"<OWASPZAPReport>\n<site>\n")
+    code, _, err = run_command(Parse, [str(tmp_path / "broken.xml")])
+    assert code == 1 and one_error_line(err).startswith(f"secai-parse: error: {tmp_path / 'broken.xml'}:13: invalid XML")

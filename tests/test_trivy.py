@@ -13,7 +13,7 @@ from conftest import FIXTURES, run_command  # noqa: E402
 
 from secai.parsing.reports import Parse  # noqa: E402
 from secai.parsing.formats.trivy import clear_uri, image_repository, parse, to_path_uri  # noqa: E402
-from secai.records import ParseError  # noqa: E402
+from secai.parsing.finding import ParseError  # noqa: E402
 
 PARSE = FIXTURES / "parse"
 

@@ -17,7 +17,7 @@ from secai.parsing import formats as parsers  # noqa: E402
 from secai.cli import InputError  # noqa: E402
 from secai.parsing.reports import NotAReport, Parse, Unit, load  # noqa: E402
 from secai.parsing.formats import snyk, trufflehog  # noqa: E402
-from secai.records import ParseError  # noqa: E402
+from secai.parsing.finding import ParseError  # noqa: E402
 
 PARSE = FIXTURES / "parse"
 OURS = {f.name for f in trufflehog.FORMATS + snyk.FORMATS}

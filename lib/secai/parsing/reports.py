@@ -1,48 +1,52 @@
-"""secai-parse: scanner reports in, normalized and deduplicated finding/1 records out."""
+"""secai-parse: scanner reports in, normalized and deduplicated finding/1 records out.
+
+Reading a report never costs another one: whatever goes wrong with a report (bad encoding, bad
+syntax, a structure its parser does not expect, any exception inside the parser) is a reject of
+that report, named by file (zip member) and line where known; a finding that fails its schema is a
+reject of that finding alone (its 1-based position among the report's findings), and the report's
+other findings are kept. Where the bytes come from is secai.parsing.inputs; how a finding is built
+and duplicates merged, secai.parsing.finding.
+"""
 
 from __future__ import annotations
 
 import codecs
 import gc
 import io
+import re
 import os
-import stat
 import sys
-import zipfile
-from collections.abc import Iterator
-from pathlib import PurePosixPath
+import traceback
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
 from typing import NamedTuple
 
 import orjson
 
 from secai import config
+from secai.cli import Command, InputError, dumps, entry, render, schema_error
 from secai.parsing import formats as parsers
-from secai.cli import Command, InputError, entry, render
-from secai.records import ParseError, finalize, merge_duplicate
+from secai.parsing.finding import ParseError, finalize, merge_duplicates, text
+from secai.parsing.formats import Format
+from secai.parsing.inputs import Limits, Reject, Unit, units
 
-ZIP_MAGIC = (b"PK\x03\x04", b"PK\x05\x06")
-
-
-class Unit:
-    """One report to read: a file, a zip member or stdin. `explicit` is False for files found by
-    walking a directory or a zip, whose unknown content is skipped rather than an error."""
-
-    __slots__ = ("name", "data", "explicit")
-
-    def __init__(self, name: str, data: bytes, explicit: bool):
-        self.name, self.data, self.explicit = name, data, explicit
+_CONTENT = re.compile(rb"[^ \t\r\n\x0b\x0c]")  # the first byte that is not whitespace
 
 
 class NotAReport(Exception):
     """Content that is no report format secai knows (skipped when found by a walk)."""
 
 
-def _decode(data: bytes) -> bytes:
+def _decode(name: str, data: bytes) -> bytes:
     """UTF-8 bytes without a BOM (UTF-16 reports, as PowerShell writes them, are converted)."""
     if data.startswith(codecs.BOM_UTF8):
         return data[3:]
     if data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
-        return data.decode("utf-16").encode("utf-8")
+        try:
+            return data.decode("utf-16").encode("utf-8")
+        except UnicodeError as exc:
+            where = f" at byte {exc.start}" if isinstance(exc, UnicodeDecodeError) else ""
+            raise InputError(name, None, f"invalid UTF-16 after a UTF-16 byte-order mark: {exc.reason}{where}") from None
     return data
 
 
@@ -54,7 +58,7 @@ def _load_json(unit: Unit, data: bytes):
         first_error = exc
     lines = data.split(b"\n")
     try:
-        first = orjson.loads(lines[0])
+        first = orjson.loads(next((line for line in lines if line.strip()), b""))
     except orjson.JSONDecodeError:
         first = None
     if not isinstance(first, dict):  # not JSON Lines either: report the document's own error
@@ -69,7 +73,7 @@ def _load_json(unit: Unit, data: bytes):
     return "jsonl", records
 
 
-def _load_xml(unit: Unit, data: bytes):
+def _load_xml(unit: Unit, data: bytes, skipped_lines: int = 0):
     from xml.etree.ElementTree import ParseError as XMLSyntaxError
 
     import defusedxml
@@ -83,20 +87,23 @@ def _load_xml(unit: Unit, data: bytes):
     except (defusedxml.EntitiesForbidden, defusedxml.ExternalReferenceForbidden):
         raise InputError(unit.name, None, "refused XML: entity declarations are not allowed (XML bomb or external entity)") from None
     except XMLSyntaxError as exc:
-        line = exc.position[0] if getattr(exc, "position", None) else None
+        line = exc.position[0] + skipped_lines if getattr(exc, "position", None) else None
         raise InputError(unit.name, line, f"invalid XML: {exc}") from None
 
 
 def load(unit: Unit):
-    """(syntax, document) of a report's bytes, by content."""
-    data = _decode(unit.data)
-    head = data[:64].lstrip()
-    if not head:
+    """(syntax, document) of a report's bytes, by content (leading whitespace, however much, is
+    skipped: only a file of nothing else is empty)."""
+    data = _decode(unit.name, unit.data)
+    content = _CONTENT.search(data)
+    if content is None:
         raise InputError(unit.name, None, "empty file")
+    start = content.start()
+    head = data[start:start + 64]
     if head[:1] in b"{[\"" or head[:4] in (b"null", b"true") or head[:5] == b"false" or head[:1].isdigit():
         return _load_json(unit, data)
-    if head[:1] == b"<":
-        return _load_xml(unit, data)
+    if head[:1] == b"<":  # an XML declaration must come first: the whitespace before it is dropped
+        return _load_xml(unit, data[start:] if start else data, data.count(b"\n", 0, start))
     if b"\x00" in data[:4096]:
         raise NotAReport("binary data, not a report")
     raise NotAReport("text that is neither JSON nor XML")
@@ -116,6 +123,141 @@ def _describe(doc) -> str:
 def _empty(doc) -> bool:
     """null, [] or {}: an empty report (Trivy writes `null` when it found nothing)."""
     return doc is None or doc == [] or doc == {}
+
+
+class Rendered(NamedTuple):
+    """The findings of one report as JSONL in one buffer: a large report's lines stay compact
+    this way (each bytes object orjson returns holds several KB of memory while it lives)."""
+
+    ids: list[str]
+    ends: list[int]
+    blob: bytes
+
+    def lines(self) -> Iterator[tuple[str, memoryview]]:
+        view, start = memoryview(self.blob), 0
+        for fid, end in zip(self.ids, self.ends):
+            yield fid, view[start:end]
+            start = end
+
+
+@dataclass
+class Tally:
+    reports: int = 0      # reports read (empty and skipped ones not counted)
+    findings: int = 0     # findings written by them, before dedup
+
+
+def detect(unit: Unit, forced: Format | None, log: Callable[[str], None]) -> tuple[Format, object] | None:
+    """(format, document) of a report, or None for content to skip (an empty report, or content
+    that is no report in a walked directory or zip)."""
+    try:
+        syntax, doc = load(unit)
+    except NotAReport as exc:
+        if unit.explicit:
+            raise InputError(unit.name, None, f"{exc}") from None
+        log(f"skipped {unit.name}: {exc}")
+        return None
+    if forced:
+        return forced, doc
+    if syntax == "json" and _empty(doc):
+        log(f"{unit.name}: empty report (no findings)")
+        return None
+    fmt, doc = parsers.detect(doc, syntax)
+    if fmt is None:
+        reason = f"not a known report format: {_describe(doc)} (see --list-formats)"
+        if unit.explicit:
+            raise InputError(unit.name, None, reason)
+        log(f"skipped {unit.name}: {reason}")
+        return None
+    return fmt, doc
+
+
+def render_report(unit: Unit, fmt: Format, doc, base: dict, max_text: int, reject: Reject) -> Rendered:
+    """Parse one report into finished JSONL lines, each checked against finding/1. A finding that
+    is not valid is rejected alone (by its position among the report's findings); a ParseError, or
+    any other exception out of the parser, is an InputError for the whole report."""
+    ids, ends, buf = [], [], io.BytesIO()
+    sources: dict[tuple, dict] = {}  # a report's findings share a few sources: build each once
+    source = {"file": unit.name, "format": fmt.name}
+    n = 0
+    try:
+        for partial in fmt.parse(doc):
+            n += 1
+            try:
+                found = partial.pop("source", None) or {}
+                key = (found.get("run_id"), found.get("commit"), found.get("branch")) if found else ()
+                src = sources.get(key)
+                if src is None:
+                    src = sources[key] = dict(source)
+                    for name in ("run_id", "commit", "branch"):
+                        if value := base[name] or found.get(name):
+                            src[name] = str(value)
+                rec = finalize(partial, src, fmt.clean, max_text)
+                reason = schema_error("finding/1", rec)
+            except Exception as exc:  # a partial that finalize cannot complete: this finding alone
+                reason = f"cannot be completed ({type(exc).__name__}: {exc})"
+            if reason:
+                rule = text(partial.get("rule_id"))[:100] if isinstance(partial, dict) else ""
+                reject(InputError(unit.name, None, f"{fmt.name}: finding {n}{f' ({rule})' if rule else ''} "
+                                                   f"is not a valid finding/1: {reason}"))
+                continue
+            buf.write(dumps(rec))
+            ids.append(rec["id"])
+            ends.append(buf.tell())
+    except InputError:  # a finding rejected without --rejects
+        raise
+    except ParseError as exc:
+        where = f"{exc.where}: " if exc.where else ""
+        raise InputError(unit.name, exc.line, f"{fmt.name}: {where}{exc.reason}") from None
+    except RecursionError:
+        raise InputError(unit.name, None, f"{fmt.name}: nested too deeply to read") from None
+    except Exception as exc:  # noqa: BLE001 (a parser bug or a shape it does not expect: this report alone)
+        raise InputError(unit.name, None, f"{fmt.name}: unexpected structure ({type(exc).__name__}: {exc})") from exc
+    return Rendered(ids, ends, buf.getvalue())
+
+
+def read_reports(found: Iterable[Unit], *, forced: Format | None, base: dict, max_text: int, reject: Reject,
+                 log: Callable[[str], None], verbose: bool = False, tally: Tally | None = None
+                 ) -> Iterator[tuple[str, memoryview]]:
+    """(id, JSONL line) of every finding of every report, in order; each bad report is rejected
+    (with -v, an unexpected exception's traceback is logged) and the next one read."""
+    tally = tally if tally is not None else Tally()
+    for unit in found:
+        try:
+            detected = detect(unit, forced, log)
+            report = render_report(unit, *detected, base, max_text, reject) if detected else None
+        except InputError as err:
+            if verbose and err.__cause__ is not None:
+                log("".join(traceback.format_exception(err.__cause__)).rstrip())
+            reject(err)
+            continue
+        except Exception as exc:  # noqa: BLE001 (detection or loading failing in a way nobody foresaw)
+            if verbose:
+                log(traceback.format_exc().rstrip())
+            reject(InputError(unit.name, None, f"cannot be read ({type(exc).__name__}: {exc})"))
+            continue
+        if report is not None:
+            tally.reports += 1
+            tally.findings += len(report.ids)
+            if verbose:
+                log(f"{unit.name}: {len(report.ids)} findings")
+            yield from report.lines()
+
+
+def deduplicate(rendered: Iterable[tuple[str, memoryview]], max_instances: int) -> list[memoryview | bytes]:
+    """One line per finding id, in the order ids first appear; findings that share an id are
+    merged by finding.merge_duplicates, whose result does not depend on their order. Only those
+    are decoded again (rare): the others pass through as the bytes they were rendered to."""
+    kept: dict[str, memoryview | list[memoryview]] = {}
+    for fid, line in rendered:
+        first = kept.get(fid)
+        if first is None:
+            kept[fid] = line
+        elif type(first) is list:
+            first.append(line)
+        else:
+            kept[fid] = [first, line]
+    return [render("finding/1", merge_duplicates([orjson.loads(x) for x in v], max_instances))
+            if type(v) is list else v for v in kept.values()]
 
 
 class Parse(Command):
@@ -143,90 +285,6 @@ rest are still parsed (exit 0); without it, the first one stops the run (exit 1)
         p.add_argument("--max-file-mb", type=float, default=None,
                        help="refuse a report or zip member larger than this (default: parse.max_file_mb)")
 
-    # ------------------------------------------------------------ inputs
-
-    def _limit(self) -> int:
-        mb = self.args.max_file_mb if self.args.max_file_mb is not None else config.get("parse", "max_file_mb")
-        return int(mb * 1024 * 1024)
-
-    def _read_file(self, path: str, explicit: bool) -> Iterator[Unit]:
-        limit = self._limit()
-        try:
-            if path == "-":
-                data = sys.stdin.buffer.read(limit + 1)
-            else:
-                st = os.stat(path)
-                if not stat.S_ISREG(st.st_mode):
-                    raise InputError(path, None, "not a regular file")
-                if st.st_size > limit:
-                    raise InputError(path, None, f"{st.st_size / 1048576:.1f} MB is over the {limit / 1048576:.0f} MB limit (--max-file-mb)")
-                with open(path, "rb") as fh:
-                    data = fh.read(limit + 1)
-        except OSError as exc:
-            raise InputError(path, None, exc.strerror or str(exc)) from None
-        if len(data) > limit:
-            raise InputError(path, None, f"over the {limit / 1048576:.0f} MB limit (--max-file-mb)")
-        if data.startswith(ZIP_MAGIC):
-            yield from self._zip_members(path, data)
-        else:
-            yield Unit(path, data, explicit)
-
-    def _zip_members(self, name: str, data: bytes) -> Iterator[Unit]:
-        """The members of an artifact zip; a refused member is rejected alone, the others still read."""
-        try:
-            zf = zipfile.ZipFile(io.BytesIO(data))
-            infos = sorted(zf.infolist(), key=lambda i: i.filename)
-        except (zipfile.BadZipFile, OSError, ValueError) as exc:
-            raise InputError(name, None, f"bad zip archive: {exc}") from None
-        for info in infos:
-            if info.is_dir() or PurePosixPath(info.filename.replace("\\", "/")).name.startswith("."):
-                continue
-            try:
-                yield Unit(f"{name}!{info.filename}", self._zip_member(zf, info, f"{name}!{info.filename}"), False)
-            except InputError as err:
-                self.reject(err)
-
-    def _zip_member(self, zf: zipfile.ZipFile, info: zipfile.ZipInfo, member: str) -> bytes:
-        """A member's bytes, refusing path traversal and zip bombs (declared and actual sizes)."""
-        limit = self._limit()
-        ratio = config.get("parse", "max_zip_ratio")
-        parts = PurePosixPath(info.filename.replace("\\", "/")).parts
-        if info.filename.startswith(("/", "\\")) or ".." in parts or (parts and ":" in parts[0]):
-            raise InputError(member, None, "zip member path escapes the archive (refused)")
-        if info.file_size > limit:
-            raise InputError(member, None, f"zip member expands to {info.file_size / 1048576:.0f} MB, over the limit (zip bomb?)")
-        if info.file_size > 10 * 1048576 and info.file_size > ratio * max(info.compress_size, 1):
-            raise InputError(member, None, f"zip member compression ratio over {ratio}:1 (zip bomb?)")
-        try:
-            with zf.open(info) as fh:
-                content = fh.read(limit + 1)
-        except (zipfile.BadZipFile, OSError, RuntimeError, NotImplementedError, EOFError) as exc:
-            raise InputError(member, None, f"cannot extract zip member: {exc}") from None
-        if len(content) > limit:
-            raise InputError(member, None, "zip member expands past the size limit (zip bomb?)")
-        if content.startswith(ZIP_MAGIC):
-            raise InputError(member, None, "nested zip archives are not read")
-        return content
-
-    def units(self) -> Iterator[Unit]:
-        for path in self.args.inputs:
-            if path != "-" and os.path.isdir(path):
-                for root, dirs, files in os.walk(path):
-                    dirs[:] = sorted(d for d in dirs if not d.startswith("."))
-                    for fname in sorted(files):
-                        if not fname.startswith("."):
-                            yield from self._guarded(self._read_file(os.path.join(root, fname), False))
-            else:
-                yield from self._guarded(self._read_file(path, True))
-
-    def _guarded(self, units: Iterator[Unit]) -> Iterator[Unit]:
-        try:
-            yield from units
-        except InputError as err:
-            self.reject(err)
-
-    # ------------------------------------------------------------ parsing
-
     def base_source(self) -> dict:
         a = self.args
         env = os.environ if os.environ.get("GITHUB_ACTIONS") == "true" else {}
@@ -236,75 +294,22 @@ rest are still parsed (exit 0); without it, the first one stops the run (exit 1)
             "branch": a.branch or env.get("GITHUB_REF_NAME"),
         }
 
-    def detect(self, unit: Unit):
-        """(format, document) of a report, or None for content to skip."""
-        try:
-            syntax, doc = load(unit)
-        except NotAReport as exc:
-            if unit.explicit:
-                raise InputError(unit.name, None, f"{exc}") from None
-            self.log(f"skipped {unit.name}: {exc}")
-            return None
-        if self.args.format:
-            return parsers.BY_NAME[self.args.format], doc
-        if syntax == "json" and _empty(doc):
-            self.log(f"{unit.name}: empty report (no findings)")
-            return None
-        fmt, doc = parsers.detect(doc, syntax)
-        if fmt is None:
-            reason = f"not a known report format: {_describe(doc)} (see --list-formats)"
-            if unit.explicit:
-                raise InputError(unit.name, None, reason)
-            self.log(f"skipped {unit.name}: {reason}")
-            return None
-        return fmt, doc
-
-    def rendered(self, unit: Unit, base: dict) -> Rendered | None:
-        """Every finding of one report as checked JSONL lines, in document order."""
-        found = self.detect(unit)
-        if found is None:
-            return None
-        fmt, doc = found
-        try:
-            return _render(fmt, doc, {"file": unit.name, "format": fmt.name}, base)
-        except ParseError as exc:
-            where = f"{exc.where}: " if exc.where else ""
-            raise InputError(unit.name, exc.line, f"{fmt.name}: {where}{exc.reason}") from None
-        except (AttributeError, KeyError, TypeError, ValueError, IndexError) as exc:
-            raise InputError(unit.name, None, f"{fmt.name}: unexpected structure ({type(exc).__name__}: {exc})") from None
-
     def read_inputs(self) -> Iterator[tuple[str, memoryview]]:
-        base = self.base_source()
-        self.stats = {"reports": 0}
-        for unit in self.progress(self.units(), unit="report"):
-            try:
-                found = self.rendered(unit, base)
-            except InputError as err:
-                self.reject(err)
-                continue
-            if found is not None:
-                self.stats["reports"] += 1
-                if self.args.verbose:
-                    self.log(f"{unit.name}: {len(found.ids)} findings")
-                yield from found.lines()
+        a = self.args
+        mb = a.max_file_mb if a.max_file_mb is not None else config.get("parse", "max_file_mb")
+        limits = Limits(int(mb * 1024 * 1024), config.get("parse", "max_zip_ratio"))
+        self.tally = Tally()
+        found = self.progress(units(a.inputs, limits, self.reject, self.log), unit="report")
+        return read_reports(found, forced=parsers.BY_NAME.get(a.format or ""), base=self.base_source(),
+                            max_text=config.get("parse", "max_text_chars"), reject=self.reject, log=self.log,
+                            verbose=a.verbose, tally=self.tally)
 
     def process(self, rendered):
-        """Deduplicate by fingerprint: the first finding of an id is kept, later ones are folded in."""
-        kept: dict[str, memoryview | dict] = {}
-        raw = 0
-        max_instances = config.get("parse", "max_instances")
-        for fid, line in rendered:
-            raw += 1
-            first = kept.get(fid)
-            if first is None:
-                kept[fid] = line
-            else:  # rare: merge as records, render again at the end
-                first = first if type(first) is dict else orjson.loads(first)
-                merge_duplicate(first, orjson.loads(line), max_instances)
-                kept[fid] = first
-        self.log(f"{len(kept)} findings from {self.stats['reports']} reports"
-                 f" ({raw - len(kept)} duplicates merged, {len(self.rejects)} rejected)")
-        return (render(self.output_kind, v) if type(v) is dict else v for v in kept.values())
+        """Deduplicate by fingerprint (see deduplicate)."""
+        lines = deduplicate(rendered, config.get("parse", "max_instances"))
+        self.log(f"{len(lines)} findings from {self.tally.reports} reports"
+                 f" ({self.tally.findings - len(lines)} duplicates merged, {len(self.rejects)} rejected)")
+        return lines
 
     def run(self):
         # Reports become millions of small objects and hold no reference cycles: the cyclic
@@ -319,44 +324,9 @@ rest are still parsed (exit 0); without it, the first one stops the run (exit 1)
                     documented.add(module)
                     sys.stdout.write("\n" + (module.__doc__ or "").strip() + "\n\n")
             return 0
-        count = self.write_lines(self.process(self.read_inputs()))
+        self.write_lines(self.process(self.read_inputs()))
         self.write_rejects()
-        return count
-
-
-class Rendered(NamedTuple):
-    """The findings of one report as JSONL in one buffer: a large report's lines stay compact
-    this way (each bytes object orjson returns holds several KB of memory while it lives)."""
-
-    ids: list[str]
-    ends: list[int]
-    blob: bytes
-
-    def lines(self) -> Iterator[tuple[str, memoryview]]:
-        view, start = memoryview(self.blob), 0
-        for fid, end in zip(self.ids, self.ends):
-            yield fid, view[start:end]
-            start = end
-
-
-def _render(fmt, doc, source: dict, base: dict) -> Rendered:
-    """Parse a report into finished JSONL lines, each checked against finding/1."""
-    ids, ends, buf = [], [], io.BytesIO()
-    sources: dict[tuple, dict] = {}  # a report's findings share a few sources: build each once
-    for partial in fmt.parse(doc):
-        found = partial.pop("source", None) or {}
-        key = (found.get("run_id"), found.get("commit"), found.get("branch")) if found else ()
-        src = sources.get(key)
-        if src is None:
-            src = sources[key] = dict(source)
-            for name in ("run_id", "commit", "branch"):
-                if value := base[name] or found.get(name):
-                    src[name] = str(value)
-        rec = finalize(partial, src, fmt.clean)
-        buf.write(render("finding/1", rec))
-        ids.append(rec["id"])
-        ends.append(buf.tell())
-    return Rendered(ids, ends, buf.getvalue())
+        return 0
 
 
 def main():

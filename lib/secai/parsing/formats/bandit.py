@@ -39,8 +39,8 @@ from __future__ import annotations
 import re
 from urllib.parse import urlsplit
 
-from secai.records import (REDACTED, ParseError, as_dict, as_list, cwe_ids, norm_path, positive_int, redact,
-                       secret_digest, text, unique)
+from secai.parsing.finding import ParseError, as_dict, as_list, cwe_ids, norm_path, positive_int, text, unique
+from secai.records import REDACTED, redact, secret_digest
 from secai.parsing.formats import Format
 
 LEVELS = {"HIGH": "high", "MEDIUM": "medium", "LOW": "low"}

@@ -30,17 +30,8 @@ No deduplication here: identical results collapse centrally by fingerprint.
 
 from __future__ import annotations
 
-from secai.records import (
-    ParseError,
-    as_dict,
-    as_list,
-    norm_path,
-    positive_int,
-    severity_from_word,
-    split_advisory_ids,
-    text,
-    unique,
-)
+from secai.parsing.finding import (ParseError, as_dict, as_list, norm_path, positive_int, severity_from_word,
+    split_advisory_ids, text, unique)
 from secai.parsing.formats import Format
 
 CATEGORY = {"secrets": "secret", "sca_package": "sca", "sca_image": "container"}

@@ -35,8 +35,8 @@ from __future__ import annotations
 
 from urllib.parse import unquote
 
-from secai.records import (ParseError, as_dict, as_list, cwe_ids, norm_path, severity_from_score, severity_from_word,
-                       split_advisory_ids, text, unique)
+from secai.parsing.finding import (ParseError, as_dict, as_list, cwe_ids, norm_path, severity_from_score,
+    severity_from_word, split_advisory_ids, text, unique)
 from secai.parsing.formats import Format
 
 _V3_METRICS = {"AV": "attackVector", "AC": "attackComplexity", "PR": "privilegesRequired", "UI": "userInteraction",

@@ -27,7 +27,8 @@ from __future__ import annotations
 
 import re
 
-from secai.records import ParseError, as_dict, as_list, max_severity, redact, text
+from secai.parsing.finding import ParseError, as_dict, as_list, max_severity, text
+from secai.records import redact
 from secai.parsing.formats import Format
 from secai.parsing.formats.trivy import image_repository
 

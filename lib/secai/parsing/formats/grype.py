@@ -35,8 +35,8 @@ Identical matches (Grype lists a package twice when two matchers find it) are on
 
 from __future__ import annotations
 
-from secai.records import (ParseError, as_dict, as_list, cwe_ids, norm_path, severity_from_word,
-                       split_advisory_ids, text, unique)
+from secai.parsing.finding import (ParseError, as_dict, as_list, cwe_ids, norm_path, severity_from_word,
+    split_advisory_ids, text, unique)
 from secai.parsing.formats import Format
 from secai.parsing.formats.trivy import image_repository
 

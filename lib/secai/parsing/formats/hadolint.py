@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import re
 
-from secai.records import ParseError, as_dict, as_list, norm_path, positive_int, text
+from secai.parsing.finding import ParseError, as_dict, as_list, norm_path, positive_int, text
 from secai.parsing.formats import Format
 
 LEVELS = {"error": "high", "warning": "medium", "info": "low", "style": "info"}

@@ -38,8 +38,8 @@ import re
 
 import orjson
 
-from secai.records import (ParseError, as_dict, as_list, cwe_ids, norm_path, positive_int, redact, secret_digest,
-                       text, unique)
+from secai.parsing.finding import ParseError, as_dict, as_list, cwe_ids, norm_path, positive_int, text, unique
+from secai.records import redact, secret_digest
 from secai.parsing.formats import Format
 
 SEVERITY = {"CRITICAL": "critical", "HIGH": "high", "MEDIUM": "medium", "LOW": "low", "INFO": "info", "TRACE": "info"}

@@ -34,8 +34,8 @@ from __future__ import annotations
 
 import re
 
-from secai.records import (ParseError, as_dict, as_list, cwe_ids, severity_from_score, severity_from_word,
-                       split_advisory_ids, text, unique)
+from secai.parsing.finding import (ParseError, as_dict, as_list, cwe_ids, severity_from_score,
+    severity_from_word, split_advisory_ids, text, unique)
 from secai.parsing.formats import Format
 
 _GHSA = re.compile(r"GHSA(?:-[0-9a-z]{4}){3}")

@@ -31,8 +31,8 @@ from __future__ import annotations
 
 import re
 
-from secai.records import (ParseError, as_dict, as_list, cwe_ids, norm_path, severity_from_score,
-                       severity_from_word, split_advisory_ids, text, unique)
+from secai.parsing.finding import (ParseError, as_dict, as_list, cwe_ids, norm_path, severity_from_score,
+    severity_from_word, split_advisory_ids, text, unique)
 from secai.parsing.formats import Format
 
 _AV = {"N": 0.85, "A": 0.62, "L": 0.55, "P": 0.2}

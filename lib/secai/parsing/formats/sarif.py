@@ -26,22 +26,9 @@ from __future__ import annotations
 import re
 from urllib.parse import unquote
 
-from secai.records import (
-    prune,
-    ParseError,
-    as_dict,
-    as_list,
-    cwe_ids,
-    norm_path,
-    positive_int,
-    redact,
-    secret_digest,
-    severity_from_score,
-    severity_from_word,
-    split_advisory_ids,
-    text,
-    unique,
-)
+from secai.parsing.finding import (prune, ParseError, as_dict, as_list, cwe_ids, norm_path, positive_int,
+    severity_from_score, severity_from_word, split_advisory_ids, text, unique)
+from secai.records import redact, secret_digest
 from secai.parsing.formats import Format
 from secai.parsing.formats.bandit import password_forms, quoted_password, redact_password
 

@@ -31,18 +31,8 @@ from __future__ import annotations
 
 import orjson
 
-from secai.records import (
-    ParseError,
-    as_dict,
-    as_list,
-    cwe_ids,
-    norm_path,
-    positive_int,
-    severity_from_word,
-    split_advisory_ids,
-    text,
-    unique,
-)
+from secai.parsing.finding import (ParseError, as_dict, as_list, cwe_ids, norm_path, positive_int,
+    severity_from_word, split_advisory_ids, text, unique)
 from secai.parsing.formats import Format
 
 SEMGREP_SEVERITY = {"ERROR": "high", "WARNING": "medium", "INFO": "low"}

@@ -39,8 +39,8 @@ from __future__ import annotations
 
 import re
 
-from secai.records import (ParseError, as_dict, as_list, cwe_ids, norm_path, severity_from_score, severity_from_word,
-                       split_advisory_ids, text, unique)
+from secai.parsing.finding import (ParseError, as_dict, as_list, cwe_ids, norm_path, severity_from_score,
+    severity_from_word, split_advisory_ids, text, unique)
 from secai.parsing.formats import Format
 from secai.parsing.formats.trivy import image_repository
 

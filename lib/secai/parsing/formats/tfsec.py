@@ -31,7 +31,8 @@ from __future__ import annotations
 
 import re
 
-from secai.records import ParseError, as_dict, as_list, norm_path, positive_int, split_advisory_ids, text, unique
+from secai.parsing.finding import (ParseError, as_dict, as_list, norm_path, positive_int, split_advisory_ids,
+    text, unique)
 from secai.parsing.formats import Format
 
 SEVERITY = {"CRITICAL": "critical", "HIGH": "high", "ERROR": "high", "MEDIUM": "medium", "WARNING": "medium",

@@ -29,8 +29,9 @@ from __future__ import annotations
 
 import re
 
-from secai.records import (ParseError, as_dict, as_list, cwe_ids, norm_path, positive_int, secret_digest,
-                       severity_from_word, split_advisory_ids, text, unique)
+from secai.parsing.finding import (ParseError, as_dict, as_list, cwe_ids, norm_path, positive_int,
+    severity_from_word, split_advisory_ids, text, unique)
+from secai.records import secret_digest
 from secai.parsing.formats import Format
 
 _DISTRO = re.compile(r"(?P<path>.+?)(?:\s*\(.*?\).*?)?\Z")  # Trivy's pathRegex

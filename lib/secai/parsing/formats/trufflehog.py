@@ -43,8 +43,9 @@ import base64
 import binascii
 import re
 
-from secai.records import (ParseError, as_dict, as_list, norm_path, positive_int, redact, secret_digest,
-                       severity_from_word, text, unique)
+from secai.parsing.finding import (ParseError, as_dict, as_list, norm_path, positive_int, severity_from_word,
+    text, unique)
+from secai.records import redact, secret_digest
 from secai.parsing.formats import Format
 
 _V2 = {"reason", "stringsFound"}

@@ -45,7 +45,8 @@ import html
 import re
 
 from secai import config
-from secai.records import ParseError, as_dict, as_list, cwe_ids, positive_int, severity_from_word, text, unique
+from secai.parsing.finding import (ParseError, as_dict, as_list, cwe_ids, positive_int, severity_from_word,
+    text, unique)
 from secai.parsing.formats import Format
 
 RISK = {"3": "high", "2": "medium", "1": "low", "0": "info"}

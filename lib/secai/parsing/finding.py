@@ -1,0 +1,352 @@
+"""Building finding/1 records: typed access to report data, severities, identifiers, paths, the
+fingerprint, and the rules every finding passes whatever its format.
+
+Parsers produce plain dicts with the fields of schemas/finding.schema.json (no id, schema or
+source); `finalize` fills those in, drops empty values, keeps only http(s) links, caps free text and
+computes the id, so that every format fingerprints and bounds findings the same way.
+`merge_duplicates` folds the findings that share an id into one, whatever order they came in.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Iterable
+from functools import lru_cache
+from urllib.parse import urlsplit
+
+from secai.untrusted import http_url
+
+SCHEMA = "finding/1"
+_sha256 = hashlib.sha256
+SEVERITIES = ("critical", "high", "medium", "low", "info")
+_RANK = {s: i for i, s in enumerate(SEVERITIES)}
+
+_CWE_RE = re.compile(r"CWE[-_ :]?(\d+)", re.IGNORECASE)
+_CVE_RE = re.compile(r"^CVE-\d{4}-\d+$", re.IGNORECASE)
+_WORD_SEVERITY = {
+    "critical": "critical", "blocker": "critical",
+    "high": "high", "error": "high", "major": "high", "severe": "high",
+    "medium": "medium", "moderate": "medium", "warning": "medium", "warn": "medium",
+    "low": "low", "minor": "low", "note": "low",
+    "info": "info", "informational": "info", "information": "info", "none": "info",
+    "unknown": "info", "negligible": "info", "style": "info",
+}
+
+
+class ParseError(Exception):
+    """A report that cannot be read as its format: `where` is a JSON path or element path."""
+
+    def __init__(self, reason: str, where: str = "", line: int | None = None):
+        super().__init__(reason, where, line)
+        self.reason = reason
+        self.where = where
+        self.line = line
+
+
+# ---------------------------------------------------------------- typed access to untrusted data
+
+def as_dict(value, where: str) -> dict:
+    """`value` when it is an object, {} when it is absent/null, else a ParseError."""
+    if value is None:
+        return {}
+    if isinstance(value, dict):
+        return value
+    raise ParseError(f"expected object, got {type(value).__name__}", where)
+
+
+def as_list(value, where: str) -> list:
+    """`value` when it is an array, [] when it is absent/null, else a ParseError."""
+    if value is None:
+        return []
+    if isinstance(value, list):
+        return value
+    raise ParseError(f"expected array, got {type(value).__name__}", where)
+
+
+def text(value) -> str:
+    """A scanner string field as clean text ('' for absent, numbers as their decimal form)."""
+    if type(value) is str:
+        return value.strip()
+    if value is None or isinstance(value, (dict, list)):
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value).strip()
+
+
+def positive_int(value) -> int | None:
+    """A 1-based line/column number, or None when absent, zero, negative or not a number."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, str) and value.strip().isdigit():
+        value = int(value.strip())
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    return value if isinstance(value, int) and value > 0 else None
+
+
+# ---------------------------------------------------------------- severities
+
+def severity_from_word(word) -> str | None:
+    """Map a tool's severity word (HIGH, error, Moderate, ...) to the normalized scale."""
+    return _WORD_SEVERITY.get(text(word).lower())
+
+
+def severity_from_score(score) -> str | None:
+    """CVSS-style 0-10 score to severity (the bands GitHub code scanning uses for security-severity)."""
+    try:
+        value = float(score)
+    except (TypeError, ValueError):
+        return None
+    if value != value or value < 0 or value > 10:  # NaN or out of range
+        return None
+    if value >= 9.0:
+        return "critical"
+    if value >= 7.0:
+        return "high"
+    if value >= 4.0:
+        return "medium"
+    if value > 0.0:
+        return "low"
+    return "info"
+
+
+def max_severity(a: str, b: str) -> str:
+    return a if _RANK[a] <= _RANK[b] else b
+
+
+# ---------------------------------------------------------------- identifiers
+
+def cwe_ids(values: Iterable) -> list[str]:
+    """Every CWE number found in the values (strings like 'CWE-79: ...', 'external/cwe/cwe-079', ints)."""
+    out: list[str] = []
+    for value in values:
+        if value is None:
+            continue
+        if isinstance(value, int) and not isinstance(value, bool):
+            found = [str(value)] if value > 0 else []
+        else:
+            found = _CWE_RE.findall(str(value))
+        for number in found:
+            cwe = f"CWE-{int(number)}"
+            if int(number) > 0 and cwe not in out:
+                out.append(cwe)
+    return out
+
+
+def split_advisory_ids(ids: Iterable, exclude: str = "") -> tuple[list[str], list[str]]:
+    """Split advisory ids into (CVEs, other aliases), unique, order kept; `exclude` (the rule id) is
+    kept out of the aliases but still counted as a CVE when it is one."""
+    cves: list[str] = []
+    aliases: list[str] = []
+    for raw in ids:
+        ident = text(raw)
+        if not ident:
+            continue
+        if _CVE_RE.match(ident):
+            ident = ident.upper()
+            if ident not in cves:
+                cves.append(ident)
+        elif ident != exclude and ident not in aliases:
+            aliases.append(ident)
+    return cves, aliases
+
+
+def unique(values: Iterable) -> list[str]:
+    """The non-empty texts of `values`, first occurrence of each, in order."""
+    return list(dict.fromkeys(t for v in values if (t := text(v))))
+
+
+# ---------------------------------------------------------------- paths, endpoints and links
+
+def norm_path(path) -> str:
+    """A scanner path in one spelling: forward slashes, no file:// scheme, no leading ./"""
+    p = text(path).replace("\\", "/")
+    if p.startswith("file://"):
+        p = p[7:]
+    while p.startswith("./"):
+        p = p[2:]
+    return p
+
+
+def site_of(url: str) -> str:
+    """scheme://host[:port] of a URL (the ZAP 'site'), or the URL itself when it has no host."""
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}" if parts.netloc else url
+
+
+# Links are kept only when they are absolute http(s) URLs (secai.untrusted.http_url, the one rule for
+# every output): javascript:, data:, file:, relative and scheme-less values are dropped, since a
+# reader may turn a link into a click. Cached: a report repeats each rule's few links in all its findings.
+_http_url = lru_cache(maxsize=4096)(http_url)
+
+
+# ---------------------------------------------------------------- free text
+
+# The fields that carry the scanner's prose or quoted code, capped by finalize (max_text).
+# Identity fields (rule id, path, package, URL) are not: they are bounded by parse.max_file_mb.
+FREE_TEXT = ("title", "description", "message", "fix_hint")
+NESTED_FREE_TEXT = {"location": ("snippet",), "suppression": ("justification",), "endpoint": ("attack", "evidence")}
+TRUNCATED = " … [truncated {} chars]"
+
+
+def capped(value: str, limit: int) -> str:
+    """`value` when it has at most `limit` characters, else its first `limit` characters marked
+    with how many were cut."""
+    if len(value) <= limit:
+        return value
+    return value[:limit] + TRUNCATED.format(len(value) - limit)
+
+
+def _cap_text(f: dict, limit: int) -> None:
+    for key in FREE_TEXT:
+        value = f.get(key)
+        if type(value) is str and len(value) > limit:
+            f[key] = capped(value, limit)
+    for key, fields in NESTED_FREE_TEXT.items():
+        for part in [f.get(key), *(f.get("instances") or [] if key == "endpoint" else [])]:
+            if type(part) is dict:
+                for name in fields:
+                    value = part.get(name)
+                    if type(value) is str and len(value) > limit:
+                        part[name] = capped(value, limit)
+
+
+# ---------------------------------------------------------------- fingerprint and finalize
+
+def fingerprint(f: dict) -> str:
+    """The id of a finding: SHA-256 (first 32 hex digits) over the parts that identify it; see the
+    `id` description in the schema. Parts are joined by the unit separator, which no field holds."""
+    loc = f.get("location") or {}
+    pkg = f.get("package")
+    if pkg:
+        key = f"{f['tool']}\x1f{f['rule_id']}\x1fpkg\x1f{pkg.get('name', '')}\x1f{pkg.get('version', '')}\x1f{loc.get('path', '')}"
+    elif f.get("category") == "dast" and f.get("endpoint"):
+        key = f"{f['tool']}\x1f{f['rule_id']}\x1fsite\x1f{site_of(f['endpoint']['url'])}"
+    elif loc:
+        # column 1 is what many SARIF writers put when they have no column: it counts as none
+        column = loc.get("start_column") or 0
+        key = (f"{f['tool']}\x1f{f['rule_id']}\x1floc\x1f{loc.get('path', '')}\x1f{loc.get('start_line') or 0}"
+               f"\x1f{column if column > 1 else 0}")
+    else:
+        key = f"{f['tool']}\x1f{f['rule_id']}"
+    return _sha256(key.encode("utf-8", "surrogatepass")).hexdigest()[:32]
+
+
+_EMPTYABLE = (str, list, dict)
+
+
+def prune(d: dict) -> None:
+    """Drop None, '' and empty containers from a finding in place, recursively (the schema has no
+    empty fields). In place and cheap: a large report makes hundreds of thousands of findings."""
+    drop = []
+    for key, v in d.items():
+        t = type(v)
+        if t is dict:
+            prune(v)
+        elif t is list and v:
+            for x in v:
+                if type(x) is dict:
+                    prune(x)
+            if None in v or "" in v or {} in v:
+                v[:] = [x for x in v if x is not None and x != "" and x != {}]
+        if v is None or (not v and t in _EMPTYABLE):
+            drop.append(key)
+    for key in drop:
+        del d[key]
+
+
+def finalize(f: dict, source: dict, clean: bool = False, max_text: int | None = None) -> dict:
+    """Complete a parser's finding (in place): prune empties (unless the parser gives none: clean),
+    keep only web links in references, cap each free-text field at `max_text` characters (None: no
+    cap), add schema, id, occurrences and source."""
+    if not clean:
+        prune(f)
+    if "description" in f and f["description"] == f.get("title"):
+        del f["description"]
+    if "message" in f and (f["message"] == f.get("title") or f["message"] == f.get("description")):
+        del f["message"]
+    refs = f.get("references")
+    if refs and not all(type(u) is str and _http_url(u) == u for u in refs):
+        refs = list(dict.fromkeys(u for u in map(_http_url, refs) if u))
+        if refs:
+            f["references"] = refs
+        else:
+            del f["references"]
+    if max_text is not None:
+        _cap_text(f, max_text)
+    f.setdefault("suppressed", False)
+    f["schema"] = SCHEMA
+    f["id"] = fingerprint(f)
+    f["occurrences"] = 1
+    f["source"] = source
+    return f
+
+
+# ---------------------------------------------------------------- duplicates
+
+_UNION = ("cwe", "cve", "aliases", "references", "tags")   # lists of facts: every duplicate's count
+_FILLED = ("location", "package")                          # objects: a duplicate fills what is missing
+
+
+def _precedence(f: dict) -> tuple:
+    """The order duplicates are folded in: the most severe first, an unsuppressed one before a
+    suppressed one, then by report file and format. Only the findings of one report can tie, and
+    they keep the order given (their order in the report), so no order of reports changes it."""
+    src = f["source"]
+    return _RANK[f["severity"]], f["suppressed"], src["file"], src["format"]
+
+
+def _instance_key(i: dict) -> tuple:
+    return i["url"], i.get("method"), i.get("param")
+
+
+def merge_duplicates(found: list[dict], max_instances: int) -> dict:
+    """One finding from several with the same id (in the order read), the same whatever order the
+    reports they come from are read in.
+
+    The first in precedence (most severe, unsuppressed, then by report) gives the
+    severity and every single-valued field it has; the others fill the fields it lacks. Lists of
+    facts (cwe, cve, aliases, references, tags, fixed versions) are the union of all, and DAST
+    instances are joined (at most `max_instances`, instance_count keeping the total). occurrences
+    is the sum, and the finding is suppressed only when every duplicate is: a suppression in one
+    report cannot hide what another reports as open."""
+    ranked = sorted(found, key=_precedence)
+    merged = ranked[0]
+    skip = {"occurrences", "suppressed", "suppression", "instances", "instance_count"}
+    for other in ranked[1:]:
+        for key, value in other.items():
+            mine = merged.get(key)
+            if key in skip:
+                continue
+            if mine is None:
+                merged[key] = value
+            elif key in _UNION:
+                merged[key] = list(dict.fromkeys([*mine, *value]))
+            elif key in _FILLED:
+                for name, part in value.items():
+                    if name not in mine:
+                        mine[name] = part
+                    elif name == "fixed_versions":
+                        mine[name] = list(dict.fromkeys([*mine[name], *part]))
+    merged["occurrences"] = sum(f["occurrences"] for f in ranked)
+    merged["suppressed"] = all(f["suppressed"] for f in ranked)
+    why = next((f["suppression"] for f in ranked if "suppression" in f), None)
+    merged.pop("suppression", None)
+    if merged["suppressed"] and why:
+        merged["suppression"] = why
+    listed = [f for f in ranked if "instances" in f]
+    if listed:
+        total = sum(f.get("instance_count", len(f["instances"])) for f in listed)
+        seen: dict[tuple, dict] = {}
+        for f in listed:
+            for i in f["instances"]:
+                seen.setdefault(_instance_key(i), i)
+        instances = list(seen.values())
+        del instances[max_instances:]
+        merged["instances"] = instances
+        merged.pop("instance_count", None)
+        if total > len(instances):
+            merged["instance_count"] = total
+    return merged
