@@ -160,7 +160,9 @@ PATHS = ["app.py", "src/main/java/com/example/UserController.java", "web/routes/
 CODE = [
     ("python", 'import subprocess\n\ndef run(host):\n    return subprocess.run("ping -c 1 " + host, shell=True)\n',
      'import subprocess\n\ndef run(host):\n    return subprocess.run(["ping", "-c", "1", host], check=True)\n'),
-    ("python", 'def find_user(db, name):\n    cur = db.cursor()\n    cur.execute("SELECT * FROM users WHERE name = \'%s\'" % name)\n    return cur.fetchone()\n',
+    ("python", 'def find_user(db, name):\n    cur = db.cursor()\n'
+               '    cur.execute("SELECT * FROM users WHERE name = \'%s\'" % name)\n'
+               '    return cur.fetchone()\n',
      'def find_user(db, name):\n    cur = db.cursor()\n    cur.execute("SELECT * FROM users WHERE name = %s", (name,))\n    return cur.fetchone()\n'),
     ("python", 'import pickle\n\ndef load(data):\n    return pickle.loads(data)\n',
      'import json\n\ndef load(data):\n    return json.loads(data)\n'),
@@ -174,20 +176,33 @@ CODE = [
     ("javascript", 'element.innerHTML = location.hash.slice(1);\n', 'element.textContent = location.hash.slice(1);\n'),
     ("typescript", 'export function render(name: string): string {\n  return `<div>${name}</div>`;\n}\n',
      'import escape from "escape-html";\n\nexport function render(name: string): string {\n  return `<div>${escape(name)}</div>`;\n}\n'),
-    ("go", 'func handler(w http.ResponseWriter, r *http.Request) {\n\tout, _ := exec.Command("sh", "-c", "ls "+r.URL.Query().Get("dir")).Output()\n\tw.Write(out)\n}\n',
-     'func handler(w http.ResponseWriter, r *http.Request) {\n\tout, err := exec.Command("ls", "--", r.URL.Query().Get("dir")).Output()\n\tif err != nil {\n\t\thttp.Error(w, "error", http.StatusBadRequest)\n\t\treturn\n\t}\n\tw.Write(out)\n}\n'),
+    ("go", 'func handler(w http.ResponseWriter, r *http.Request) {\n'
+           '\tout, _ := exec.Command("sh", "-c", "ls "+r.URL.Query().Get("dir")).Output()\n\tw.Write(out)\n'
+           '}\n',
+     'func handler(w http.ResponseWriter, r *http.Request) {\n'
+     '\tout, err := exec.Command("ls", "--", r.URL.Query().Get("dir")).Output()\n\tif err != nil {\n'
+     '\t\thttp.Error(w, "error", http.StatusBadRequest)\n\t\treturn\n\t}\n\tw.Write(out)\n}\n'),
     ("java", 'String q = "SELECT * FROM accounts WHERE owner = \'" + owner + "\'";\nResultSet rs = stmt.executeQuery(q);\n',
      'PreparedStatement ps = conn.prepareStatement("SELECT * FROM accounts WHERE owner = ?");\nps.setString(1, owner);\nResultSet rs = ps.executeQuery();\n'),
     ("kotlin", 'val file = File(baseDir, request.getParameter("name"))\nreturn file.readText()\n',
-     'val file = File(baseDir, request.getParameter("name")).canonicalFile\nrequire(file.startsWith(baseDir.canonicalFile)) { "path escapes base directory" }\nreturn file.readText()\n'),
+     'val file = File(baseDir, request.getParameter("name")).canonicalFile\n'
+     'require(file.startsWith(baseDir.canonicalFile)) { "path escapes base directory" }\n'
+     'return file.readText()\n'),
     ("dockerfile", 'FROM python:latest\nCOPY . /app\nCMD ["python", "/app/app.py"]\n',
      'FROM python:3.12-slim\nRUN useradd --create-home app\nCOPY --chown=app . /app\nUSER app\nCMD ["python", "/app/app.py"]\n'),
     ("yaml", 'containers:\n  - name: web\n    image: web:1.0\n    securityContext:\n      privileged: true\n',
-     'containers:\n  - name: web\n    image: web:1.0\n    securityContext:\n      privileged: false\n      allowPrivilegeEscalation: false\n      readOnlyRootFilesystem: true\n      capabilities:\n        drop: ["ALL"]\n'),
+     'containers:\n  - name: web\n    image: web:1.0\n    securityContext:\n      privileged: false\n'
+     '      allowPrivilegeEscalation: false\n      readOnlyRootFilesystem: true\n      capabilities:\n'
+     '        drop: ["ALL"]\n'),
     ("hcl", 'resource "aws_s3_bucket" "data" {\n  bucket = "example-data"\n  acl    = "public-read"\n}\n',
-     'resource "aws_s3_bucket" "data" {\n  bucket = "example-data"\n}\n\nresource "aws_s3_bucket_public_access_block" "data" {\n  bucket                  = aws_s3_bucket.data.id\n  block_public_acls       = true\n  block_public_policy     = true\n  ignore_public_acls      = true\n  restrict_public_buckets = true\n}\n'),
+     'resource "aws_s3_bucket" "data" {\n  bucket = "example-data"\n}\n\n'
+     'resource "aws_s3_bucket_public_access_block" "data" {\n'
+     '  bucket                  = aws_s3_bucket.data.id\n  block_public_acls       = true\n'
+     '  block_public_policy     = true\n  ignore_public_acls      = true\n  restrict_public_buckets = true\n'
+     '}\n'),
     ("yaml", 'on: issues\njobs:\n  greet:\n    runs-on: ubuntu-latest\n    steps:\n      - run: echo "${{ github.event.issue.title }}"\n',
-     'on: issues\npermissions:\n  contents: read\njobs:\n  greet:\n    runs-on: ubuntu-latest\n    steps:\n      - env:\n          TITLE: ${{ github.event.issue.title }}\n        run: echo "$TITLE"\n'),
+     'on: issues\npermissions:\n  contents: read\njobs:\n  greet:\n    runs-on: ubuntu-latest\n    steps:\n'
+     '      - env:\n          TITLE: ${{ github.event.issue.title }}\n        run: echo "$TITLE"\n'),
 ]
 
 PROSE = """\
