@@ -24,7 +24,7 @@ from pathlib import PurePosixPath
 
 import yaml
 
-from secai.records import norm_path
+from secai.parsing.finding import norm_path
 
 _EXTENSIONS = {
     ".py": "python", ".pyi": "python", ".pyw": "python",
