@@ -316,7 +316,7 @@ daemon-status: | $(STAMP) ## the daemon: installed, running, last cycles, fetche
 PUSH_MODELS := $(if $(filter 0,$(PUSH_MODEL)),,$(if $(MODEL_DIR),,$(if $(SKIP_FINETUNE),,$(FT_MODELS))))
 
 push: $(BUILD)/datasets/analysis/manifest.json $(PUSH_MODELS) | $(STAMP) ## publish the dataset and the latest model (PUSH_MODEL=0: not the model) to the Hugging Face Hub, one commit each
-	$(PY) -m secai.publishing.hub dataset $(BUILD)/datasets/analysis $(if $(DATASET_REPO),--repo $(DATASET_REPO)) $(PUSH_FLAGS)
+	$(PY) -m secai.commands.push dataset $(BUILD)/datasets/analysis $(if $(DATASET_REPO),--repo $(DATASET_REPO)) $(PUSH_FLAGS)
 	$(if $(filter 0,$(PUSH_MODEL)),,model="$(or $(MODEL_DIR),$$(SECAI_MODELS_DIR=$(MODELS_DIR) $(PY) -m secai.ops.status --build $(BUILD) --latest-model))"; \
-	  if [ -n "$$model" ]; then $(PY) -m secai.publishing.hub model "$$model" $(if $(MODEL_REPO),--repo $(MODEL_REPO)) $(PUSH_FLAGS); \
+	  if [ -n "$$model" ]; then $(PY) -m secai.commands.push model "$$model" $(if $(MODEL_REPO),--repo $(MODEL_REPO)) $(PUSH_FLAGS); \
 	  else echo "push: no fine-tuned model to publish" >&2; fi)

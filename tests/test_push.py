@@ -16,7 +16,7 @@ from conftest import run_command
 from loopback import FakeHub
 
 from secai.cli import dumps
-from secai.publishing.hub import Push
+from secai.commands.push import Push
 from secai.commands.split import Split
 
 TOKEN = "hf_" + "T0k3n" * 7           # looks like a real token, so a leak would be recognisable
@@ -157,7 +157,7 @@ def test_usage_and_repository_id_errors(tmp_path, dataset):
     code, _, err = push(tmp_path, "dataset", str(dataset), "--repo", "no-owner", "--dry-run")
     assert code == 1 and "not a Hub repository id" in err
     code, _, err = push(tmp_path, "dataset", str(dataset), "--dry-run")
-    assert code == 1 and "no --repo and no push.dataset_repo" in err
+    assert code == 2 and "no --repo and no push.dataset_repo" in err  # a missing flag: a usage error
     code, _, err = push(tmp_path, "dataset", str(tmp_path / "absent"), "--repo", "octo/x", "--dry-run")
     assert code == 1 and "not a directory" in err
 

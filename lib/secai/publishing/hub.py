@@ -31,7 +31,6 @@ printed or written. HF_ENDPOINT points the client at another Hub.
 
 from __future__ import annotations
 
-import argparse
 import datetime as dt
 import hashlib
 import os
@@ -43,7 +42,7 @@ import orjson
 
 from secai import __version__
 from secai import config
-from secai.cli import Command, InputError, common_flags, entry, read_jsonl, schema_error
+from secai.cli import InputError, read_jsonl_strict, schema_error
 from secai.files import fresh_dir, front_matter, sha256_file, swap_in
 
 KINDS = {"dataset": "dataset", "model": "model"}      # kind -> Hub repo type
@@ -112,7 +111,7 @@ def check_dataset(src: Path) -> dict:
         raise InputError(str(src / stray[0]), None, "a split file manifest.json does not list")
     commits, runs = set(), set()
     for name in sorted(n for n in listed if n.endswith(".jsonl")):
-        for lineno, rec in read_jsonl(str(src / name), None):
+        for lineno, rec in read_jsonl_strict(str(src / name), None):
             hits = secret_patterns(rec)
             if hits:
                 i, role, names = hits[0]
@@ -409,71 +408,3 @@ def _read_state(path: Path) -> dict:
         return data if isinstance(data, dict) else {}
     except (FileNotFoundError, orjson.JSONDecodeError):
         return {}
-
-
-# ---------------------------------------------------------------- the command
-
-class Push(Command):
-    name = "secai-push"
-    description = ("Publish a dataset folder (secai-split) or a fine-tuned model folder (secai-lora) to the "
-                   "Hugging Face Hub: check it (card with YAML front matter, manifest hashes, secret "
-                   "patterns; model metadata and validation), copy what is published into a staging folder, "
-                   "create the repository if needed and send the folder, card included, as ONE commit whose "
-                   "message carries provenance (secai version, counts, source commits, file hashes). "
-                   "--dry-run stops after staging and lists what would be sent. Prints a JSON report.")
-    examples = """\
-  secai-push dataset build/datasets/analysis --repo octo/secai-findings --dry-run
-  secai-push dataset build/datasets/analysis --repo octo/secai-findings --public
-  secai-push model ~/shared-olmo-models/fine-tuned/olmo2-secai --repo octo/olmo2-secai-lora \\
-      --revision stage2 --source-commit 3f2a9c1
-  secai-push dataset build/datasets/analysis --dry-run | jq -r '.files[].path'
-
-The token is HF_TOKEN or the login `hf auth login` stored; it is never printed. HF_ENDPOINT
-points at another Hub. --repo defaults to push.dataset_repo / push.model_repo (config/secai.yaml).
-Exit status: 0 pushed, staged (--dry-run) or unchanged (--skip-unchanged); 1 a refused folder
-or a failed push; 2 a usage error."""
-
-    def parser(self):
-        p = argparse.ArgumentParser(prog=self.name, description=self.description,
-                                    epilog="examples:\n" + self.examples,
-                                    formatter_class=argparse.RawDescriptionHelpFormatter)
-        p.add_argument("kind", choices=sorted(KINDS), help="what DIR holds")
-        p.add_argument("dir", metavar="DIR", help="the dataset or model folder to publish")
-        p.add_argument("--repo", metavar="OWNER/NAME",
-                       help="Hub repository (default: push.dataset_repo or push.model_repo)")
-        vis = p.add_mutually_exclusive_group()
-        vis.add_argument("--private", dest="private", action="store_true", default=None,
-                         help="create the repository private (default: push.private, true)")
-        vis.add_argument("--public", dest="private", action="store_false", help="create it public")
-        p.add_argument("--revision", metavar="BRANCH", help="branch to commit to, created if needed "
-                                                            "(default: push.revision or main)")
-        p.add_argument("--dry-run", action="store_true", help="check and stage only: nothing is sent")
-        p.add_argument("--stage", metavar="DIR", help="staging folder (default: push.staging/KIND-OWNER--NAME)")
-        p.add_argument("--source-commit", action="append", default=[], metavar="SHA",
-                       help="a source commit to name in the commit message (repeatable; the examples' "
-                            "provenance commits are always named)")
-        p.add_argument("--skip-unchanged", action="store_true",
-                       help="do nothing (no checks, no staging, no network) when the files to publish equal "
-                            "the last push to this repository and branch (recorded in push.state)")
-        p.add_argument("-o", "--output", metavar="FILE", help="write the JSON report here instead of stdout")
-        common_flags(p)
-        return p
-
-    def run(self) -> int:
-        a = self.args
-        repo = a.repo or setting(f"{a.kind}_repo")
-        if not repo:
-            raise InputError(a.dir, None, f"no --repo and no push.{a.kind}_repo in config/secai.yaml")
-        report = publish(a.kind, Path(a.dir), repo, private=a.private, revision=a.revision,
-                         staging=Path(a.stage) if a.stage else None, dry_run=a.dry_run,
-                         skip_unchanged=a.skip_unchanged, source_commits=a.source_commit, log=self.log)
-        self.write([report])
-        return 1
-
-
-def main():
-    entry(Push)
-
-
-if __name__ == "__main__":
-    main()

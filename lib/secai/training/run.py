@@ -34,7 +34,7 @@ import yaml
 from secai import __version__
 from secai import config
 from secai.training import store as models
-from secai.cli import InputError, read_jsonl, schema_error
+from secai.cli import InputError, read_jsonl_strict, schema_error
 from secai.files import fresh_dir, front_matter, sha256_file, swap_in
 from secai.training.adapters import add_lora, load_adapter_weights
 from secai.training.batches import check_chat_template, encode_all
@@ -87,7 +87,7 @@ def read_split(data: Path, split: str, stages: list | None = None) -> list[list[
     if not path.is_file():
         return []
     out = []
-    for lineno, rec in read_jsonl(str(path), None):
+    for lineno, rec in read_jsonl_strict(str(path), None):
         msgs = rec.get("messages")
         if (not isinstance(msgs, list) or len(msgs) < 2 or not all(
                 isinstance(m, dict) and isinstance(m.get("content"), str) and m.get("role") in ("system", "user", "assistant")
