@@ -12,6 +12,7 @@ import jsonschema
 import pytest
 from conftest import FIXTURES, ROOT, run_command
 
+from secai import secrets
 from secai.analysis import context, languages
 from secai.analysis.context import code_context, locate, read_context
 from secai.analysis.languages import detect_language, parses
@@ -396,7 +397,7 @@ def test_hashed_secret_is_redacted_wherever_it_is(tmp_path):
     ("", ""),
 ])
 def test_blank(line, blanked):
-    assert context._blank(line) == blanked
+    assert secrets.blank_value(line) == blanked
 
 
 def test_private_key_blocks_are_blanked(tmp_path):
@@ -409,7 +410,7 @@ def test_private_key_blocks_are_blanked(tmp_path):
     inline = '{"key": "-----BEGIN PRIVATE KEY-----\\nMIIBVQ' + "q" * 30 + '\\n-----END PRIVATE KEY-----\\n"}\n'
     (tmp_path / "sa.json").write_text(inline)
     code = code_context(finding("sa.json", 1), tmp_path)["code"]
-    assert "q" * 30 not in code and "-----BEGIN PRIVATE KEY-----[REDACTED]-----END PRIVATE KEY-----" in code
+    assert "q" * 30 not in code and "-----BEGIN PRIVATE KEY-----\\n[REDACTED]\\n-----END PRIVATE KEY-----" in code
 
 
 # ---------------------------------------------------------------- the shipped examples

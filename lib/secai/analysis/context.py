@@ -26,16 +26,15 @@ a block still finds the block.
 
 Secrets. `code` never carries a secret the finding hashes: for a finding with `secret.sha256`,
 every string in the lines shown whose SHA-256 is that digest is replaced by [REDACTED]; the
-strings in `redact` (e.g. secrets collected from other findings) are blanked with
-secai.records.redact; for a finding of category `secret` the finding's own lines are blanked
-after their key (`password: [REDACTED]`, `KEY = [REDACTED]`; a line without a key becomes
-`[REDACTED]`, indentation kept) whether or not the value was recognised; and the body of a PEM
-private key block is always blanked.
+strings in `redact` (e.g. secrets collected from other findings) are blanked; for a finding of
+category `secret` the finding's own lines are blanked after their key (`password: [REDACTED]`,
+`KEY = [REDACTED]`; a line without a key becomes `[REDACTED]`, indentation kept) whether or not
+the value was recognised; the body of a PEM private key block is always blanked; and so is every
+secret secai.secrets recognises. The policy is secai.secrets.blank_lines.
 """
 
 from __future__ import annotations
 
-import hashlib
 import os
 import re
 from collections.abc import Iterable
@@ -44,9 +43,9 @@ from pathlib import Path
 from typing import NamedTuple
 
 from secai.analysis.languages import detect_language, grammar_key, parser_for, trim_range
+from secai import secrets
 from secai.analysis.units import enclosing_unit
 from secai.records import REDACTED, norm_path, positive_int
-from secai.records import redact as redact_text
 
 RADIUS = 5                     # lines shown before and after the finding's lines
 MAX_BYTES = 2 * 1024 * 1024    # a larger file gets no context
@@ -164,87 +163,17 @@ def _tree(real: Path, mtime_ns: int, size: int, max_bytes: int, grammar: str):
 
 # ---------------------------------------------------------------- secrets
 
-_KEY_PREFIX = re.compile(r"""^\s*(?:-\s+)?(?P<key>[\w$@.\-\[\]"' ]{1,120}?)\s*(?::=|=>|=|:(?!//))\s*""")
-_CANDIDATE_SPLIT = re.compile(r"""[\s=:,;'"`()\[\]{}<>]+""")
-_QUOTED = re.compile(r""""((?:[^"\\]|\\.)*)"|'((?:[^'\\]|\\.)*)'|`([^`]*)`""")
-_PEM_BEGIN = re.compile(r"-----BEGIN [A-Z0-9 ]*PRIVATE KEY-----")
-_PEM_END = re.compile(r"-----END [A-Z0-9 ]*PRIVATE KEY-----")
-_PEM_INLINE = re.compile(r"(-----BEGIN [A-Z0-9 ]*PRIVATE KEY-----)(.*?)(-----END [A-Z0-9 ]*PRIVATE KEY-----)")
-
-
-def _key_prefix(line: str) -> int | None:
-    """Where the value starts in a `key = value` / `key: value` line, or None."""
-    m = _KEY_PREFIX.match(line)
-    return m.end() if m and re.search(r"\w", m.group("key")) else None
-
-
-def _hashed_values(lines: Iterable[str], digests: set[str]) -> set[str]:
-    """The strings in `lines` whose SHA-256 is one of `digests` (quoted strings, values after a
-    key, tokens)."""
-    found: set[str] = set()
-    for line in lines:
-        candidates = {line.strip()}
-        candidates.update(g for m in _QUOTED.finditer(line) for g in m.groups() if g)
-        at = _key_prefix(line)
-        if at is not None:
-            rest = line[at:].strip()
-            candidates.update((rest, rest.rstrip(",;"), rest.strip("\"'`,;")))
-        candidates.update(_CANDIDATE_SPLIT.split(line))
-        for c in candidates:
-            if len(c) >= 4 and hashlib.sha256(c.encode("utf-8", "surrogatepass")).hexdigest() in digests:
-                found.add(c)
-    return found
-
-
-def _blank(line: str) -> str:
-    """A secret's line with everything after its key replaced by [REDACTED]."""
-    if not line.strip():
-        return line
-    at = _key_prefix(line)
-    if at is not None:
-        return line[:at] + REDACTED
-    return line[:len(line) - len(line.lstrip())] + REDACTED
-
-
-def _pem_rows(lines: list[str]) -> set[int]:
-    """1-based lines strictly inside multi-line PEM private key blocks."""
-    rows, inside = set(), False
-    for n, line in enumerate(lines, 1):
-        if inside:
-            if _PEM_END.search(line):
-                inside = False
-            else:
-                rows.add(n)
-        elif (m := _PEM_BEGIN.search(line)) and not _PEM_END.search(line, m.end()):
-            inside = True
-    return rows
-
-
 def _secure(source: _Source, start: int, end: int, finding: dict, first: int, last: int,
             extra: Iterable[str], hashes: Iterable[str]) -> list[str]:
-    """The lines start..end with the finding's secrets and private keys blanked."""
-    lines = source.lines[start - 1:end]
-    secrets = {s for s in extra if s}
-    digests = {h.lower() for h in hashes if isinstance(h, str) and len(h) == 64}
+    """The lines start..end with their secrets blanked (secai.secrets.blank_lines): the strings in
+    `extra`, those hashed in `hashes` or in the finding's secret.sha256, a secret finding's own
+    lines after their key, the rows inside private key blocks, and every secret pattern."""
     digest = (finding.get("secret") or {}).get("sha256")
-    if isinstance(digest, str) and len(digest) == 64:
-        digests.add(digest.lower())
-    if digests:
-        secrets |= _hashed_values(lines, digests)
-    blank_rows = range(first, last + 1) if finding.get("category") == "secret" else range(0)
-    pem = _pem_rows(source.lines) if b"PRIVATE KEY-----" in source.data else set()
-    out = []
-    for n, line in enumerate(lines, start):
-        if n in blank_rows:
-            line = _blank(line)
-        if secrets:
-            line = redact_text(line, secrets)
-        if n in pem and line.strip():
-            line = line[:len(line) - len(line.lstrip())] + REDACTED
-        elif pem or "PRIVATE KEY-----" in line:
-            line = _PEM_INLINE.sub(rf"\1{REDACTED}\3", line)
-        out.append(line)
-    return out
+    own = range(first, last + 1) if finding.get("category") == "secret" else range(0)
+    key_rows = secrets.pem_rows(source.lines) if b"PRIVATE KEY-----" in source.data else set()
+    return secrets.blank_lines(source.lines[start - 1:end], start, values=extra,
+                               digests=[*hashes, *([digest] if isinstance(digest, str) else [])],
+                               own=own, key_rows=key_rows)
 
 
 # ---------------------------------------------------------------- the code context
@@ -302,6 +231,6 @@ def _context(finding: dict, root: Path, radius: int, redact: tuple, hashes: tupl
     enclosing = enclosing_unit(_tree(real, st.st_mtime_ns, st.st_size, max_bytes, grammar), grammar, rel, a, b)
     if enclosing:
         if "name" in enclosing and redact:
-            enclosing["name"] = redact_text(enclosing["name"], redact) or enclosing["name"]
+            enclosing["name"] = secrets.redact(enclosing["name"], redact) or enclosing["name"]
         ctx["enclosing"] = enclosing
     return ctx
