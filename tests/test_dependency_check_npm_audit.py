@@ -15,7 +15,7 @@ from conftest import FIXTURES, run_command  # noqa: E402
 from secai.parsing.reports import Parse  # noqa: E402
 from secai.parsing.formats import dependency_check as dc  # noqa: E402
 from secai.parsing.formats import npm_audit  # noqa: E402
-from secai.records import ParseError  # noqa: E402
+from secai.parsing.finding import ParseError  # noqa: E402
 
 PARSE = FIXTURES / "parse"
 MINE = {"dependency-check-xml", "dependency-check-json", "npm-audit-json", "npm-audit-v7-json"}
@@ -115,7 +115,7 @@ def test_dependency_check_location_drops_the_scanning_machines_directories(file_
 def test_dependency_check_ids_do_not_depend_on_the_checkout_path():
     ci = dc.parse_json(dc_report({"name": "CVE-2024-0001"}, file_path="/home/runner/work/shop/shop/lib/a-1.0.jar"))
     laptop = dc.parse_json(dc_report({"name": "CVE-2024-0001"}, file_path="/Users/dev/src/shop/lib/a-1.0.jar"))
-    from secai.records import finalize
+    from secai.parsing.finding import finalize
 
     assert finalize(next(ci), {})["id"] == finalize(next(laptop), {})["id"]
 

@@ -45,7 +45,8 @@ from typing import NamedTuple
 from secai.analysis.languages import detect_language, grammar_key, parser_for, trim_range
 from secai import secrets
 from secai.analysis.units import enclosing_unit
-from secai.records import REDACTED, norm_path, positive_int
+from secai.parsing.finding import norm_path, positive_int
+from secai.records import REDACTED
 
 RADIUS = 5                     # lines shown before and after the finding's lines
 MAX_BYTES = 2 * 1024 * 1024    # a larger file gets no context

@@ -307,8 +307,8 @@ def merge_duplicates(found: list[dict], max_instances: int) -> dict:
     reports they come from are read in.
 
     The first in precedence (most severe, unsuppressed, then by report) gives the
-    severity and every single-valued field it has; the others fill the fields it lacks. Lists of
-    facts (cwe, cve, aliases, references, tags, fixed versions) are the union of all, and DAST
+    severity and every single-valued field it has; the others fill the fields it lacks (in
+    location and package too). Lists of facts (cwe, cve, aliases, references, tags, fixed versions) are the union of all, and DAST
     instances are joined (at most `max_instances`, instance_count keeping the total). occurrences
     is the sum, and the finding is suppressed only when every duplicate is: a suppression in one
     report cannot hide what another reports as open."""
