@@ -14,7 +14,8 @@ from conftest import ROOT, run_command
 from loopback import FakeGitHub, make_zip
 
 from secai import config
-from secai.ops.github import RUN_FILE, Fetch, extract_zip
+from secai.commands.fetch import Fetch
+from secai.ops.github import RUN_FILE, extract_zip
 
 TOKEN = "ghp_" + "F4k3T0k3n" * 4
 SEMGREP = (ROOT / "examples" / "artifacts" / "semgrep.json").read_bytes()

@@ -36,7 +36,6 @@ stdout: one JSON line per run fetched (run id, head sha, branch, folder, artifac
 
 from __future__ import annotations
 
-import argparse
 import datetime as dt
 import fcntl
 import fnmatch
@@ -55,7 +54,7 @@ import orjson
 
 from secai import __version__
 from secai import config
-from secai.cli import Command, InputError, common_flags, entry
+from secai.cli import InputError
 from secai.files import fresh_dir, swap_in
 
 API_VERSION = "2022-11-28"
@@ -536,61 +535,3 @@ def fetch_from_config(log=lambda m: None, **overrides) -> list[dict]:
                  max_artifact_mb=float(opts["max_artifact_mb"]),
                  max_member_mb=float(config.get("parse", "max_file_mb")),
                  max_ratio=float(config.get("parse", "max_zip_ratio")), log=log)
-
-
-# ---------------------------------------------------------------- the command
-
-class Fetch(Command):
-    name = "secai-fetch"
-    description = ("Download the artifacts of new successful GitHub Actions runs of a repository and unpack "
-                   "each run, safely, into DEST/<run-id>/ (default artifacts/runs), recording every run fetched "
-                   "(run id, head sha, branch) in a state file so that no run is downloaded twice. Uses the "
-                   "GitHub REST API with GITHUB_TOKEN or GH_TOKEN; retries 5xx answers and network errors with "
-                   "backoff and waits out rate limits. Prints one JSON line per run fetched.")
-    examples = """\
-  secai-fetch --repo octo/app --workflow security.yml
-  secai-fetch --repo octo/app --branch '' --artifact 'sarif-*' --max-runs 3
-  secai-fetch --repo octo/app | jq -r .dir | xargs secai-parse > new-findings.jsonl
-
-Each run lands whole in DEST/<run-id>/<artifact>/... with a .secai-run.json describing it; a
-killed fetch leaves only a hidden folder that the next one removes. The state (fetch.state,
-default build/state/fetch.json) is replaced atomically after each run. Exit status: 0 done (also
-when there was nothing new), 1 an error (bad token, repository not found, network or rate limit
-beyond the retries), 2 a usage error."""
-
-    def parser(self):
-        p = argparse.ArgumentParser(prog=self.name, description=self.description,
-                                    epilog="examples:\n" + self.examples,
-                                    formatter_class=argparse.RawDescriptionHelpFormatter)
-        p.add_argument("--repo", metavar="OWNER/NAME", help="GitHub repository (default: fetch.repo)")
-        p.add_argument("--workflow", metavar="FILE", help="only runs of this workflow file (security.yml) or id "
-                                                          "(default: fetch.workflow; none: every workflow)")
-        p.add_argument("--branch", help="only runs on this branch; '' for every branch (default: fetch.branch, main)")
-        p.add_argument("--artifact", action="append", metavar="GLOB",
-                       help="only artifacts whose name matches (repeatable; default: fetch.artifact, '*')")
-        p.add_argument("--dest", metavar="DIR", help="where runs are unpacked (default: fetch.dest, artifacts/runs)")
-        p.add_argument("--state", metavar="FILE", help="state file (default: fetch.state, build/state/fetch.json)")
-        p.add_argument("--max-runs", type=int, metavar="N", help="runs fetched at most per call, and on the "
-                                                                 "first call (default: fetch.max_runs, 10)")
-        p.add_argument("-o", "--output", metavar="FILE", help="write the JSON lines here instead of stdout")
-        common_flags(p)
-        return p
-
-    def run(self) -> int:
-        a = self.args
-        if a.max_runs is not None and a.max_runs < 1:
-            raise InputError("--max-runs", None, "must be at least 1")
-        reports = fetch_from_config(log=self.log, repo=a.repo, workflow=a.workflow, branch=a.branch,
-                                    artifact=a.artifact, dest=a.dest, state=a.state, max_runs=a.max_runs)
-        self.write(reports)
-        self.log(f"{len(reports)} new runs, {sum(len(r['artifacts']) for r in reports)} artifacts, "
-                 f"{sum(r['files'] for r in reports)} files")
-        return len(reports)
-
-
-def main():
-    entry(Fetch)
-
-
-if __name__ == "__main__":
-    main()
