@@ -11,8 +11,9 @@ from pathlib import Path
 
 from secai import config
 from secai.cli import EXIT_OK, Command, InputError, UsageError, entry, parse_lines
-from secai.dataset.split import (KIND, SPLITS, Example, assign, build_manifest, check_replaceable, group_key,
-                                 order, public_name, secret_patterns, select_replay, unit, write_dataset)
+from secai.dataset.card import build_manifest, write_dataset
+from secai.dataset.split import (KIND, SPLITS, Example, assign, check_replaceable, group_key, order, public_name,
+                                 secret_patterns, select_replay, unit)
 from secai.files import fresh_dir, swap_in
 
 
