@@ -5,6 +5,7 @@ appearing in any output, the human report naming every check, and each check's w
 from __future__ import annotations
 
 import json
+import os
 import stat
 from pathlib import Path
 
@@ -24,8 +25,12 @@ GH_FAKE = "ghp_" + "D0ct0rGhF4ke" * 3
 
 
 @pytest.fixture(autouse=True)
-def fresh_config():
-    """config.load() is cached: every test sees its own SECAI_* variables, and leaves none behind."""
+def fresh_config(monkeypatch):
+    """config.load() is cached: every test sees its own SECAI_* variables (none from outside), and
+    leaves none behind."""
+    for name in [n for n in os.environ if n.startswith("SECAI_")]:
+        monkeypatch.delenv(name)
+    config.use(None)
     config.load.cache_clear()
     yield
     config.load.cache_clear()
@@ -109,9 +114,9 @@ def test_a_broken_config_value_fails_with_its_reason_and_exit_1(monkeypatch):
     code, report, err = doctor_json("--check", "config")
     c = by_name(report)["config"]
     assert code == 1 and report["ok"] is False and report["blocking"] == ["config"]
-    assert c["status"] == FAIL and "lora.rank" in c["detail"] and "SECAI_LORA_RANK" in c["detail"]
-    assert "expected an integer" in c["detail"] and "SECAI_LORA_RANK" in c["fix"]
-    assert len(err.strip().splitlines()) == 1 and err.startswith("secai-doctor: error: ") and "lora.rank" in err
+    assert c["status"] == FAIL and c["detail"] == "SECAI_LORA_RANK: expected an integer, got 'abc'"
+    assert c["fix"] == "fix or unset SECAI_LORA_RANK" and c["data"]["problems"] == [c["detail"]]
+    assert len(err.strip().splitlines()) == 1 and err.startswith("secai-doctor: error: ") and "SECAI_LORA_RANK" in err
     code, out, _ = run_command(Doctor, ["--check", "config"], raw=True)
     assert code == 1 and "BLOCKED by config" in out and "SECAI_LORA_RANK" in out
 
@@ -120,9 +125,10 @@ def test_a_broken_config_value_fails_with_its_reason_and_exit_1(monkeypatch):
     ("SECAI_LORA_DROPOUT", "2", "dropout must be in [0, 1)"),        # right type, refused by secai.training.run.settings()
     ("SECAI_ANALYZE_BACKEND", "gpt", "must be kb or mlx"),
     ("SECAI_SPLIT_VALID", "1.5", "must be in [0, 1)"),
-    ("SECAI_PARSE_MAX_FILE_MB", "[1, 2", "not a YAML value"),
-    ("SECAI_PATHS_MODELS_DIR", "[a, b]", "expected a string"),
+    ("SECAI_PARSE_MAX_FILE_MB", "[1, 2", "expected a number, got '[1, 2'"),  # not read as YAML
+    ("SECAI_PARSE_MAX_INSTANCES", "0", "must be positive"),
     ("SECAI_LORA_PACK", "sometimes", "expected true or false"),
+    ("SECAI_LORA_RANKK", "4", "no setting lora.rankk (did you mean SECAI_LORA_RANK?)"),
 ])
 def test_config_values_make_all_would_refuse_fail(monkeypatch, var, value, words):
     monkeypatch.setenv(var, value)
@@ -136,15 +142,46 @@ def test_a_bad_value_outside_the_pipeline_only_warns(monkeypatch):
     code, report, _ = doctor_json("--check", "config")
     c = by_name(report)["config"]
     assert code == 0 and report["ok"] and c["status"] == WARN
-    assert "fetch.max_runs" in c["detail"] and "SECAI_FETCH_MAX_RUNS" in c["fix"]
+    assert c["detail"] == "SECAI_FETCH_MAX_RUNS: expected an integer, got 'many'"
+    assert c["fix"] == "fix or unset SECAI_FETCH_MAX_RUNS"
 
 
 def test_valid_overrides_pass(monkeypatch):
     monkeypatch.setenv("SECAI_LORA_RANK", "16")
     monkeypatch.setenv("SECAI_LORA_SCALE", "10")      # an int where a float is expected is fine
-    monkeypatch.setenv("SECAI_ANALYZE_MODEL", "/some/model")  # null default: anything
+    monkeypatch.setenv("SECAI_ANALYZE_MODEL", "/some/model")  # null default: a string
+    monkeypatch.setenv("SECAI_PATHS_MODELS_DIR", "[a, b]")    # a string as written, never YAML
     code, report, _ = doctor_json("--check", "config")
     assert code == 0 and by_name(report)["config"]["status"] == OK
+
+
+def test_every_config_problem_is_reported_with_where_it_came_from(monkeypatch, tmp_path):
+    """The doctor shows all of secai.config's problems (its own rules, not a copy), not only the first;
+    the fix names each variable and the file to edit."""
+    mine = tmp_path / "mine.yaml"
+    mine.write_text("lora:\n  rnak: 4\nanalyze:\n  backend: gpt\nfetch:\n  max_runs: 0\n")
+    monkeypatch.setenv("SECAI_CONFIG", str(mine))
+    monkeypatch.setenv("SECAI_SPLIT_VALID", "abc")
+    code, report, _ = doctor_json("--check", "config")
+    c = by_name(report)["config"]
+    problems = [str(p) for p in config.problems()]
+    assert c["data"]["problems"] == problems and len(problems) == 4
+    assert problems == [f"{mine}:2: lora.rnak: unknown setting (did you mean lora.rank?)",
+                        f"{mine}:4: analyze.backend: must be kb or mlx, got 'gpt'",
+                        f"{mine}:6: fetch.max_runs: must be at least 1, got 0",
+                        "SECAI_SPLIT_VALID: expected a number, got 'abc'"]
+    assert code == 1 and c["status"] == FAIL and c["detail"] == "; ".join(problems)
+    assert c["fix"] == f"fix or unset SECAI_SPLIT_VALID; fix {mine}" and c["data"]["user_file"] == str(mine)
+
+
+def test_a_bad_value_outside_the_pipeline_in_a_user_file_only_warns(monkeypatch, tmp_path):
+    mine = tmp_path / "mine.yaml"
+    mine.write_text("daemon:\n  interval_s: 0\n")
+    monkeypatch.setenv("SECAI_CONFIG", str(mine))
+    code, report, _ = doctor_json("--check", "config")
+    c = by_name(report)["config"]
+    assert code == 0 and c["status"] == WARN
+    assert c["detail"] == f"{mine}:2: daemon.interval_s: must be at least 1, got 0" and c["fix"] == f"fix {mine}"
 
 
 # ---------------------------------------------------------------- models

@@ -416,11 +416,10 @@ lib/secai/secrets.py; secai-split and secai-push check them too."""
         from secai.analysis.verify import Candidate, Scanners, describe, summary, verify
 
         a = self.args
-        settings = config.load().get("verify") or {}
-        configs = a.semgrep_config if a.semgrep_config is not None else settings.get("semgrep_config") or []
-        scanners = Scanners.find(a.scanners_dir or settings.get("scanners_dir"),
-                                 [configs] if isinstance(configs, str) else configs,
-                                 settings.get("timeout") or 600)
+        settings = config.section("verify")
+        configs = a.semgrep_config if a.semgrep_config is not None else settings["semgrep_config"]
+        scanners = Scanners.find(a.scanners_dir or settings["scanners_dir"],
+                                 [configs] if isinstance(configs, str) else configs, settings["timeout"])
         candidates = [Candidate(ex["id"], rec["finding"], rec["code_context"], fix) for ex, rec, fix in made]
         verdicts = verify(candidates, Path(a.source_root), scanners)
         counts = summary(candidates, verdicts)

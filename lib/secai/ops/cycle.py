@@ -14,8 +14,8 @@ A cycle (plain functions below):
    environment.
 3. Fetch: secai-fetch with the fetch: settings (when fetch.repo is set): new runs only.
 4. Build: daemon.build (default `make all`), with ARTIFACTS=fetch.dest (when fetching) and
-   SKIP_FINETUNE=1 when daemon.skip_finetune (or finetune.skip_in_daemon, lora.skip_in_daemon)
-   is true — as make variables when the command is make, and always as environment variables.
+   SKIP_FINETUNE=1 when daemon.skip_finetune is true — as make variables when the command is make,
+   and always as environment variables.
    make's incremental rebuilds and the per-finding analysis cache mean only new work is done;
    a build a killed cycle left unfinished is finished by the next one. Skipped while fetch.dest
    holds no run.
@@ -44,20 +44,6 @@ from secai import config
 from secai.cli import InputError
 from secai.config import ROOT
 from secai.ops.github import now_iso, try_lock
-
-DEFAULTS = {"name": "secai", "interval_s": 300, "build": "make all", "skip_finetune": False,
-            "lock": "build/state/daemon.lock", "log": "build/logs/daemon.log",
-            "env_file": "~/.config/secai/daemon.env", "unit_dir": None, "control": True}
-
-
-def setting(name: str):
-    value = (config.load().get("daemon") or {}).get(name)
-    return DEFAULTS[name] if value is None else value
-
-
-def _section(name: str) -> dict:
-    return config.load().get(name) or {}
-
 
 # ---------------------------------------------------------------- environment file
 
@@ -135,13 +121,13 @@ def build_command(build: str, artifacts: str | None, skip_finetune: bool) -> tup
 
 
 def skip_finetune() -> bool:
-    return bool(setting("skip_finetune")) or any(bool(_section(s).get("skip_in_daemon")) for s in ("finetune", "lora"))
+    return config.get("daemon", "skip_finetune")
 
 
 def cycle(log, *, build: str | None = None, do_fetch: bool = True, do_push: bool = True) -> tuple[int, str]:
     """Run one cycle; (exit code, its log line)."""
     t0 = time.monotonic()
-    lock_path, log_path = Path(setting("lock")), Path(setting("log"))
+    lock_path, log_path = Path(config.get("daemon", "lock")), Path(config.get("daemon", "log"))
     fd = try_lock(lock_path)
     if fd is None:
         line = log_line({"cycle": "skipped", "reason": "locked", "holder": f'"{_holder(lock_path)}"'}, log_path)
@@ -153,15 +139,15 @@ def cycle(log, *, build: str | None = None, do_fetch: bool = True, do_push: bool
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"pid {os.getpid()} since {now_iso()}\n".encode(), 0)
         try:
-            if load_env_file(Path(setting("env_file")), log):
+            if load_env_file(Path(config.get("daemon", "env_file")), log):
                 config.load.cache_clear()  # SECAI_* lines in the file override settings too
         except InputError as err:
             failed.append("env")
             log(f"error: {err}")
 
         # 1. fetch
-        fetch_cfg = _section("fetch")
-        fetching = do_fetch and bool(fetch_cfg.get("repo"))
+        fetch_cfg = config.section("fetch")
+        fetching = do_fetch and bool(fetch_cfg["repo"])
         t = time.monotonic()
         if not fetching:
             fields["fetch"] = "off"
@@ -185,12 +171,12 @@ def cycle(log, *, build: str | None = None, do_fetch: bool = True, do_push: bool
 
         # 2. build
         t = time.monotonic()
-        dest = fetch_cfg.get("dest") or "artifacts/runs"
+        dest = fetch_cfg["dest"]
         if fetching and not _has_runs(Path(dest)):
             fields["build"] = "skipped"
             log(f"build skipped: no fetched run in {dest} yet")
         else:
-            argv, env = build_command(build or setting("build"), dest if fetching else None, skip_finetune())
+            argv, env = build_command(build or config.get("daemon", "build"), dest if fetching else None, skip_finetune())
             log(f"build: {shlex.join(argv)}")
             try:
                 rc = _run_to_stderr(argv, env, fd)
@@ -235,26 +221,26 @@ def _run_to_stderr(argv: list[str], env: dict, lock_fd: int) -> int:
 
 
 def _push_step(log, build_failed: bool, do_push: bool, failed: list) -> str:
-    cfg = _section("push")
-    if not do_push or not cfg.get("enabled"):
+    cfg = config.section("push")
+    if not do_push or not cfg["enabled"]:
         return "off"
     if build_failed:
         return "skipped"
     from secai.ops.github import load_state
     from secai.publishing.hub import publish
 
-    fetch_cfg = _section("fetch")
+    fetch_cfg = config.section("fetch")
     commits = []
-    if fetch_cfg.get("repo"):
+    if fetch_cfg["repo"]:
         try:
-            runs = load_state(Path(fetch_cfg.get("state") or "build/state/fetch.json"))["repos"].get(
+            runs = load_state(Path(fetch_cfg["state"]))["repos"].get(
                 fetch_cfg["repo"], {}).get("runs", {})
             commits = sorted({r["head_sha"] for r in runs.values() if r.get("head_sha")})
         except InputError:
             pass
     parts = []
     for kind in ("dataset", "model"):
-        repo, folder = cfg.get(f"{kind}_repo"), cfg.get(f"{kind}_dir")
+        repo, folder = cfg[f"{kind}_repo"], cfg[f"{kind}_dir"]
         if not repo or not folder:
             parts.append(f"{kind}:off")
             continue
@@ -281,7 +267,7 @@ def platform_name(choice: str = "auto") -> str:
 
 
 def unit_dir(platform: str, override: str | None = None) -> Path:
-    chosen = override or setting("unit_dir")
+    chosen = override or config.get("daemon", "unit_dir")
     if chosen:
         return Path(chosen).expanduser()
     if platform == "macos":
@@ -295,10 +281,10 @@ def label(name: str) -> str:
 
 def _paths() -> dict:
     root = ROOT
-    log_dir = (root / setting("log")).parent
+    log_dir = (root / config.get("daemon", "log")).parent
     make = shutil.which("make") or "/usr/bin/make"
-    return {"root": root, "log_dir": log_dir, "make": make, "name": setting("name"),
-            "interval": int(setting("interval_s"))}
+    return {"root": root, "log_dir": log_dir, "make": make, "name": config.get("daemon", "name"),
+            "interval": int(config.get("daemon", "interval_s"))}
 
 
 def render_launchd(p: dict) -> dict[str, bytes]:
@@ -370,7 +356,7 @@ def render(platform: str) -> dict[str, bytes]:
 
 def control_commands(platform: str, action: str, directory: Path) -> list[list[str]]:
     """The launchctl / systemctl calls of install, uninstall and status."""
-    name = setting("name")
+    name = config.get("daemon", "name")
     if platform == "macos":
         target = f"gui/{os.getuid()}/{label(name)}"
         plist = str(directory / f"{label(name)}.plist")
@@ -443,7 +429,7 @@ def status(platform: str, directory: Path, control: bool, log, lines: int = 5) -
     from secai.ops.github import load_state
     from secai.publishing.hub import _read_state
 
-    name = setting("name")
+    name = config.get("daemon", "name")
     files = [directory / n for n in render(platform)]
     present = [p for p in files if p.exists()]
     kind = "launchd agent" if platform == "macos" else "systemd user units"
@@ -455,7 +441,7 @@ def status(platform: str, directory: Path, control: bool, log, lines: int = 5) -
             out += ["  " + line for line in text.splitlines()[:12]]
     else:
         out.append("  scheduler: not asked (control off)")
-    holder = _holder(Path(setting("lock"))) if Path(setting("lock")).exists() else ""
+    holder = _holder(Path(config.get("daemon", "lock"))) if Path(config.get("daemon", "lock")).exists() else ""
     running = False
     if holder.startswith("pid "):
         pid = int(holder.split()[1])
@@ -469,14 +455,14 @@ def status(platform: str, directory: Path, control: bool, log, lines: int = 5) -
     out.append(f"  cycle: running ({holder})" if running else
                f"  cycle: idle (the cycle of {holder} ended without finishing)" if holder.startswith("pid ")
                else "  cycle: idle")
-    log_path = Path(setting("log"))
+    log_path = Path(config.get("daemon", "log"))
     if log_path.is_file():
         tail = log_path.read_text(errors="replace").splitlines()[-lines:]
         out.append(f"  last cycles ({log_path}):")
         out += ["    " + t for t in tail]
     else:
         out.append(f"  last cycles: none logged yet ({log_path})")
-    fetch_state = Path(_section("fetch").get("state") or "build/state/fetch.json")
+    fetch_state = Path(config.get("fetch", "state"))
     try:
         repos = load_state(fetch_state)["repos"]
     except InputError as err:
@@ -488,6 +474,6 @@ def status(platform: str, directory: Path, control: bool, log, lines: int = 5) -
             rid, r = max(runs.items(), key=lambda kv: (kv[1]["created_at"], int(kv[0])))
             out.append(f"  fetched from {repo}: {len(runs)} runs; newest {rid} ({r['head_sha'][:12]}, "
                        f"{r.get('branch')}, created {r['created_at']})")
-    for key, p in sorted(_read_state(Path(_section("push").get("state") or "build/state/push.json")).items()):
+    for key, p in sorted(_read_state(Path(config.get("push", "state"))).items()):
         out.append(f"  pushed {key}: commit {str(p.get('commit'))[:12]} at {p.get('pushed_at')}")
     return "\n".join(out) + "\n"

@@ -60,17 +60,6 @@ from secai.files import fresh_dir, swap_in
 API_VERSION = "2022-11-28"
 RUN_FILE = ".secai-run.json"
 REPO = re.compile(r"[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+")
-DEFAULTS = {"repo": None, "workflow": None, "branch": "main", "artifact": "*", "dest": "artifacts/runs",
-            "state": "build/state/fetch.json", "api_url": "https://api.github.com", "max_runs": 10,
-            "lookback_hours": 24, "retries": 5, "backoff_s": 1.0, "max_wait_s": 900, "timeout_s": 60,
-            "max_artifact_mb": 2048}
-
-
-def setting(name: str):
-    value = (config.load().get("fetch") or {}).get(name)
-    return DEFAULTS[name] if value is None else value
-
-
 # ---------------------------------------------------------------- small shared pieces
 
 def write_json_atomic(path: Path, data) -> None:
@@ -514,7 +503,7 @@ def github_token() -> str | None:
 
 def fetch_from_config(log=lambda m: None, **overrides) -> list[dict]:
     """fetch() with every setting from config/secai.yaml (fetch: and parse:), then `overrides`."""
-    opts = {k: setting(k) for k in DEFAULTS}
+    opts = config.section("fetch")
     opts.update({k: v for k, v in overrides.items() if v is not None})
     repo = opts["repo"]
     if not repo:
@@ -529,9 +518,8 @@ def fetch_from_config(log=lambda m: None, **overrides) -> list[dict]:
     globs = [globs] if isinstance(globs, str) else list(globs)
     return fetch(repo, token=token, workflow=opts["workflow"], branch=opts["branch"] or None,
                  artifact_globs=globs, dest=Path(opts["dest"]), state_path=Path(opts["state"]),
-                 max_runs=int(opts["max_runs"]), lookback_hours=float(opts["lookback_hours"]),
-                 api_url=opts["api_url"], retries=int(opts["retries"]), backoff_s=float(opts["backoff_s"]),
-                 max_wait_s=float(opts["max_wait_s"]), timeout_s=float(opts["timeout_s"]),
-                 max_artifact_mb=float(opts["max_artifact_mb"]),
-                 max_member_mb=float(config.get("parse", "max_file_mb")),
+                 max_runs=opts["max_runs"], lookback_hours=opts["lookback_hours"], api_url=opts["api_url"],
+                 retries=opts["retries"], backoff_s=opts["backoff_s"], max_wait_s=opts["max_wait_s"],
+                 timeout_s=opts["timeout_s"], max_artifact_mb=opts["max_artifact_mb"],
+                 max_member_mb=config.get("parse", "max_file_mb"),
                  max_ratio=float(config.get("parse", "max_zip_ratio")), log=log)

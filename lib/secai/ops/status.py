@@ -77,13 +77,13 @@ def collect(build: Path) -> dict:
                        "val_loss": [meta["eval"]["val_loss_before"], meta["eval"]["val_loss_after"]],
                        "heldout_loss": report.get("loss"), "good_answers": report.get("generation"),
                        "forgetting": report.get("forgetting")})
-    daemon_log = Path(config.get("daemon", "log")) if "daemon" in config.load() else None
+    daemon_log = Path(config.get("daemon", "log"))
     last = None
-    if daemon_log and daemon_log.is_file():
+    if daemon_log.is_file():
         lines = daemon_log.read_text(encoding="utf-8", errors="replace").splitlines()
         last = lines[-1] if lines else None
     return {"build": str(build), "stages": stages, "rejects": rejects, "models": models,
-            "daemon": {"log": str(daemon_log) if daemon_log else None, "last_cycle": last}}
+            "daemon": {"log": str(daemon_log), "last_cycle": last}}
 
 
 def _fmt(x, digits=4) -> str:

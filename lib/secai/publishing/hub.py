@@ -49,13 +49,6 @@ KINDS = {"dataset": "dataset", "model": "model"}      # kind -> Hub repo type
 REPO_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,95}/[A-Za-z0-9][A-Za-z0-9_.-]{0,95}")
 CHECKPOINT = re.compile(r"(?:^|/)\d+_adapters\.safetensors$")  # mlx-lm's intermediate adapter checkpoints
 TEXT_SUFFIXES = {".md", ".json", ".jsonl", ".txt", ".yaml", ".yml"}
-DEFAULTS = {"private": True, "revision": "main", "staging": "build/push", "state": "build/state/push.json"}
-
-
-def setting(name: str):
-    return (config.load().get("push") or {}).get(name, DEFAULTS.get(name))
-
-
 # ---------------------------------------------------------------- checks
 
 def json_object(path: Path, missing: str) -> dict:
@@ -330,15 +323,15 @@ def publish(kind: str, src: Path, repo: str, *, private: bool | None = None, rev
         raise InputError(repo, None, "not a Hub repository id (OWNER/NAME: letters, digits, '-', '_', '.')")
     repo_type = KINDS[kind]
     private_explicit = private is not None
-    private = bool(setting("private")) if private is None else private
-    revision = revision or setting("revision") or "main"
+    private = config.get("push", "private") if private is None else private
+    revision = revision or config.get("push", "revision")
     src = Path(src)
     if not src.is_dir():
         raise InputError(str(src), None, "not a directory")
     key = f"{repo_type}:{repo}@{revision}"
-    state = Path(state or setting("state"))
+    state = Path(state or config.get("push", "state"))
     owner, name = repo.split("/")
-    staged = Path(staging) if staging else Path(setting("staging")) / f"{kind}-{owner}--{name}"
+    staged = Path(staging) if staging else Path(config.get("push", "staging")) / f"{kind}-{owner}--{name}"
     if skip_unchanged and not dry_run:
         # what was pushed was checked then: an unchanged folder is neither checked (a model's
         # validation may load and run it) nor staged again
