@@ -15,7 +15,8 @@ from conftest import run_command
 from secai import config
 from secai.ops import checks as doctor
 from secai.training import store as models
-from secai.ops.checks import FAIL, OK, WARN, Doctor
+from secai.commands.doctor import Doctor
+from secai.ops.checks import FAIL, OK, WARN
 
 # what issue 9 asks the doctor to report, by check name
 ISSUE_CHECKS = {"platform", "mlx", "packages", "tree-sitter", "memory", "disk", "base-models", "config",
@@ -336,7 +337,7 @@ def test_a_check_that_crashes_fails_only_where_it_guards_the_pipeline():
     def boom(opts):
         raise OSError("unreadable")
 
-    opts = doctor.argparse.Namespace(hash=False, verbose=False)
+    opts = doctor.Options()
     assert doctor.run_check("x", "g", True, boom, opts).status == FAIL
     optional = doctor.run_check("y", "g", False, boom, opts)
     assert optional.status == WARN and "unreadable" in optional.detail and optional.fix
@@ -346,4 +347,4 @@ def test_version_and_usage_error():
     code, out, _ = run_command(Doctor, ["--version"], raw=True)
     assert code == 0 and "secai-doctor" in out
     code, _, err = run_command(Doctor, ["--check", "nonsense"], raw=True)
-    assert code == 2 and "usage" in err
+    assert code == 2 and err.startswith("secai-doctor: error: argument --check: invalid choice") and len(err.splitlines()) == 1
