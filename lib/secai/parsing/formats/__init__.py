@@ -3,7 +3,7 @@
 Each parser module defines `FORMATS`, a list of `Format`. A format is detected from content, never
 from the file name: `detect` gets the parsed document (JSON value, list of JSON Lines records, or
 the XML root element) and says whether it is this format; `parse` yields partial finding dicts
-(see records.finalize). Order matters only where shapes overlap: the first format that claims a
+(see finding.finalize). Order matters only where shapes overlap: the first format that claims a
 document reads it.
 """
 

@@ -13,7 +13,7 @@ the XML and the JSON of a scan give the same records:
 
 Mapping (tool "dependency-check", category sca): one finding per vulnerability of a dependency
 (relatedDependencies, copies found elsewhere, are not multiplied); suppressed ones are kept with
-`suppressed: true`, suppression {external, accepted, the notes}. Dedup: records.finalize's id (tool,
+`suppressed: true`, suppression {external, accepted, the notes}. Dedup: finding.finalize's id (tool,
 rule, package name and version, location.path): one vulnerability of one package at one path.
 - rule_id: the vulnerability name (CVE-..., GHSA-..., an NPM advisory number, an OSS Index title);
   cve/aliases from it; title "<name> in <package> <version>"; cwe from cwes (NVD-CWE-Other and

@@ -26,7 +26,7 @@ is no location):
 - severity (the advisory's own): critical critical, high high, moderate medium, low low, info
   info; else the CVSS score bands; else medium. tool_severity is npm's word. cwe from cwe;
   cvss {score, vector, version} when npm gives a score or vector.
-Dedup: records.finalize's id (tool, rule, package name and version): one advisory on one
+Dedup: finding.finalize's id (tool, rule, package name and version): one advisory on one
 installed version of a package (npm 7+: of a package) is one finding.
 """
 

@@ -23,7 +23,7 @@ package is `matchedDependency` with its ecosystem from the rule's `depends-on-ei
 `closestSafeDependency` as fixed version; severity `advisory.severity`; location the dependency
 file and line; triage status IGNORED is an accepted external suppression.
 
-No deduplication here: results with one fingerprint (records.fingerprint: tool, rule, path, line
+No deduplication here: results with one fingerprint (finding.fingerprint: tool, rule, path, line
 and start column; for packages tool, rule, package, version and path) collapse centrally.
 """
 

@@ -34,7 +34,7 @@ Mapping:
   angle-bracket text (a quoted <script> or comment in otherinfo) is content and is kept;
 - references: the http(s) URLs in `reference`; cwe from cweid (0 and -1 mean none);
   tags: "WASC-<wascid>".
-Ids come from records.finalize: tool, rule and the site of the endpoint, so one alert on one site
+Ids come from finding.finalize: tool, rule and the site of the endpoint, so one alert on one site
 is one finding; ZAP lists an alert twice for one site when its instances differ in risk (some
 versions: confidence), and those merge into one finding (occurrences 2).
 """
