@@ -32,7 +32,6 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import orjson
-import yaml
 
 from secai import __version__
 from secai import config
@@ -59,8 +58,6 @@ HEADLINE = ("mlx", "mlx-lm", "torch", "faiss-cpu", "sentence-transformers", "tra
 
 # config sections `make all` reads: a bad value there blocks the pipeline; elsewhere it only warns
 PIPELINE_SECTIONS = ("paths", "parse", "analyze", "split", "lora")
-# string settings that may also be a list of strings
-LISTS_ALLOWED = {("fetch", "artifact"), ("verify", "semgrep_config")}
 
 
 @dataclass
@@ -109,13 +106,15 @@ def _home(path: Path) -> str:
     return "~" + text[len(home):] if text == home or text.startswith(home + os.sep) else text
 
 
-def _setting(section: str, key: str, default):
-    """A setting that tolerates a broken config (the config check reports that)."""
+def _setting(section: str, key: str):
+    """A setting that tolerates a broken config (the config check reports that): then its shipped default."""
     try:
-        value = (config.load().get(section) or {}).get(key)
-    except Exception:
-        return default
-    return default if value is None else value
+        return config.get(section, key)
+    except config.ConfigError:
+        try:
+            return config.default(section, key)
+        except KeyError:  # the shipped file itself is broken
+            return None
 
 
 def _project_path(value) -> Path:
@@ -199,13 +198,8 @@ def _existing(path: Path) -> Path:
 
 
 def check_disk(opts) -> Result:
-    from secai.training.store import models_dir
-
-    build = _project_path(_setting("paths", "build", "build"))
-    try:
-        store = models_dir()
-    except Exception:
-        store = Path.home() / "shared-olmo-models"
+    build = _project_path(_setting("paths", "build"))
+    store = Path(os.path.expanduser(str(_setting("paths", "models_dir"))))  # as secai.training.store reads it
     places, seen = [], {}
     for label, path in (("build", build), ("models", store)):
         where = _existing(path)
@@ -402,132 +396,40 @@ def check_grammars(opts) -> Result:
 
 # ---------------------------------------------------------------- config
 
-def _env_name(section: str, key: str) -> str:
-    return f"SECAI_{section}_{key}".upper()
-
-
-def _type_problem(default, value, list_ok: bool = False) -> str | None:
-    """Why `value` cannot stand where config/secai.yaml has `default` (None: it can)."""
-    if value is None or default is None:
-        return None
-    if isinstance(default, bool):
-        return None if isinstance(value, bool) else "expected true or false"
-    if isinstance(default, int):
-        return None if isinstance(value, int) and not isinstance(value, bool) else "expected an integer"
-    if isinstance(default, float):
-        return None if isinstance(value, (int, float)) and not isinstance(value, bool) else "expected a number"
-    if isinstance(default, str):
-        ok = isinstance(value, str) or (list_ok and isinstance(value, list) and all(isinstance(v, str) for v in value))
-        return None if ok else "expected a string"
-    if isinstance(default, list):
-        return None if isinstance(value, list) else "expected a list"
-    if isinstance(default, dict):
-        return None if isinstance(value, dict) else "expected a mapping"
-    return None
-
-
-def _value_problems(cfg: dict) -> list[tuple[str, str, str]]:
-    """(section, key, reason) for values of the right type that `make all` would still refuse."""
-    out = []
-
-    def need(section, key, test, reason):
-        value = (cfg.get(section) or {}).get(key)
-        if value is not None and not isinstance(value, bool) and isinstance(value, (int, float, str)):
-            try:
-                good = test(value)
-            except TypeError:
-                return
-            if not good:
-                out.append((section, key, f"{reason} (got {value!r})"))
-
-    for key in ("max_file_mb", "max_zip_ratio", "max_instances"):
-        need("parse", key, lambda v: v > 0, "must be positive")
-    need("analyze", "backend", lambda v: v in ("kb", "mlx"), "must be kb or mlx")
-    for key in ("batch_size", "max_tokens"):
-        need("analyze", key, lambda v: v >= 1, "must be at least 1")
-    for key in ("context_lines", "similar"):
-        need("analyze", key, lambda v: v >= 0, "must be >= 0")
-    for key in ("valid", "test"):
-        need("split", key, lambda v: 0 <= v < 1, "must be in [0, 1)")
-    need("split", "replay_fraction", lambda v: 0 <= v <= 1, "must be in [0, 1]")
-    need("split", "group_by", lambda v: v in ("finding", "rule"), "must be finding or rule")
-    split = cfg.get("split") or {}
-    try:
-        if float(split.get("valid") or 0) + float(split.get("test") or 0) >= 1:
-            out.append(("split", "valid", "valid + test leave nothing for train"))
-    except (TypeError, ValueError):
-        pass
-    return out
-
-
 def check_config(opts) -> Result:
-    """config/secai.yaml loads, every section is a mapping, every value has the type of the shipped
-    default (an environment override such as SECAI_LORA_RANK=abc is caught here), the values
-    `make all` uses are in range, and secai-lora accepts the lora: section."""
-    where = _home(config.CONFIG_FILE)
-    try:
-        with open(config.CONFIG_FILE, encoding="utf-8") as fh:
-            shipped = yaml.safe_load(fh) or {}
-    except (OSError, yaml.YAMLError) as exc:
-        raise Result(FAIL, f"{where}: {str(exc).splitlines()[0]}", "fix the file (YAML syntax) or restore it "
-                                                                   "with `git checkout config/secai.yaml`") from None
-    if not isinstance(shipped, dict) or not all(isinstance(v, dict) for v in shipped.values()):
-        raise Result(FAIL, f"{where}: every top-level key must be a section of key: value settings",
-                     "fix the file, or `git checkout config/secai.yaml`")
-    bad_env = []
-    for section, values in shipped.items():
-        for key in values:
-            name = _env_name(section, key)
-            if name in os.environ:
-                try:
-                    yaml.safe_load(os.environ[name])
-                except yaml.YAMLError:
-                    bad_env.append(name)
-    if bad_env:
-        raise Result(FAIL, f"{', '.join(bad_env)}: not a YAML value", f"fix or unset {', '.join(bad_env)}")
+    """Every problem secai.config finds — in config/secai.yaml, the user file (SECAI_CONFIG) and the
+    SECAI_* variables: syntax, unknown sections, keys and variables, types, ranges and choices — and
+    secai-lora's own check of the lora: section. A problem in a section `make all` reads, or one that
+    spoils every setting, fails; one elsewhere only warns."""
     config.load.cache_clear()
-    cfg = config.load()
-    problems = []  # (blocking, section, key, reason)
-    for section, values in shipped.items():
-        for key, default in values.items():
-            value = cfg[section].get(key)
-            reason = _type_problem(default, value, (section, key) in LISTS_ALLOWED)
-            if reason:
-                problems.append((section in PIPELINE_SECTIONS, section, key, f"{reason}, got {value!r}"))
-    problems += [(True, s, k, r) for s, k, r in _value_problems(cfg)]
-    if not any(s == "lora" for _, s, _, _ in problems):
+    found = [(p.setting is None or p.setting.split(".")[0] in PIPELINE_SECTIONS, str(p), p) for p in config.problems()]
+    if not any(p.setting is None or p.setting.startswith("lora.") for _, _, p in found):
         from secai.training.run import settings
 
         try:
             settings()
         except Exception as exc:
-            problems.append((True, "lora", "", f"secai-lora refuses it: {exc}"))
-
-    def say(section, key, reason):
-        name = _env_name(section, key) if key else ""
-        source = f" (from {name})" if key and name in os.environ else ""
-        return f"{section}.{key}{source}: {reason}" if key else f"{section}: {reason}"
-
-    sections = len(cfg)
-    data = {"file": str(config.CONFIG_FILE), "sections": sorted(cfg),
-            "overrides": sorted(n for n in os.environ if n.startswith("SECAI_")),
-            "problems": [say(s, k, r) for _, s, k, r in problems]}
-    overrides = f", {len(data['overrides'])} SECAI_* overrides" if data["overrides"] else ""
-    if problems:
-        blocking = any(b for b, *_ in problems)
-        shown = "; ".join(say(s, k, r) for _, s, k, r in problems[:4]) + ("; ..." if len(problems) > 4 else "")
-        envs, in_file = [], False
-        for _, s, k, _ in problems:
-            names = [_env_name(s, k)] if k else [n for n in sorted(os.environ) if n.startswith(f"SECAI_{s.upper()}_")]
-            names = [n for n in names if n in os.environ]
+            found.append((True, f"lora: secai-lora refuses it: {exc}", None))
+    shipped, user = _home(config.SHIPPED), config.user_file()
+    where = shipped + (f" + {user[0]} ({user[1]})" if user else "")
+    data = {"file": str(config.SHIPPED), "user_file": str(user[0]) if user else None, "sections": config.sections(),
+            "overrides": sorted(n for n in os.environ if n.startswith("SECAI_")), "problems": [t for _, t, _ in found]}
+    if not found:
+        overrides = f", {len(data['overrides'])} SECAI_* overrides" if data["overrides"] else ""
+        return Result(OK, f"{where}: {len(data['sections'])} sections valid{overrides}", **data)
+    envs, files = [], []
+    for _, _, p in found:
+        if p is None:  # secai-lora's refusal: the lora: values come from the variables set, or the files
+            names = [n for n in sorted(os.environ) if n.startswith("SECAI_LORA_")]
             envs += names
-            in_file = in_file or not names
-        fixes = [f"fix or unset {', '.join(dict.fromkeys(envs))}"] if envs else []
-        if in_file:
-            fixes.append(f"fix {where} (`git diff config/secai.yaml` shows what changed)")
-        fix = "; ".join(fixes)
-        raise Result(FAIL if blocking else WARN, shown, fix, **data)
-    return Result(OK, f"{where}: {sections} sections valid{overrides}", **data)
+            files += [] if names else config.files()[-1:]
+        else:
+            (envs if p.env else files).append(p.file)
+    fixes = [f"fix or unset {', '.join(dict.fromkeys(envs))}"] if envs else []
+    for f in dict.fromkeys(files):
+        fixes.append(f"fix {f}" + (" (`git diff config/secai.yaml` shows what changed)" if f == config.files()[0] else ""))
+    raise Result(FAIL if any(b for b, _, _ in found) else WARN, "; ".join(t for _, t, _ in found), "; ".join(fixes),
+                 **data)
 
 
 # ---------------------------------------------------------------- models
@@ -591,7 +493,7 @@ def check_base_models(opts) -> Result:
 def check_scanners(opts) -> Result:
     from secai.analysis.verify import VERIFIERS, Scanners
 
-    directory = _setting("verify", "scanners_dir", None)
+    directory = _setting("verify", "scanners_dir")
     scanners = Scanners.find(directory)
     where = (f"in {_home(Path(str(directory)).expanduser())}" if directory
              else "in .scanners/ or on PATH")
@@ -613,7 +515,7 @@ def _env_file_names() -> tuple[Path, set[str], bool]:
     """(daemon.env_file, the variable NAMES it sets, whether others may read it). Values are not kept."""
     import stat
 
-    path = Path(str(_setting("daemon", "env_file", "~/.config/secai/daemon.env"))).expanduser()
+    path = Path(str(_setting("daemon", "env_file"))).expanduser()
     names, exposed = set(), False
     try:
         exposed = bool(path.stat().st_mode & (stat.S_IRWXG | stat.S_IRWXO))
@@ -680,7 +582,7 @@ def check_daemon(opts) -> Result:
     if not present:
         raise Result(WARN, f"not installed ({kind}: {names})",
                      "`make daemon-install` to run fetch + build every "
-                     f"{_setting('daemon', 'interval_s', 300)} s — only for continuous builds", **data)
+                     f"{_setting('daemon', 'interval_s')} s — only for continuous builds", **data)
     if len(present) < len(files):
         raise Result(WARN, f"partly installed: {', '.join(_home(p) for p in present)} only",
                      "`make daemon-install` again (or `secai-daemon uninstall`)", **data)
