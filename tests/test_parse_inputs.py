@@ -383,3 +383,16 @@ def test_an_xml_error_after_leading_blank_lines_names_its_real_line(tmp_path):
     (tmp_path / "broken.xml").write_bytes(b"\n" * 10 + b"<OWASPZAPReport>\n<site>\n")
     code, _, err = run_command(Parse, [str(tmp_path / "broken.xml")])
     assert code == 1 and one_error_line(err).startswith(f"secai-parse: error: {tmp_path / 'broken.xml'}:13: invalid XML")
+
+
+def test_a_zip_member_that_fails_to_extract_costs_only_itself(tmp_path):
+    data = bytearray(_zip({"a/broken.sarif": GOOD, "b/good.sarif": GOOD}))
+    start = data.index(b"a/broken.sarif") + len("a/broken.sarif")  # the first member's compressed bytes
+    data[start + 40:start + 80] = bytes(40)
+    (tmp_path / "artifact.zip").write_bytes(bytes(data))
+    rejects = tmp_path / "rejects.jsonl"
+    code, records, err = run_command(Parse, ["-q", str(tmp_path / "artifact.zip"), "--rejects", str(rejects)])
+    assert code == 0 and len(records) == 6, err
+    assert {r["source"]["file"] for r in records} == {f"{tmp_path}/artifact.zip!b/good.sarif"}
+    [rejected] = [orjson.loads(line) for line in rejects.read_bytes().splitlines()]
+    assert rejected["file"] == f"{tmp_path}/artifact.zip!a/broken.sarif" and "refused" in rejected["reason"]
