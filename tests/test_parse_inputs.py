@@ -17,7 +17,7 @@ GOOD = SPEC.read_bytes()
 
 
 def one_error_line(err: str) -> str:
-    lines = [l for l in err.splitlines() if l.strip()]
+    lines = [line for line in err.splitlines() if line.strip()]
     assert len(lines) == 1, err
     assert "Traceback" not in err
     return lines[0]
@@ -80,7 +80,7 @@ def test_rejects_keep_good_inputs(tmp_path, name):
                                        "-o", str(out), "--rejects", str(rejects)])
     assert code == 0, err
     assert len(out.read_bytes().splitlines()) == 6
-    rejected = [orjson.loads(l) for l in rejects.read_bytes().splitlines()]
+    rejected = [orjson.loads(line) for line in rejects.read_bytes().splitlines()]
     assert len(rejected) == 1 and reason in rejected[0]["reason"] and str(tmp_path / name) in rejected[0]["file"]
 
 
