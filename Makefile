@@ -44,7 +44,7 @@ ANALYZE_CODE := $(call code,secai.commands.analyze)
 NARRATE_CODE := $(call code,secai.dataset.examples)
 SPLIT_CODE   := $(call code,secai.commands.split)
 INDEX_CODE   := $(call code,secai.analysis.similar)
-SARIF_CODE   := $(call code,secai.publishing.sarif)
+SARIF_CODE   := $(call code,secai.commands.sarif)
 # The base model (fine-tuning, and the mlx backend): BASE_MODEL, else the real OLMo-2-1B in the
 # shared store when `make base-model` has put it there, else the tiny test model (which is built).
 REAL_BASE := $(MODELS_DIR)/base/OLMo-2-1B-mlx-q4
@@ -138,7 +138,7 @@ $(BUILD)/datasets/codefix/manifest.json: $(BUILD)/training/codefix.jsonl $(BUILD
 sarif: $(BUILD)/analyses.sarif ## analyses -> SARIF 2.1.0 for GitHub code scanning (upload-sarif)
 
 $(BUILD)/analyses.sarif: $(BUILD)/analyses.jsonl $(SARIF_CODE) | $(STAMP)
-	$(PY) -m secai.publishing.sarif -q $< -o $@
+	$(PY) -m secai.commands.sarif -q $< -o $@
 
 # ---------------------------------------------------------------- fine-tuning
 # Stage 1 (analysis) trains a LoRA adapter on the stage-1 dataset; stage 2 (codefix) continues from
