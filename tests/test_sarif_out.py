@@ -19,7 +19,8 @@ from secai.cli import SCHEMA_DIR, dumps, schema_error
 from secai.parsing.reports import Parse
 from secai.records import severity_from_score
 from secai.publishing import sarif as sarif_out
-from secai.publishing.sarif import Sarif, fix_lines
+from secai.commands.sarif import Sarif
+from secai.publishing.sarif import fix_lines
 
 SCHEMA_FILE = ROOT / "schemas" / "sarif-2.1.0.json"
 SCHEMA_SHA256 = "ddddcccbf95c7c50c037b5b07eff4140556278ca574ff374db46786b5fce7949"
