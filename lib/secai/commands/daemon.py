@@ -38,7 +38,8 @@ daemon:, fetch: and push: sections of config/secai.yaml (SECAI_DAEMON_BUILD=...,
 
     def add_subcommand_arguments(self, action, p):
         if action == "cycle":
-            p.add_argument("--build", metavar="COMMAND", help="the build step (default: daemon.build, `make all`)")
+            p.add_argument("--build", metavar="COMMAND", help="the build step "
+                           f"(default: daemon.build, `{config.default('daemon', 'build')}`)")
             p.add_argument("--no-fetch", action="store_true", help="skip the fetch step")
             p.add_argument("--no-push", action="store_true", help="skip the push step")
             return

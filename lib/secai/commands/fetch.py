@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+from secai import config
 from secai.cli import EXIT_OK, Command, UsageError, entry
 from secai.ops.github import fetch_from_config
 
@@ -30,13 +31,17 @@ beyond the retries), 2 a usage error."""
         p.add_argument("--repo", metavar="OWNER/NAME", help="GitHub repository (default: fetch.repo)")
         p.add_argument("--workflow", metavar="FILE", help="only runs of this workflow file (security.yml) or id "
                                                           "(default: fetch.workflow; none: every workflow)")
-        p.add_argument("--branch", help="only runs on this branch; '' for every branch (default: fetch.branch, main)")
+        p.add_argument("--branch", help="only runs on this branch; '' for every branch "
+                                            f"(default: fetch.branch, {config.default('fetch', 'branch')!r})")
         p.add_argument("--artifact", action="append", metavar="GLOB",
-                       help="only artifacts whose name matches (repeatable; default: fetch.artifact, '*')")
-        p.add_argument("--dest", metavar="DIR", help="where runs are unpacked (default: fetch.dest, artifacts/runs)")
-        p.add_argument("--state", metavar="FILE", help="state file (default: fetch.state, build/state/fetch.json)")
+                       help="only artifacts whose name matches (repeatable; default: fetch.artifact, "
+                            f"{config.default('fetch', 'artifact')!r})")
+        p.add_argument("--dest", metavar="DIR", help="where runs are unpacked "
+                                                    f"(default: fetch.dest, {config.default('fetch', 'dest')})")
+        p.add_argument("--state", metavar="FILE", help="state file "
+                                                      f"(default: fetch.state, {config.default('fetch', 'state')})")
         p.add_argument("--max-runs", type=int, metavar="N", help="runs fetched at most per call, and on the "
-                                                                 "first call (default: fetch.max_runs, 10)")
+                                                                 f"first call (default: fetch.max_runs, {config.default('fetch', 'max_runs')})")
 
     def check(self, args):
         if args.max_runs is not None and args.max_runs < 1:

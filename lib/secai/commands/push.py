@@ -38,10 +38,11 @@ or a failed push; 2 a usage error."""
                        help="Hub repository (default: push.dataset_repo or push.model_repo)")
         vis = p.add_mutually_exclusive_group()
         vis.add_argument("--private", dest="private", action="store_true", default=None,
-                         help="create the repository private (default: push.private, true)")
+                         help="create the repository private (default: push.private, "
+                              f"{str(config.default('push', 'private')).lower()})")
         vis.add_argument("--public", dest="private", action="store_false", help="create it public")
         p.add_argument("--revision", metavar="BRANCH", help="branch to commit to, created if needed "
-                                                            "(default: push.revision or main)")
+                                                            f"(default: push.revision, {config.default('push', 'revision')})")
         p.add_argument("--dry-run", action="store_true", help="check and stage only: nothing is sent")
         p.add_argument("--stage", metavar="DIR", help="staging folder (default: push.staging/KIND-OWNER--NAME)")
         p.add_argument("--source-commit", action="append", default=[], metavar="SHA",

@@ -43,11 +43,12 @@ leaving out those of findings held out here. Same inputs and flags give a byte-i
 
     def add_arguments(self, p):
         p.add_argument("--valid", type=_fraction, metavar="FRACTION",
-                       help=f"share of groups in valid.jsonl (default: split.valid or {config.default('split', 'valid')})")
+                       help=f"share of groups in valid.jsonl (default: split.valid, {config.default('split', 'valid')})")
         p.add_argument("--test", type=_fraction, metavar="FRACTION",
-                       help="share of groups in test.jsonl (default: split.test or 0: no test split)")
+                       help=f"share of groups in test.jsonl (default: split.test, {config.default('split', 'test')}; "
+                            "0: no test split)")
         p.add_argument("--seed", type=int, metavar="N", help="seed of the split and of the order in each file "
-                                                             "(default: split.seed or 0)")
+                                                             f"(default: split.seed, {config.default('split', 'seed')})")
         p.add_argument("--group-by", choices=("finding", "rule"),
                        help="keep together all examples of one finding (default) or of one tool+rule")
         p.add_argument("--replay", metavar="FILE", help="example/1 JSONL, or a dataset directory (its "
@@ -57,7 +58,7 @@ leaving out those of findings held out here. Same inputs and flags give a byte-i
                             f"or {config.default('split', 'replay_fraction')})")
         p.add_argument("--name", help=f"the dataset's name in its card (default: {config.default('split', 'name')!r})")
         p.add_argument("--license", metavar="ID", help="license id in the card's metadata "
-                                                       f"(default: split.license or {config.default('split', 'license')})")
+                                                       f"(default: split.license, {config.default('split', 'license')})")
 
     def check(self, ns) -> None:
         valid, test = self._setting(ns, "valid"), self._setting(ns, "test")
