@@ -43,7 +43,7 @@ TINY_MODEL := $(BUILD)/models/base/tiny-olmo2
 ANALYZE_CODE := $(call code,secai.commands.analyze)
 NARRATE_CODE := $(call code,secai.dataset.examples)
 SPLIT_CODE   := $(call code,secai.commands.split)
-INDEX_CODE   := $(call code,secai.analysis.similar)
+INDEX_CODE   := $(call code,secai.commands.index)
 SARIF_CODE   := $(call code,secai.commands.sarif)
 # The base model (fine-tuning, and the mlx backend): BASE_MODEL, else the real OLMo-2-1B in the
 # shared store when `make base-model` has put it there, else the tiny test model (which is built).
@@ -107,7 +107,7 @@ $(BUILD)/analyses.jsonl: $(BUILD)/findings.jsonl $(BUILD)/index/manifest.json $(
 index: $(BUILD)/index/manifest.json ## findings -> FAISS index of MiniLM embeddings (only new ids are embedded)
 
 $(BUILD)/index/manifest.json: $(BUILD)/findings.jsonl $(INDEX_CODE) | $(STAMP)
-	$(PY) -m secai.analysis.similar update --index $(@D) $<
+	$(PY) -m secai.commands.index update --index $(@D) $<
 	touch $@  # update leaves an index with nothing new untouched; make still needs it newer than its input
 
 dataset: $(BUILD)/datasets/analysis/manifest.json $(BUILD)/training/codefix.jsonl ## analyses -> training examples -> the stage-1 dataset

