@@ -16,7 +16,7 @@ from secai.parsing import formats as parsers  # noqa: E402
 from secai.parsing.reports import Parse, Unit, load  # noqa: E402
 from secai.parsing.formats import bandit, kics, tfsec  # noqa: E402
 from secai.parsing.finding import ParseError  # noqa: E402
-from secai.records import secret_digest  # noqa: E402
+from secai.secrets import secret_digest  # noqa: E402
 
 PARSE = FIXTURES / "parse"
 MINE = {"bandit-json": bandit, "tfsec-json": tfsec, "kics-json": kics}

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from secai.analysis import kb as knowledge
 from secai.analysis.fixrules import fixes_version, rule_fix
-from secai.records import REDACTED
+from secai.secrets import REDACTED
 from secai.untrusted import http_links, quote
 
 COMPOSER_VERSION = "kb-compose-3"  # 3: scanner prose only as attributed, capped quotations

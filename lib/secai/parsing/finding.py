@@ -15,6 +15,7 @@ from collections.abc import Iterable
 from functools import lru_cache
 from urllib.parse import urlsplit
 
+from secai.secrets import scrub_tree
 from secai.untrusted import http_url
 
 SCHEMA = "finding/1"
@@ -260,7 +261,7 @@ def prune(d: dict) -> None:
 def finalize(f: dict, source: dict, clean: bool = False, max_text: int | None = None) -> dict:
     """Complete a parser's finding (in place): prune empties (unless the parser gives none: clean),
     keep only web links in references, cap each free-text field at `max_text` characters (None: no
-    cap), add schema, id, occurrences and source."""
+    cap), add schema, id, occurrences and source, and blank every secret in every field (secai.secrets)."""
     if not clean:
         prune(f)
     if "description" in f and f["description"] == f.get("title"):
@@ -279,8 +280,10 @@ def finalize(f: dict, source: dict, clean: bool = False, max_text: int | None = 
     f.setdefault("suppressed", False)
     f["schema"] = SCHEMA
     f["id"] = fingerprint(f)
+    for key, value in f.items():  # no secret in any field (after the id: a URL's credentials are part of its site)
+        f[key] = scrub_tree(value)
     f["occurrences"] = 1
-    f["source"] = source
+    f["source"] = scrub_tree(source)
     return f
 
 

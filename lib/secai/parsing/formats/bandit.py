@@ -40,12 +40,12 @@ import re
 from urllib.parse import urlsplit
 
 from secai.parsing.finding import ParseError, as_dict, as_list, cwe_ids, norm_path, positive_int, text, unique
-from secai.records import REDACTED, redact, secret_digest
+from secai.secrets import forms, quoted_secret, redact, secret_digest
 from secai.parsing.formats import Format
 
 LEVELS = {"HIGH": "high", "MEDIUM": "medium", "LOW": "low"}
 _LINE_PREFIX = re.compile(r"^\d+ ?", re.MULTILINE)
-_PASSWORD = re.compile(r"^(Possible hardcoded password: ')(.*)(')$", re.DOTALL)
+PASSWORD_MESSAGE = "Possible hardcoded password: "  # B105-B107: the password follows, in quotes
 _BLACKLIST_IDS = re.compile(r"^(b\d+-)+", re.IGNORECASE)
 
 
@@ -70,23 +70,14 @@ def _column(value) -> int | None:
     return value + 1 if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else None
 
 
-def quoted_password(message: str) -> str:
-    """The password a hardcoded-password message quotes, or '' (also used for Bandit's SARIF)."""
-    found = _PASSWORD.match(message)
-    return found.group(2) if found else ""
-
-
-def redact_password(message: str) -> str:
-    return _PASSWORD.sub(rf"\g<1>{REDACTED}\g<3>", message)
-
-
-def password_forms(values) -> set[str]:
-    """Each password as written and backslash-escaped, as code snippets may quote it."""
-    return {form for value in values if value for form in (value, value.encode("unicode_escape").decode("ascii"))}
+def quoted_password(message: str) -> tuple[str, str]:
+    """(the password a hardcoded-password message quotes or '', the message with it redacted);
+    also used for Bandit's SARIF."""
+    return quoted_secret(message, PASSWORD_MESSAGE)
 
 
 def _password(r: dict) -> str:
-    return quoted_password(text(r.get("issue_text")))
+    return quoted_password(text(r.get("issue_text")))[0]
 
 
 def _finding(r: dict, where: str, secrets: set[str]) -> dict:
@@ -96,9 +87,7 @@ def _finding(r: dict, where: str, secrets: set[str]) -> dict:
     cwe = as_dict(r.get("issue_cwe"), f"{where}.issue_cwe")
     lines = [n for n in map(positive_int, as_list(r.get("line_range"), f"{where}.line_range")) if n]
     start = lines[0] if lines else positive_int(r.get("line_number"))
-    value, message = _password(r), text(r.get("issue_text"))
-    if value:
-        message = redact_password(message)
+    value, message = quoted_password(text(r.get("issue_text")))
     snippet = _LINE_PREFIX.sub("", text(r.get("code")))
     snippet = redact(snippet, [s for s in secrets if s in snippet])  # the context may quote other results' passwords
     severity = text(r.get("issue_severity"))
@@ -128,7 +117,7 @@ def _finding(r: dict, where: str, secrets: set[str]) -> dict:
 
 def parse(doc: dict):
     results = [as_dict(raw, f"$.results[{i}]") for i, raw in enumerate(as_list(doc.get("results"), "$.results"))]
-    secrets = password_forms(_password(r) for r in results)
+    secrets = forms(_password(r) for r in results)
     for i, r in enumerate(results):
         yield _finding(r, f"$.results[{i}]", secrets)
 

@@ -28,7 +28,7 @@ from __future__ import annotations
 import re
 
 from secai.parsing.finding import ParseError, as_dict, as_list, max_severity, text
-from secai.records import redact
+from secai.secrets import redact
 from secai.parsing.formats import Format
 from secai.parsing.formats.trivy import image_repository
 

@@ -31,7 +31,7 @@ finding (the first commit kept, `occurrences` counts the rest); DefectDojo merge
 from __future__ import annotations
 
 from secai.parsing.finding import ParseError, as_dict, as_list, norm_path, positive_int, text, unique
-from secai.records import redact, secret_digest
+from secai.secrets import redact, secret_digest
 from secai.parsing.formats import Format
 
 REDACTED_BY_GITLEAKS = "REDACTED"

@@ -39,7 +39,7 @@ import re
 import orjson
 
 from secai.parsing.finding import ParseError, as_dict, as_list, cwe_ids, norm_path, positive_int, text, unique
-from secai.records import redact, secret_digest
+from secai.secrets import redact, secret_digest
 from secai.parsing.formats import Format
 
 SEVERITY = {"CRITICAL": "critical", "HIGH": "high", "MEDIUM": "medium", "LOW": "low", "INFO": "info", "TRACE": "info"}

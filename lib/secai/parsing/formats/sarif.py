@@ -28,9 +28,9 @@ from urllib.parse import unquote
 
 from secai.parsing.finding import (prune, ParseError, as_dict, as_list, cwe_ids, norm_path, positive_int,
     severity_from_score, severity_from_word, split_advisory_ids, text, unique)
-from secai.records import redact, secret_digest
+from secai.secrets import forms, redact, secret_digest
 from secai.parsing.formats import Format
-from secai.parsing.formats.bandit import password_forms, quoted_password, redact_password
+from secai.parsing.formats.bandit import quoted_password
 
 LEVEL_SEVERITY = {"error": "high", "warning": "medium", "note": "low", "none": "info"}
 PRECISION = {"very-high": "high", "high": "high", "medium": "medium", "low": "low"}
@@ -308,9 +308,10 @@ def _adapt_checkov(f: dict, rule: dict, locs: list[dict], run: Run) -> None:
 def _adapt_bandit(f: dict, rule: dict, locs: list[dict], run: Run) -> None:
     """Bandit's hardcoded-password results quote the password in the message, and snippets may
     quote any result's: as its JSON parser does, keep only the hash."""
-    if value := quoted_password(f.get("message", "")):
+    value, message = quoted_password(f.get("message", ""))
+    if value:
         f["secret"] = {"sha256": secret_digest(value)}
-        f["message"] = redact_password(f["message"])
+        f["message"] = message
     for loc in locs:
         if "snippet" in loc:
             loc["snippet"] = redact(loc["snippet"], run.passwords)
@@ -356,7 +357,7 @@ def parse(doc: dict):
         default_level = DEFAULT_LEVEL.get(run.tool, "warning")
         results = as_list(run_doc.get("results"), f"{where}.results")
         if run.tool == "bandit":
-            run.passwords = password_forms(quoted_password(_msg(r.get("message"))) for r in results if isinstance(r, dict))
+            run.passwords = forms(quoted_password(_msg(r.get("message")))[0] for r in results if isinstance(r, dict))
         rule_facts: dict[tuple, tuple] = {}
         # a finding's fields that depend only on its rule and severity, built once per combination
         base_by_key: dict[tuple, dict] = {}

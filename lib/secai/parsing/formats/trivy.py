@@ -31,7 +31,7 @@ import re
 
 from secai.parsing.finding import (ParseError, as_dict, as_list, cwe_ids, norm_path, positive_int,
     severity_from_word, split_advisory_ids, text, unique)
-from secai.records import secret_digest
+from secai.secrets import secret_digest
 from secai.parsing.formats import Format
 
 _DISTRO = re.compile(r"(?P<path>.+?)(?:\s*\(.*?\).*?)?\Z")  # Trivy's pathRegex

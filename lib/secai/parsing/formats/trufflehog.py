@@ -45,7 +45,7 @@ import re
 
 from secai.parsing.finding import (ParseError, as_dict, as_list, norm_path, positive_int, severity_from_word,
     text, unique)
-from secai.records import redact, secret_digest
+from secai.secrets import redact, secret_digest
 from secai.parsing.formats import Format
 
 _V2 = {"reason", "stringsFound"}
