@@ -41,7 +41,7 @@ code = $(shell $(PYTHON) lib/secai/ops/makedeps.py $(1)) $(wildcard schemas/*.js
 PARSE_CODE   := $(call code,secai.parsing.reports)
 TINY_MODEL := $(BUILD)/models/base/tiny-olmo2
 ANALYZE_CODE := $(call code,secai.commands.analyze)
-NARRATE_CODE := $(call code,secai.dataset.examples)
+NARRATE_CODE := $(call code,secai.commands.narrate)
 SPLIT_CODE   := $(call code,secai.commands.split)
 INDEX_CODE   := $(call code,secai.commands.index)
 SARIF_CODE   := $(call code,secai.commands.sarif)
@@ -119,7 +119,7 @@ VERIFY_ARGS = --verify-fixes --source-root $(SOURCE_ROOT) --semgrep-config $(SEM
               --verify-report $(BUILD)/training/codefix-verify.json $(if $(SCANNERS),--scanners-dir $(SCANNERS))
 $(BUILD)/training/%.jsonl: $(BUILD)/analyses.jsonl $(NARRATE_CODE) | $(STAMP)
 	@mkdir -p $(@D)
-	$(PY) -m secai.dataset.examples --stage $* $< -o $@ $(if $(and $(filter codefix,$*),$(filter 1,$(VERIFY)),$(SOURCE_ROOT)),$(VERIFY_ARGS))
+	$(PY) -m secai.commands.narrate --stage $* $< -o $@ $(if $(and $(filter codefix,$*),$(filter 1,$(VERIFY)),$(SOURCE_ROOT)),$(VERIFY_ARGS))
 
 $(BUILD)/datasets/analysis/manifest.json: $(BUILD)/training/analysis.jsonl $(SPLIT_CODE) | $(STAMP)
 	$(PY) -m secai.commands.split -q $< -o $(@D)

@@ -6,7 +6,7 @@ plus dependency findings whose manifest lines are under a generated source root,
 analyses carry code context and a fix that parses (codefix examples); they are repeated, every
 other one with a fix, with
 distinct ids up to --analyses, each with a title, summary and code of its own (knowledge-base
-paragraphs and advisory texts stay shared across copies, as they are across real findings). Each stage is one `python -m secai.dataset.examples` run, timed end to end
+paragraphs and advisory texts stay shared across copies, as they are across real findings). Each stage is one `python -m secai.commands.narrate` run, timed end to end
 (start-up, reading and validating input, redaction, parse checks, validating and writing output).
 """
 
@@ -72,7 +72,7 @@ def analyses(work: Path, n: int) -> list[dict]:
 
 def run_narrate(src: Path, out: Path, stage: str) -> tuple[float, int, str]:
     t = time.perf_counter()
-    proc = subprocess.run([PY, "-m", "secai.dataset.examples", str(src), "-o", str(out), "--stage", stage],
+    proc = subprocess.run([PY, "-m", "secai.commands.narrate", str(src), "-o", str(out), "--stage", stage],
                           capture_output=True, text=True, check=True)
     seconds = time.perf_counter() - t
     return seconds, len(out.read_bytes().splitlines()), proc.stderr.strip()

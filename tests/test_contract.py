@@ -12,7 +12,7 @@ from conftest import FIXTURES, ROOT, run_command
 from secai import __version__
 from secai.cli import schema, schema_error
 from secai.commands.analyze import Analyze
-from secai.dataset.examples import Narrate
+from secai.commands.narrate import Narrate
 from secai.parsing.reports import Parse
 
 SPEC = (FIXTURES / "parse" / "sarif" / "spec-features.sarif").read_bytes()

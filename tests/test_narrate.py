@@ -18,7 +18,8 @@ from secai.analysis.mlx import messages as mlx_messages
 from secai.analysis.mlx import parse_reply
 from secai.cli import dumps, schema, schema_error
 from secai.analysis.languages import parses
-from secai.dataset.examples import PLACEHOLDERS, PLACEHOLDER_TEXT, Narrate, fence
+from secai.commands.narrate import Narrate
+from secai.dataset.examples import PLACEHOLDERS, PLACEHOLDER_TEXT, fence
 from secai.parsing.reports import Parse
 from secai.secrets import PATTERNS, find, scrub
 

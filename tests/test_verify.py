@@ -25,7 +25,7 @@ from secai.commands.analyze import Analyze
 from secai.analysis import fixrules
 from secai.cli import dumps
 from secai.analysis.languages import parses
-from secai.dataset.examples import Narrate
+from secai.commands.narrate import Narrate
 from secai.parsing.reports import Parse
 from secai.analysis.verify import (NO_PARSE, NO_SCANNER, NO_VERIFIER, NOT_PLACED, STILL_REPORTED, SUPPRESSED, VERIFIED,
                           Candidate, Scanners, _Reject, describe, place, summary, verify)
@@ -315,7 +315,7 @@ def test_narrate_keeps_only_verified_fixes_and_reports_the_counts(analyses, tmp_
 ])
 def test_narrate_verify_flags_are_checked(argv, message, analyses):
     code, out, err = run_command(Narrate, argv, stdin=jsonl(analyses[:1]))
-    assert code == 1 and out == [] and err.strip().splitlines() == [f"secai-narrate: error: ValueError: {message}"]
+    assert code == 2 and out == [] and err.strip().splitlines() == [f"secai-narrate: error: {message}"]
 
 
 def test_a_copy_is_written_where_the_path_resolves_under_the_source_root(candidates, tmp_path):
