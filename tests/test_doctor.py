@@ -13,10 +13,10 @@ import pytest
 from conftest import run_command
 
 from secai import config
-from secai.ops import checks as doctor
+from secai.ops import checks as doctor, machine
 from secai.training import store as models
 from secai.commands.doctor import Doctor
-from secai.ops.checks import FAIL, OK, WARN
+from secai.ops.verdict import FAIL, GIB, OK, WARN
 
 # what issue 9 asks the doctor to report, by check name
 ISSUE_CHECKS = {"platform", "mlx", "packages", "tree-sitter", "memory", "disk", "base-models", "config",
@@ -303,31 +303,31 @@ def test_daemon_installed_or_not(monkeypatch, tmp_path):
 # ---------------------------------------------------------------- fail rules of the system checks
 
 def test_low_memory_fails_and_some_memory_warns(monkeypatch):
-    monkeypatch.setattr(doctor, "_memory", lambda: (512 * 1024 ** 2, 8 * doctor.GIB))
+    monkeypatch.setattr(machine, "_memory", lambda: (512 * 1024 ** 2, 8 * GIB))
     code, report, _ = doctor_json("--check", "memory")
     assert code == 1 and by_name(report)["memory"]["status"] == FAIL
-    monkeypatch.setattr(doctor, "_memory", lambda: (2 * doctor.GIB, 8 * doctor.GIB))
+    monkeypatch.setattr(machine, "_memory", lambda: (2 * GIB, 8 * GIB))
     code, report, _ = doctor_json("--check", "memory")
     assert code == 0 and by_name(report)["memory"]["status"] == WARN
 
 
 def test_a_full_disk_under_build_fails(monkeypatch):
-    real = doctor.shutil.disk_usage
-    monkeypatch.setattr(doctor.shutil, "disk_usage", lambda p: real(p)._replace(free=100 * 1024 ** 2))
+    real = machine.shutil.disk_usage
+    monkeypatch.setattr(machine.shutil, "disk_usage", lambda p: real(p)._replace(free=100 * 1024 ** 2))
     code, report, _ = doctor_json("--check", "disk")
     c = by_name(report)["disk"]
     assert code == 1 and c["status"] == FAIL and "make clean" in c["fix"]
 
 
 def test_mlx_that_cannot_run_blocks(monkeypatch):
-    monkeypatch.setattr(doctor, "MLX_PROBE", "raise SystemExit('Metal device lost')")
+    monkeypatch.setattr(machine, "MLX_PROBE", "raise SystemExit('Metal device lost')")
     code, report, _ = doctor_json("--check", "mlx")
     c = by_name(report)["mlx"]
     assert code == 1 and c["status"] == FAIL and "Metal device lost" in c["detail"]
 
 
 def test_a_missing_package_blocks(monkeypatch):
-    monkeypatch.setattr(doctor, "requirements", lambda: ["numpy>=1", "no-such-package-for-secai>=1.0"])
+    monkeypatch.setattr(machine, "requirements", lambda: ["numpy>=1", "no-such-package-for-secai>=1.0"])
     code, report, _ = doctor_json("--check", "packages")
     c = by_name(report)["packages"]
     assert code == 1 and c["status"] == FAIL and "no-such-package-for-secai" in c["detail"] and "make install" in c["fix"]
