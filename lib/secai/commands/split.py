@@ -13,7 +13,8 @@ from secai import config
 from secai.cli import EXIT_OK, Command, InputError, UsageError, entry, parse_lines
 from secai.dataset.card import build_manifest, write_dataset
 from secai.dataset.split import (KIND, SPLITS, Example, assign, check_replaceable, group_key, order, public_name,
-                                 secret_patterns, select_replay, unit)
+                                 select_replay, unit)
+from secai.secrets import record_secrets
 from secai.files import fresh_dir, swap_in
 
 
@@ -112,11 +113,11 @@ leaving out those of findings held out here. Same inputs and flags give a byte-i
 
     def _clean(self, e: Example) -> bool:
         """False (after --rejects set it aside) for an example with a secret; raises without --rejects."""
-        hits = secret_patterns(e.record)
+        hits = record_secrets(e.record)  # every field, metadata included
         if not hits:
             return True
-        i, role, names = hits[0]
-        self.reject(InputError(e.file, e.line, f"example {e.id}: messages[{i}] ({role}): secret pattern "
+        where, names = hits[0]
+        self.reject(InputError(e.file, e.line, f"example {e.id}: {where}: secret pattern "
                                                f"{', '.join(names)} found; a dataset with secrets is not written"))
         return False
 

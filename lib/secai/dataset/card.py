@@ -58,7 +58,7 @@ def build_manifest(splits, sizes, placed, moves, inputs, replay, settings, dupli
         "producers": producers(everything),
         "inputs": inputs,
         "replay": replay,
-        "secret_check": "secai.secrets.find on every message",
+        "secret_check": "secai.secrets.record_secrets on every field of every example",
         "files": {},
     }
 

@@ -26,7 +26,8 @@ How examples are split (plain functions below, usable without the CLI):
   those of groups absent here that the hash would place in valid or test (so that a later, larger
   dataset with the same seed cannot hold them out either), and ids already in the dataset; a seeded
   fraction F of the rest (the first round(F·n) by sha256(seed, id)) joins the train split only.
-- A dataset with a secret in it is never written: every message is checked with `secai.secrets.find`.
+- A dataset with a secret in it is never written: every field of every example is checked with
+  `secai.secrets.record_secrets`.
 """
 
 from __future__ import annotations
@@ -34,7 +35,6 @@ from __future__ import annotations
 import hashlib
 import os
 from dataclasses import dataclass
-from functools import lru_cache
 from pathlib import Path
 
 import orjson
@@ -116,26 +116,6 @@ def public_name(name: str) -> str:
     """An input's name as the manifest and card show it: relative paths as given, absolute ones
     by their last part only (no local directories in a published card)."""
     return Path(name).name if os.path.isabs(name) else name
-
-
-@lru_cache(maxsize=256)
-def _find_secrets(text: str) -> tuple[str, ...]:
-    """secai.secrets.find, remembered for the texts many examples share (the system prompts)."""
-    from secai.secrets import find
-
-    return tuple(find(text))
-
-
-def secret_patterns(record: dict) -> list[tuple[int, str, list[str]]]:
-    """(message index, role, pattern names) for each message in which secai.secrets finds a secret."""
-    hits = []
-    for i, message in enumerate(record.get("messages", [])):
-        content = message.get("content")
-        text = content if isinstance(content, str) else orjson.dumps(content).decode()
-        names = _find_secrets(text)
-        if names:
-            hits.append((i, message.get("role", "?"), sorted(set(names))))
-    return hits
 
 
 # ---------------------------------------------------------------- writing

@@ -79,7 +79,8 @@ def check_text(path: Path, rel: str) -> None:
 def check_dataset(src: Path) -> dict:
     """Check a dataset folder (see the module docstring); returns facts for the commit message:
     manifest, files to publish, source commits and CI runs found in the examples' provenance."""
-    from secai.dataset.split import MANIFEST_KIND, secret_patterns
+    from secai.dataset.split import MANIFEST_KIND
+    from secai.secrets import record_secrets
 
     front_matter(src / "README.md")
     mpath = src / "manifest.json"
@@ -105,18 +106,19 @@ def check_dataset(src: Path) -> dict:
     commits, runs = set(), set()
     for name in sorted(n for n in listed if n.endswith(".jsonl")):
         for lineno, rec in read_jsonl_strict(str(src / name), None):
-            hits = secret_patterns(rec)
+            hits = record_secrets(rec)  # every field, metadata included
             if hits:
-                i, role, names = hits[0]
+                where, names = hits[0]
                 raise InputError(str(src / name), lineno,
-                                 f"messages[{i}] ({role}): secret pattern {', '.join(names)} found; "
+                                 f"{where}: secret pattern {', '.join(names)} found; "
                                  "a dataset that fails the secret-redaction check is not published")
             prov = (rec.get("metadata") or {}).get("provenance") or {}
             if prov.get("commit"):
                 commits.add(prov["commit"])
             if prov.get("run_id"):
                 runs.add(prov["run_id"])
-    check_text(src / "README.md", "README.md")
+    for name in sorted(n for n in listed if not n.endswith(".jsonl") and Path(n).suffix in TEXT_SUFFIXES):
+        check_text(src / name, name)
     check_text(mpath, "manifest.json")
     return {"manifest": manifest, "files": sorted(listed) + ["manifest.json"], "commits": commits, "runs": runs}
 
@@ -304,11 +306,9 @@ def upload(staged: Path, listing: list[dict], repo: str, repo_type: str, *, priv
 
 
 def _scrubbed(text: str, token: str | None) -> str:
-    from secai.secrets import scrub
+    from secai.secrets import redact, scrub
 
-    if token:
-        text = text.replace(token, "[REDACTED]")
-    return scrub(text)
+    return scrub(redact(text, [token] if token else []))
 
 
 # ---------------------------------------------------------------- publish (the command and the daemon)
