@@ -8,7 +8,8 @@
   ids and titles, written by secai.analysis.similar.write() exactly as `build` writes it. Random vectors are
   fine for the index's size and speed; the queries are real embeddings of findings.
 - Query latency per finding, one at a time: the FAISS search alone (k+1 rows, --queries queries),
-  the same queries in one batched search (per query; what secai-analyze does), and end to end through SimilarityIndex.similar() for a finding new to the index (embedding it,
+  the same queries in one batched search (per query; what secai-analyze does), and end to end
+  through SimilarityIndex.similar() for a finding new to the index (embedding it,
   searching, dropping itself, formatting; --queries // 5 queries).
 - Update: secai.analysis.similar.update() with 10 findings new to the 100k index — read the directory, check
   the model, embed 10, add, rewrite the directory atomically — the median of --updates runs.

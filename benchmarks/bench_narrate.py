@@ -6,7 +6,8 @@ plus dependency findings whose manifest lines are under a generated source root,
 analyses carry code context and a fix that parses (codefix examples); they are repeated, every
 other one with a fix, with
 distinct ids up to --analyses, each with a title, summary and code of its own (knowledge-base
-paragraphs and advisory texts stay shared across copies, as they are across real findings). Each stage is one `python -m secai.commands.narrate` run, timed end to end
+paragraphs and advisory texts stay shared across copies, as they are across real findings). Each
+stage is one `python -m secai.commands.narrate` run, timed end to end
 (start-up, reading and validating input, redaction, parse checks, validating and writing output).
 """
 

@@ -46,7 +46,6 @@ from secai.analysis.languages import detect_language, grammar_key, parser_for, t
 from secai import secrets
 from secai.analysis.units import enclosing_unit
 from secai.parsing.finding import norm_path, positive_int
-from secai.records import REDACTED
 
 RADIUS = 5                     # lines shown before and after the finding's lines
 MAX_BYTES = 2 * 1024 * 1024    # a larger file gets no context
