@@ -18,15 +18,12 @@ codes 0/1/2, 130 on Ctrl-C), progress on stderr only on a terminal, quiet SIGPIP
 from __future__ import annotations
 
 import argparse
-import os
 import re
 import signal
 import sys
-import tempfile
 import traceback
 from collections.abc import Iterable, Iterator
 from functools import cache
-from pathlib import Path
 
 import orjson
 
@@ -34,6 +31,7 @@ from secai import __version__
 from secai import config
 from secai.config import ROOT
 from secai.errors import EXIT_ERROR, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, InputError, UsageError, UserError
+from secai.files import AtomicOutput
 
 SCHEMA_DIR = ROOT / "schemas"
 __all__ = ["EXIT_ERROR", "EXIT_OK", "EXIT_USAGE", "Command", "InputError", "UsageError", "UserError", "dumps",
@@ -145,35 +143,6 @@ def read_jsonl_strict(name: str, kind: Kinds) -> Iterator[tuple[int, dict]]:
 
 
 # ---------------------------------------------------------------- output
-
-class AtomicOutput:
-    """A binary output that appears all at once: a temporary file renamed into place on success
-    and removed on failure. '-' or None is stdout, written directly."""
-
-    def __init__(self, path: str | None):
-        self.path = None if path in (None, "-") else Path(path)
-        self.tmp = None
-
-    def __enter__(self):
-        if self.path is None:
-            return sys.stdout.buffer
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".tmp", dir=self.path.parent)
-        self.tmp = tmp
-        self.fh = os.fdopen(fd, "wb")
-        return self.fh
-
-    def __exit__(self, exc_type, exc, tb):
-        if self.path is None:
-            sys.stdout.buffer.flush()
-            return False
-        self.fh.close()
-        if exc_type is None:
-            os.replace(self.tmp, self.path)
-        else:
-            os.unlink(self.tmp)
-        return False
-
 
 def dumps(record: dict) -> bytes:
     """One deterministic JSONL line: sorted keys, UTF-8, newline-terminated."""

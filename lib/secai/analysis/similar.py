@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import shutil
 from collections.abc import Iterable
 from functools import cache
 from pathlib import Path
@@ -36,7 +35,7 @@ import orjson
 
 from secai import __version__
 from secai.errors import UserError
-from secai.files import fresh_dir, sha256_file, swap_in
+from secai.files import building, sha256_file
 
 # ---------------------------------------------------------------- the text embedded per finding
 
@@ -303,11 +302,8 @@ def write(directory: str | os.PathLike, index, entries: list[dict], model: dict)
     """Write an index directory to a temporary folder beside it, then rename it into place."""
     import faiss
 
-
     out = Path(directory).absolute()
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = fresh_dir(out, "tmp")
-    try:
+    with building(out) as tmp:
         faiss.write_index(index, str(tmp / "index.faiss"))
         (tmp / "entries.jsonl").write_bytes(b"".join(orjson.dumps(e, option=orjson.OPT_SORT_KEYS | orjson.OPT_APPEND_NEWLINE)
                                                      for e in entries))
@@ -325,8 +321,4 @@ def write(directory: str | os.PathLike, index, entries: list[dict], model: dict)
         }
         (tmp / "manifest.json").write_bytes(orjson.dumps(manifest, option=orjson.OPT_SORT_KEYS | orjson.OPT_INDENT_2)
                                             + b"\n")
-        swap_in(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return manifest

@@ -1,9 +1,10 @@
 """Fix verification: a code fix counts only when the scanner that reported the finding agrees.
 
 For each candidate (a finding, its code context and a fix with `original` and `code`):
-1. the fix is placed in a copy of its file: `original` must still be the file's lines where the
-   context was read (`[REDACTED]` in it stands for the secret the file holds there), and those
-   lines are replaced by `code` (re-indented when the code comes dedented);
+1. the fix is placed in a copy of its file where secai.analysis.placement puts it (and where SARIF
+   offers it): `original` must still be the file's lines where the context was read (`[REDACTED]`
+   in it stands for the secret the file holds there), and those lines are replaced by `code`
+   (re-indented when the code comes dedented);
 2. the whole fixed file must parse for its language (secai.analysis.languages.parses), and the fix must
    not add a suppression comment (nosec, nosemgrep, checkov:skip, ...);
 3. the scanner that reported the finding runs again on the copy, with the same rule only; the fix
@@ -39,7 +40,7 @@ from pathlib import Path, PurePosixPath
 
 import yaml
 
-from secai.records import REDACTED
+from secai.analysis import placement
 
 VERIFIERS = ("bandit", "checkov", "semgrep")   # tools whose findings can be re-checked
 LANGUAGES = {"bandit": {"python"}, "semgrep": {"python"},
@@ -57,7 +58,7 @@ STILL_REPORTED = "finding still reported"
 NOT_CHECKED = "scanner did not check the fixed file"
 NO_PARSE = "fixed file does not parse"
 WAS_BROKEN = "file does not parse before the fix"
-NOT_PLACED = "original code not found in the file"
+NOT_PLACED = placement.NOT_PLACED
 SUPPRESSED = "fix adds a suppression comment"
 NO_SCANNER = "scanner not installed"
 NO_VERIFIER = "no verifier for this tool"
@@ -119,47 +120,15 @@ class _Reject(Exception):
     """A candidate rejected before any scanner runs; the message is the reason."""
 
 
-def _line_matcher(line: str):
-    if REDACTED not in line:
-        return lambda text: text == line
-    pattern = re.compile(".+?".join(re.escape(part) for part in line.split(REDACTED)))
-    return lambda text: pattern.fullmatch(text) is not None
-
-
-def _reindent(code: list[str], original: list[str]) -> list[str]:
-    """Code given dedented (as models often give it) takes the original's indentation."""
-    lead = lambda lines: next((ln[:len(ln) - len(ln.lstrip())] for ln in lines if ln.strip()), "")  # noqa: E731
-    want, have = lead(original), lead(code)
-    if want and not have:
-        return [want + ln if ln.strip() else ln for ln in code]
-    return code
-
-
 def place(text: str, context: dict, fix: dict) -> tuple[str, int, int]:
-    """(fixed text, first line, last line of the fix in it) for a fix in a file's text; _Reject
-    when `original` is not the file's text where the context was read."""
+    """(fixed text, first line, last line of the fix in it) for a fix in a file's text, placed where
+    secai.analysis.placement puts it (as SARIF offers it); _Reject when it finds no place."""
     lines = text.split("\n")
-    code = fix["code"].rstrip("\n").split("\n")
-    original = fix.get("original")
-    lo, hi = context["start_line"] - 1, context["end_line"] - 1  # where the context was read (0-based)
-    if original:
-        want = original.split("\n")
-        match = [_line_matcher(ln) for ln in want]
-        at = next((p for p in range(max(lo, 0), min(hi, len(lines) - 1) - len(want) + 2)
-                   if all(m(lines[p + i]) for i, m in enumerate(match))), None)
-        if at is None:
-            raise _Reject(NOT_PLACED)
-        span = (at, at + len(want))
-    else:  # no original (a model's fix): it may replace the enclosing unit it starts like
-        unit = context.get("enclosing")
-        first = next((ln.strip() for ln in code if ln.strip()), "")
-        if not unit or unit["end_line"] > len(lines) or lines[unit["start_line"] - 1].strip() != first:
-            raise _Reject(NOT_PLACED + " (the fix has no original)")
-        span = (unit["start_line"] - 1, unit["end_line"])
-        want = lines[span[0]:span[1]]
-    code = _reindent(code, want)
-    fixed = lines[:span[0]] + code + lines[span[1]:]
-    return "\n".join(fixed), span[0] + 1, span[0] + len(code)
+    try:
+        placed = placement.place(lines, context, fix)
+    except placement.NotPlaced as exc:
+        raise _Reject(str(exc)) from None
+    return "\n".join(placed.apply(lines)), placed.start, placed.fixed_end
 
 
 def _prepare(c: Candidate, root: Path) -> tuple[str, int, int, Path, str]:

@@ -43,7 +43,7 @@ from pathlib import Path
 from secai import config
 from secai.cli import InputError
 from secai.config import ROOT
-from secai.ops.github import now_iso, try_lock
+from secai.files import now_iso, try_lock, write_atomic
 
 # ---------------------------------------------------------------- environment file
 
@@ -231,13 +231,9 @@ def _push_step(log, build_failed: bool, do_push: bool, failed: list) -> str:
 
     fetch_cfg = config.section("fetch")
     commits = []
-    if fetch_cfg["repo"]:
-        try:
-            runs = load_state(Path(fetch_cfg["state"]))["repos"].get(
-                fetch_cfg["repo"], {}).get("runs", {})
-            commits = sorted({r["head_sha"] for r in runs.values() if r.get("head_sha")})
-        except InputError:
-            pass
+    if fetch_cfg["repo"]:  # a corrupt fetch state is an error here too: no provenance is silently dropped
+        runs = load_state(Path(fetch_cfg["state"]))["repos"].get(fetch_cfg["repo"], {}).get("runs", {})
+        commits = sorted({r["head_sha"] for r in runs.values() if r.get("head_sha")})
     parts = []
     for kind in ("dataset", "model"):
         repo, folder = cfg[f"{kind}_repo"], cfg[f"{kind}_dir"]
@@ -402,9 +398,7 @@ def install(platform: str, directory: Path, control: bool, dry_run: bool, log, o
     directory.mkdir(parents=True, exist_ok=True)
     _paths()["log_dir"].mkdir(parents=True, exist_ok=True)
     for n, data in files.items():
-        tmp = directory / f".{n}.tmp-{os.getpid()}"
-        tmp.write_bytes(data)
-        os.replace(tmp, directory / n)
+        write_atomic(directory / n, data)
         log(f"wrote {directory / n}")
     cmds = control_commands(platform, "install", directory)
     _control(cmds, control, log, check={len(cmds) - 1})
@@ -427,7 +421,7 @@ def uninstall(platform: str, directory: Path, control: bool, log) -> list[Path]:
 
 def status(platform: str, directory: Path, control: bool, log, lines: int = 5) -> str:
     from secai.ops.github import load_state
-    from secai.publishing.hub import _read_state
+    from secai.publishing import hub
 
     name = config.get("daemon", "name")
     files = [directory / n for n in render(platform)]
@@ -474,6 +468,11 @@ def status(platform: str, directory: Path, control: bool, log, lines: int = 5) -
             rid, r = max(runs.items(), key=lambda kv: (kv[1]["created_at"], int(kv[0])))
             out.append(f"  fetched from {repo}: {len(runs)} runs; newest {rid} ({r['head_sha'][:12]}, "
                        f"{r.get('branch')}, created {r['created_at']})")
-    for key, p in sorted(_read_state(Path(config.get("push", "state"))).items()):
+    try:
+        pushed = hub.load_state(Path(config.get("push", "state")))
+    except InputError as err:
+        pushed = {}
+        out.append(f"  push state: {err}")
+    for key, p in sorted(pushed.items()):
         out.append(f"  pushed {key}: commit {str(p.get('commit'))[:12]} at {p.get('pushed_at')}")
     return "\n".join(out) + "\n"

@@ -12,10 +12,11 @@ How (plain functions below, usable without the CLI):
 - Artifacts: `GET .../runs/{id}/artifacts`; expired ones, and names not matching --artifact, are
   skipped. Each is downloaded from `.../artifacts/{id}/zip` (a redirect to a signed storage URL,
   which is followed WITHOUT the token), checked against its `digest` when GitHub gives one, and
-  unzipped safely: no absolute paths, no `..`, no symlinks or special files, no member over
+  unzipped safely under secai.files' zip policy (the one secai-parse reads zips by): no absolute
+  paths, no `..`, no symlinks, special files or encrypted members, no member over
   parse.max_file_mb, no member compressed more than parse.max_zip_ratio:1 (above 10 MB), no more
-  than fetch.max_artifact_mb per artifact (zip and content) — refused members are skipped and
-  listed, the rest kept.
+  than fetch.max_artifact_mb per artifact (zip and content) — refused members (and members that
+  cannot be read) are skipped and listed, the rest kept.
 - A run is built in a hidden folder next to artifacts/runs/<run-id> and renamed into place whole,
   with a `.secai-run.json` describing it (run id, head sha, branch, artifacts, files); only then is
   the run recorded in the state file (fetch.state, JSON, written to a temporary file and renamed).
@@ -37,66 +38,26 @@ stdout: one JSON line per run fetched (run id, head sha, branch, folder, artifac
 from __future__ import annotations
 
 import datetime as dt
-import fcntl
 import fnmatch
 import hashlib
 import os
 import random
 import re
-import shutil
-import stat
-import tempfile
 import time
 import zipfile
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 
 import orjson
 
 from secai import __version__
 from secai import config
 from secai.cli import InputError
-from secai.files import fresh_dir, swap_in
+from secai.files import building, extract_zip, now_iso, read_state, remove_stale, try_lock, write_state
 
 API_VERSION = "2022-11-28"
 RUN_FILE = ".secai-run.json"
 REPO = re.compile(r"[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+")
 # ---------------------------------------------------------------- small shared pieces
-
-def write_json_atomic(path: Path, data) -> None:
-    """Write JSON to a temporary file beside `path`, flush it to disk, and rename it into place."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(orjson.dumps(data, option=orjson.OPT_SORT_KEYS | orjson.OPT_INDENT_2) + b"\n")
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
-def try_lock(path: Path) -> int | None:
-    """An exclusive flock on `path` (created if needed), without waiting: the open descriptor, or
-    None when another process holds it. The lock lasts until the descriptor is closed (or the
-    process, and any child given the descriptor, ends)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        os.close(fd)
-        return None
-    return fd
-
-
-def now_iso() -> str:
-    return dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
-
 
 def _parse_time(text: str) -> dt.datetime:
     return dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
@@ -276,71 +237,6 @@ class GitHub:
         raise AssertionError("unreachable")
 
 
-# ---------------------------------------------------------------- safe unzip
-
-def _member_problem(info: zipfile.ZipInfo) -> str | None:
-    name = info.filename.replace("\\", "/")
-    parts = PurePosixPath(name).parts
-    if name.startswith("/") or (parts and (":" in parts[0])) or ".." in parts or not parts:
-        return "path escapes the archive"
-    mode = info.external_attr >> 16
-    if stat.S_ISLNK(mode):
-        return "a symlink"
-    if mode and stat.S_IFMT(mode) and not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):
-        return "not a regular file"
-    if info.flag_bits & 0x1:
-        return "encrypted"
-    return None
-
-
-def extract_zip(zip_path: Path, out: Path, *, max_member: int, max_ratio: float, max_total: int) -> dict:
-    """Unzip `zip_path` into the (new) folder `out`, refusing unsafe members (see the module
-    docstring); {"files": n, "bytes": n, "skipped": [{"name", "reason"}]}. A corrupt archive raises."""
-    out.mkdir(parents=True, exist_ok=True)
-    root = out.resolve()
-    files, total, skipped = 0, 0, []
-    with zipfile.ZipFile(zip_path) as zf:
-        for info in zf.infolist():
-            problem = _member_problem(info)
-            if problem is None and not info.is_dir():
-                if info.file_size > max_member:
-                    problem = f"expands to {info.file_size >> 20} MB, over parse.max_file_mb"
-                elif info.file_size > 10 * 2**20 and info.file_size > max_ratio * max(info.compress_size, 1):
-                    problem = f"compression ratio over {max_ratio:g}:1 (zip bomb?)"
-                elif total + info.file_size > max_total:
-                    problem = "the artifact expands past fetch.max_artifact_mb"
-            if problem:
-                skipped.append({"name": info.filename, "reason": problem})
-                continue
-            target = out.joinpath(*PurePosixPath(info.filename.replace("\\", "/")).parts)
-            if not target.resolve().is_relative_to(root):
-                skipped.append({"name": info.filename, "reason": "path escapes the archive"})
-                continue
-            if info.is_dir():
-                target.mkdir(parents=True, exist_ok=True)
-                continue
-            target.parent.mkdir(parents=True, exist_ok=True)
-            try:
-                fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644)
-            except FileExistsError:
-                skipped.append({"name": info.filename, "reason": "a second member with the same name"})
-                continue
-            written = 0
-            with os.fdopen(fd, "wb") as dst, zf.open(info) as src:
-                for block in iter(lambda: src.read(1 << 20), b""):
-                    written += len(block)
-                    if written > info.file_size or written > max_member:  # the declared size lied
-                        break
-                    dst.write(block)
-            if written > info.file_size or written > max_member:
-                os.unlink(target)
-                skipped.append({"name": info.filename, "reason": "expands past its declared size (zip bomb?)"})
-                continue
-            files += 1
-            total += written
-    return {"files": files, "bytes": total, "skipped": skipped}
-
-
 def safe_name(name: str, taken: set[str]) -> str:
     """A folder name for an artifact: its name with anything but [A-Za-z0-9._ -] replaced, never
     hidden, never a duplicate."""
@@ -357,24 +253,18 @@ def safe_name(name: str, taken: set[str]) -> str:
 # ---------------------------------------------------------------- state and the fetch itself
 
 def load_state(path: Path) -> dict:
-    try:
-        data = orjson.loads(Path(path).read_bytes())
-    except FileNotFoundError:
-        return {"version": 1, "repos": {}}
-    except orjson.JSONDecodeError as exc:
-        raise InputError(str(path), None, f"state file is not JSON ({exc}); move it aside to start over") from None
-    if not isinstance(data, dict) or not isinstance(data.get("repos"), dict):
-        raise InputError(str(path), None, "not a secai-fetch state file; move it aside to start over")
-    return data
+    """The fetch state (runs fetched per repository); a corrupt one is an error naming the file."""
+    return read_state(path, {"version": 1, "repos": {}}, {"repos": dict})
 
 
 def clean_leftovers(dest: Path, log) -> None:
-    """Remove hidden folders a killed fetch left in `dest` (only called under the fetch lock)."""
+    """Remove the hidden folders killed fetches left in `dest`, for every run folder named there, also
+    runs not fetched again (secai.files.remove_stale: what no live process holds)."""
     if not dest.is_dir():
         return
-    for p in dest.iterdir():
-        if p.name.startswith(".") and re.search(r"\.(tmp|old)-\d+-[0-9a-f]{8}$", p.name) and p.is_dir():
-            shutil.rmtree(p, ignore_errors=True)
+    names = {m.group(1) for p in dest.iterdir() if (m := re.fullmatch(r"\.(.+)\.(?:tmp|old)-\d+-[0-9a-f]{8}", p.name))}
+    for name in sorted(names):
+        for p in remove_stale(dest / name):
             log(f"removed {p.name}, left by an interrupted fetch")
 
 
@@ -435,7 +325,7 @@ def fetch(repo: str, *, token: str, workflow: str | None = None, branch: str | N
                                     "workflow": run.get("path"), "dir": report["dir"],
                                     "artifacts": len(report["artifacts"]), "files": report["files"]}
             mine["updated_at"] = now_iso()
-            write_json_atomic(state_path, state)
+            write_state(state_path, state)
             reports.append(report)
         return reports
     finally:
@@ -464,8 +354,7 @@ def _fetch_run(gh: GitHub, run: dict, dest: Path, globs, log, limits) -> dict:
     if not wanted:
         log(f"run {run_id} ({run['head_sha'][:12]}): no artifact to download")
         return {**base, "dir": None, "artifacts": [], "files": 0, "expired": [a["name"] for a in expired]}
-    tmp = fresh_dir(final, "tmp")
-    try:
+    with building(final) as tmp:
         arts, names = [], set()
         for art in sorted(wanted, key=lambda a: (a["name"], a["id"])):
             zip_path = tmp / f".download-{art['id']}.zip"
@@ -488,10 +377,6 @@ def _fetch_run(gh: GitHub, run: dict, dest: Path, globs, log, limits) -> dict:
         report = {**base, "artifacts": arts, "files": sum(a["files"] for a in arts),
                   "expired": [a["name"] for a in expired], "fetched_at": now_iso(), "complete": True}
         (tmp / RUN_FILE).write_bytes(orjson.dumps(report, option=orjson.OPT_SORT_KEYS | orjson.OPT_INDENT_2))
-        swap_in(tmp, final)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     log(f"run {run_id} ({run['head_sha'][:12]}, {run.get('head_branch')}): {len(arts)} artifacts, "
         f"{report['files']} files -> {final}")
     return {**report, "dir": str(final)}

@@ -9,7 +9,6 @@ Everything is read from the files the pipeline wrote; nothing is computed again.
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from datetime import datetime, timezone
 from pathlib import Path
@@ -17,6 +16,7 @@ from pathlib import Path
 import orjson
 
 from secai import config
+from secai.files import write_atomic
 
 
 def _when(path: Path) -> str | None:
@@ -135,9 +135,7 @@ def main(argv: list[str] | None = None) -> int:
             print(max(trained, key=lambda m: m["created"])["path"])
         return 0
     if a.write:
-        tmp = Path(a.write).with_name(f".{Path(a.write).name}.tmp")
-        tmp.write_bytes(orjson.dumps(state, option=orjson.OPT_INDENT_2) + b"\n")
-        os.replace(tmp, a.write)
+        write_atomic(a.write, orjson.dumps(state, option=orjson.OPT_INDENT_2) + b"\n")
     sys.stdout.write((orjson.dumps(state, option=orjson.OPT_INDENT_2).decode() if a.json else render(state)) + "\n")
     return 0
 

@@ -141,18 +141,16 @@ class Run:
         import mlx.core as mx
         from mlx.utils import tree_flatten
 
-        from secai.files import fresh_dir, swap_in
+        from secai.files import building
 
         if self.rank != 0:
             return
-        out = self.workdir / self.CHECKPOINT
-        tmp = fresh_dir(out, "tmp")
-        mx.save_safetensors(str(tmp / "adapters.safetensors"), adapter_weights(self.model))
-        mx.save_safetensors(str(tmp / "optimizer.safetensors"), dict(tree_flatten(optimizer.state)))
-        if best is not None:
-            mx.save_safetensors(str(tmp / "best.safetensors"), best)
-        (tmp / "state.json").write_bytes(orjson.dumps(state, option=orjson.OPT_INDENT_2))
-        swap_in(tmp, out)
+        with building(self.workdir / self.CHECKPOINT) as tmp:
+            mx.save_safetensors(str(tmp / "adapters.safetensors"), adapter_weights(self.model))
+            mx.save_safetensors(str(tmp / "optimizer.safetensors"), dict(tree_flatten(optimizer.state)))
+            if best is not None:
+                mx.save_safetensors(str(tmp / "best.safetensors"), best)
+            (tmp / "state.json").write_bytes(orjson.dumps(state, option=orjson.OPT_INDENT_2))
 
     def _load_checkpoint(self, optimizer) -> tuple[dict, dict | None]:
         import mlx.core as mx

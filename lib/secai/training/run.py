@@ -35,7 +35,7 @@ from secai import __version__
 from secai import config
 from secai.training import store as models
 from secai.cli import InputError, read_jsonl_strict, schema_error
-from secai.files import fresh_dir, front_matter, sha256_file, swap_in
+from secai.files import AtomicOutput, building, front_matter, sha256_file, write_atomic
 from secai.training.adapters import add_lora, load_adapter_weights
 from secai.training.batches import check_chat_template, encode_all
 from secai.training.engine import Interrupted, Run, environment, evaluate
@@ -276,8 +276,7 @@ def train(s: Settings, say, *, stage: str, data: str | Path, base_model: str | P
 
     from mlx.utils import tree_flatten
 
-    tmp = fresh_dir(out, "tmp")
-    try:
+    with building(out) as tmp:
         adapters = tmp / "adapters"
         adapters.mkdir()
         weights = dict(tree_flatten(model.trainable_parameters()))
@@ -321,10 +320,6 @@ def train(s: Settings, say, *, stage: str, data: str | Path, base_model: str | P
             meta["fused"] = {"dequantized": bool(dequantize)}
         write_metadata(tmp, meta)
         (tmp / "README.md").write_text(card(meta, None), encoding="utf-8")
-        swap_in(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     shutil.rmtree(work, ignore_errors=True)
     say(f"{out}: val loss {_num(result.val_before)} -> {_num(result.val_after)} (best step {result.best_step}), "
         f"{meta['training']['tokens_per_second']:.0f} tokens/s, peak {result.peak_memory / 2**20:.0f} MiB")
@@ -481,10 +476,11 @@ def plot(log_path: Path, out: Path, title: str) -> None:
     ax.grid(alpha=0.3)
     ax.legend()
     fig.tight_layout()
-    tmp = out.with_name(f".{out.name}.tmp")
-    fig.savefig(tmp, format="png")
-    plt.close(fig)
-    tmp.replace(out)
+    try:
+        with AtomicOutput(out) as fh:
+            fig.savefig(fh, format="png")
+    finally:
+        plt.close(fig)
 
 
 # ---------------------------------------------------------------- validate and list
@@ -597,13 +593,8 @@ def fuse_dir(model_dir: str | Path, out: str | Path | None = None, dequantize: b
     model, tokenizer, _ = load_base(Path(meta["base_model"]["path"]))
     apply_adapter(model, d)
     out = Path(out) if out else d / "fused"
-    tmp = fresh_dir(out, "tmp")
-    try:
+    with building(out) as tmp:
         fuse(model, tokenizer, Path(meta["base_model"]["path"]), tmp, dequantize)
-        swap_in(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return out
 
 
@@ -617,17 +608,13 @@ def save_eval(report: dict, output: str | Path | None = None, plot_png: str | Pa
     if d:
         targets.append(d / "eval.json")
     for path in targets:
-        tmp = path.with_name(f".{path.name}.tmp")
-        tmp.write_bytes(text)
-        tmp.replace(path)
+        write_atomic(path, text)
     png = Path(plot_png) if plot_png else (d / "loss.png" if d else None)
     if png and d and (d / "training_log.jsonl").is_file():
         plot(d / "training_log.jsonl", png, f"{d.name}: loss")
     if d:
         meta = read_metadata(d)
-        tmp = d / ".README.md.tmp"
-        tmp.write_text(card(meta, report), encoding="utf-8")
-        tmp.replace(d / "README.md")
+        write_atomic(d / "README.md", card(meta, report))
     return b"" if targets else text
 
 

@@ -110,9 +110,7 @@ def hf_base_id(model_dir: Path) -> str | None:
 def convert(hf_path: str = REAL_BASE_HF, name: str = REAL_BASE, quantize: bool = True) -> Path:
     """Convert a Hugging Face model to MLX (4-bit with quantize) into <models_dir>/base/<name>,
     through mlx-lm, built aside and renamed into place. Needs the network (the weights download)."""
-    import shutil
-
-    from secai.files import fresh_dir, swap_in
+    from secai.files import building
 
     out = models_dir() / "base" / name
     if (out / "config.json").is_file():
@@ -127,15 +125,12 @@ def convert(hf_path: str = REAL_BASE_HF, name: str = REAL_BASE, quantize: bool =
                            f"--mlx-path {out}`, then copy that folder here.") from None
     from mlx_lm.convert import convert as mlx_convert
 
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = fresh_dir(out, "tmp")
-    tmp.rmdir()  # mlx-lm refuses an existing destination
-    try:
-        mlx_convert(hf_path, mlx_path=str(tmp), quantize=quantize)
-        swap_in(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+    with building(out) as tmp:
+        converted = tmp / "mlx"  # mlx-lm refuses an existing destination; tmp stays locked while it writes
+        mlx_convert(hf_path, mlx_path=str(converted), quantize=quantize)
+        for p in converted.iterdir():
+            p.rename(tmp / p.name)
+        converted.rmdir()
     return out
 
 

@@ -22,13 +22,12 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shutil
 import sys
 from pathlib import Path
 
 import numpy as np
 
-from secai.files import fresh_dir, sha256_file, swap_in
+from secai.files import building, sha256_file
 from secai.training.store import MANIFEST, content_hash, identity
 
 # Bump whenever anything written by build() changes (corpus, tokenizer settings, config, card):
@@ -266,14 +265,8 @@ def build(out_dir: str | os.PathLike, seed: int = 0, **sizes) -> Path:
     if unknown:
         raise TypeError(f"unknown size(s): {', '.join(sorted(unknown))}")
     out = Path(out_dir).absolute()
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = fresh_dir(out, "tmp")
-    try:
+    with building(out) as tmp:
         _write(tmp, seed, {**DEFAULTS, **sizes})
-        swap_in(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return out
 
 
