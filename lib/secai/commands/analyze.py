@@ -8,6 +8,7 @@ from pathlib import Path
 from secai import config
 from secai.analysis import compose as kb_backend
 from secai.cache import Cache, key
+from secai.secrets import scrub_tree
 from secai.cli import Command, entry
 
 
@@ -122,10 +123,11 @@ model call; one new finding costs one analysis."""
                     self.stats["fallback"] += 1
                 else:
                     record["analysis"] = analysis
-        for k, record in todo:
+        for k, record in todo:  # no secret in any field, whoever wrote it: scanner, code or model (secai.secrets)
+            record.update(scrub_tree(record, hashes))
             cache.put(k, record)
             self.stats["analysed"] += 1
-        return out
+        return [scrub_tree(r, hashes) for r in out]
 
     def _context(self, finding, root, hashes):
         if root is None:

@@ -58,7 +58,7 @@ import orjson
 from secai import __version__
 from secai.cli import SCHEMA_DIR
 from secai.records import REDACTED, severity_from_score
-from secai.secrets import scrub
+from secai.secrets import REDACTED, scrub
 from secai.untrusted import http_links
 
 SARIF_SCHEMA = SCHEMA_DIR / "sarif-2.1.0.json"
