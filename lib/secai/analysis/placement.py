@@ -21,7 +21,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from secai.records import REDACTED
+from secai.secrets import REDACTED
 
 NOT_PLACED = "original code not found in the file"
 
