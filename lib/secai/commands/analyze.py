@@ -9,7 +9,7 @@ from secai import config
 from secai.analysis import compose as kb_backend
 from secai.cache import Cache, key
 from secai.secrets import scrub_tree
-from secai.cli import Command, entry
+from secai.cli import Command, UsageError, entry
 
 
 class Analyze(Command):
@@ -49,6 +49,11 @@ model call; one new finding costs one analysis."""
                                                       "(default: analyze.index)")
         p.add_argument("--similar", type=int, metavar="K", help="similar findings per finding with --index (default: analyze.similar)")
 
+    def check(self, args):
+        self.args = args
+        if self.setting("backend") == "mlx" and not self.setting("model"):
+            raise UsageError("--backend mlx needs --model DIR (or analyze.model)")
+
     def setting(self, name: str):
         value = getattr(self.args, name)
         return config.get("analyze", name) if value is None else value
@@ -61,8 +66,6 @@ model call; one new finding costs one analysis."""
         model = None
         if backend == "mlx":
             path = self.setting("model")
-            if not path:
-                raise ValueError("--backend mlx needs --model DIR (or analyze.model)")
             from secai.analysis.mlx import Model
 
             model = Model(path, a.adapter, self.setting("max_tokens"))
