@@ -21,7 +21,7 @@ from conftest import ROOT, run_command
 
 pytestmark = pytest.mark.usefixtures("no_network")
 
-from secai.training import adapters, batches, run as lora  # noqa: E402
+from secai.training import adapters, batches, evaluate, run as lora  # noqa: E402
 from secai.training.settings import TrainError  # noqa: E402
 from secai.cli import schema_error  # noqa: E402
 from secai.commands.lora import Lora  # noqa: E402
@@ -309,10 +309,10 @@ def test_eval_reports_base_vs_adapter_with_a_plot_and_forgetting(stage2, stage1)
 
 def test_answer_scoring():
     good = '{"summary": "x"}'
-    assert not lora.answer_ok("analysis", good)  # missing sections
-    assert lora.answer_ok("codefix", "```python\nx = 1\n```\nok")
-    assert not lora.answer_ok("codefix", "```python\ndef (:\n```")
-    assert not lora.answer_ok("codefix", "no code here")
+    assert not evaluate.answer_ok("analysis", good)  # missing sections
+    assert evaluate.answer_ok("codefix", "```python\nx = 1\n```\nok")
+    assert not evaluate.answer_ok("codefix", "```python\ndef (:\n```")
+    assert not evaluate.answer_ok("codefix", "no code here")
 
 
 # ---------------------------------------------------------------- errors

@@ -19,8 +19,8 @@ from secai import config
 from secai.cli import EXIT_ERROR, EXIT_OK, Command, dumps, entry, escape
 from secai.training import store as models
 from secai.training.settings import Settings
-from secai.training.run import (STAGES, eval_summary, evaluate_model, fuse_dir, listing, save_eval, settings, table,
-                                train, validate)
+from secai.training.evaluate import eval_summary, evaluate_model, save_eval
+from secai.training.run import STAGES, fuse_dir, listing, settings, table, train, validate
 
 
 class Lora(Command):

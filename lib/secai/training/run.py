@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
 import platform
 import shutil
 import time
@@ -29,21 +28,20 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import orjson
-import yaml
 
 from secai import __version__
 from secai import config
 from secai.training import store as models
 from secai.cli import InputError, read_jsonl_strict, schema_error
-from secai.files import AtomicOutput, building, front_matter, sha256_file, write_atomic
+from secai.files import building, front_matter, sha256_file
 from secai.training.adapters import add_lora, load_adapter_weights
 from secai.training.batches import check_chat_template, encode_all
-from secai.training.engine import Interrupted, Run, environment, evaluate
+from secai.training.card import card, num
+from secai.training.engine import Interrupted, Run, environment
 from secai.training.settings import Settings, TrainError
 
 STAGES = ("analysis", "codefix", "combined")  # combined: one stage on both kinds of example (STAGES=1)
 KIND = "model/1"
-HELD_OUT = ("test", "valid")  # eval uses the first of these a dataset has
 
 
 # ---------------------------------------------------------------- settings
@@ -143,72 +141,6 @@ def apply_adapter(model, model_dir: Path, s: Settings | None = None) -> dict:
     cfg = add_lora(model, s)
     load_adapter_weights(model, model_dir / "adapters" / "adapters.safetensors", f"adapter {model_dir}")
     return cfg
-
-
-# ---------------------------------------------------------------- the model card
-
-def _num(x, digits=4) -> str:
-    return "—" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.{digits}f}"
-
-
-def card(meta: dict, report: dict | None) -> str:
-    """README.md of a fine-tuned model: Hugging Face YAML metadata, then what it is and its numbers."""
-    base, data, t, ev = meta["base_model"], meta["dataset"], meta["training"], meta["eval"]
-    header = {"library_name": "mlx", "license": meta["license"],
-              "tags": sorted({"mlx", "lora", "secai", "security", meta["stage"]} | ({"test-model"} if base["test_model"] else set())),
-              "pipeline_tag": "text-generation"}
-    if base.get("hf_id"):
-        header["base_model"] = base["hf_id"]
-    if data.get("hub_id"):
-        header["datasets"] = [data["hub_id"]]
-    s = meta["settings"]
-    lines = ["---", yaml.safe_dump(header, sort_keys=True).rstrip(), "---", "", f"# {meta['name']}", ""]
-    if base["test_model"]:
-        lines += ["> **Test device, not a useful model.** The base is secai's tiny random-weight OLMo-2 model: this",
-                  "> adapter proves the fine-tuning machinery end to end; what it generates means nothing.", ""]
-    stage_text = {"analysis": "explain a security finding (impact, remediation, prevention, risk) as JSON",
-                  "codefix": "fix the code a security finding points at",
-                  "combined": "explain security findings as JSON and fix the code they point at"}[meta["stage"]]
-    start = f", continuing from the stage-1 adapter `{meta['from_adapter']['name']}`" if meta.get("from_adapter") else ""
-    lines += [f"A LoRA adapter for `{base['name']}` (content hash `{base['content_hash'][:16]}`), stage `{meta['stage']}`: "
-              f"taught to {stage_text}{start}. Trained by secai's `secai-lora` "
-              f"{meta['secai_version']} with MLX {meta['environment']['mlx']} / mlx-lm {meta['environment']['mlx_lm']} on "
-              f"`{meta['environment']['device']}`.", "",
-              "## Evaluation (held-out data, never trained on)", "",
-              "| measure | before | after |", "|---|---|---|",
-              f"| validation loss (final assistant turn) | {_num(ev['val_loss_before'])} | {_num(ev['val_loss_after'])} |",
-              f"| validation perplexity | {_num(_ppl(ev['val_loss_before']), 2)} | {_num(_ppl(ev['val_loss_after']), 2)} |"]
-    if report:
-        lines += [f"| held-out loss ({report['split']}, {report['examples']} examples) | {_num(report['loss']['base'])} | {_num(report['loss']['adapter'])} |",
-                  f"| held-out perplexity | {_num(report['perplexity']['base'], 2)} | {_num(report['perplexity']['adapter'], 2)} |"]
-        g = report["generation"]
-        label = {"analysis": "answers with every required section", "codefix": "answers whose code block parses",
-                 "combined": "answers passing their kind's check"}[meta["stage"]]
-        lines.append(f"| {label} ({g['prompts']} prompts) | {_num(g['base'], 3)} | {_num(g['adapter'], 3)} |")
-        if report.get("forgetting"):
-            f = report["forgetting"]
-            lines.append(f"| stage-1 held-out loss (forgetting check) | {_num(f['before'])} | {_num(f['after'])} |")
-    lines += ["", f"Best validation loss at step {t['best_step']} of {t['steps']} ({t['epochs']} epochs"
-              + ("; stopped early" if t["stopped_early"] else "") + "); that checkpoint is the adapter.", "",
-              "## Training", "",
-              f"- Data: `{data['name']}` ({', '.join(f'{k} {v}' for k, v in data['examples'].items())} examples; "
-              f"manifest SHA-256 `{(data['manifest_sha256'] or 'none')[:16]}`)",
-              f"- LoRA: rank {s['rank']}, scale {s['scale']} (alpha {s['alpha']}), dropout {s['dropout']}, "
-              f"{meta['lora']['num_layers']} blocks, modules {', '.join(meta['lora']['keys'])}",
-              f"- Optimizer {s['optimizer']}, learning rate {s['learning_rate']} ({s['lr_schedule']}, warmup {s['warmup']}, "
-              f"weight decay {s['weight_decay']}), batch {s['batch_size']} rows, max length {s['max_seq_length']}, seed {s['seed']}",
-              f"- Loss on the final assistant turn only: {s['mask_prompt']}; packing: {t['packed']} "
-              f"(padding {t['padding_fraction']:.1%}); gradient checkpointing: {s['grad_checkpoint']}",
-              f"- {t['train_tokens']:,} tokens in {t['train_seconds']:.1f} s of steps ({t['tokens_per_second']:.0f} tokens/s, "
-              f"{t['world_size']} process{'es' if t['world_size'] > 1 else ''}), peak memory {t['peak_memory_bytes'] / 2**20:.0f} MiB",
-              "", "## Use", "", "```bash",
-              f"mlx_lm generate --model {base['hf_id'] or base['path']} --adapter-path adapters --prompt \"...\"",
-              "```", ""]
-    return "\n".join(lines)
-
-
-def _ppl(loss):
-    return None if loss is None or math.isnan(loss) else math.exp(min(loss, 50))
 
 
 # ---------------------------------------------------------------- train
@@ -321,7 +253,7 @@ def train(s: Settings, say, *, stage: str, data: str | Path, base_model: str | P
         write_metadata(tmp, meta)
         (tmp / "README.md").write_text(card(meta, None), encoding="utf-8")
     shutil.rmtree(work, ignore_errors=True)
-    say(f"{out}: val loss {_num(result.val_before)} -> {_num(result.val_after)} (best step {result.best_step}), "
+    say(f"{out}: val loss {num(result.val_before)} -> {num(result.val_after)} (best step {result.best_step}), "
         f"{meta['training']['tokens_per_second']:.0f} tokens/s, peak {result.peak_memory / 2**20:.0f} MiB")
     return meta
 
@@ -347,140 +279,6 @@ def fuse(model, tokenizer, base_path: Path, dst: Path, dequantize: bool) -> None
         cfg.pop("quantization", None)
         cfg.pop("quantization_config", None)
     save(dst, base_path, model, tokenizer, cfg, donate_model=False)
-
-
-# ---------------------------------------------------------------- eval
-
-def held_out(data: Path) -> str:
-    for split in HELD_OUT:
-        if read_split(data, split):
-            return split
-    raise TrainError(f"{data}: no held-out examples (no test.jsonl or valid.jsonl)")
-
-
-def answer_ok(stage: str, text: str) -> bool:
-    """Stage analysis: the reply is the JSON analysis with every required section. Stage codefix:
-    its first fenced code block parses in the language it is tagged with."""
-    if stage == "analysis":
-        from secai.analysis.mlx import parse_reply
-
-        return parse_reply(text)[0] is not None
-    import re
-
-    from secai.analysis.languages import parses
-
-    m = re.search(r"```([\w+#.-]*)[ \t]*\n(.*?)```", text, re.S)
-    if not m or not m.group(2).strip():
-        return False
-    try:
-        return parses(m.group(2), m.group(1).lower() or "text")
-    except (KeyError, ValueError):
-        return False
-
-
-def evaluate_model(s: Settings, say, *, samples: int, max_tokens: int, adapter: str | Path | None = None,
-                   base_model: str | Path | None = None, data: str | Path | None = None,
-                   stage: str | None = None) -> dict:
-    """The eval/1 report of a fine-tuned model (or, without `adapter`, of the base model alone) on
-    its dataset's held-out split: loss, perplexity and the share of good answers, base vs adapter."""
-    from mlx_lm import batch_generate
-
-    adapter_dir = resolve_model_dir(adapter) if adapter else None
-    meta = read_metadata(adapter_dir) if adapter_dir else None
-    base_path = models.check_model_dir(base_model or (meta and meta["base_model"]["path"]) or models.default_base()[0])
-    if meta and models.content_hash(base_path) != meta["base_model"]["content_hash"]:
-        raise TrainError(f"{base_path} is not the base model {adapter_dir} was trained on ({meta['base_model']['name']})")
-    data = data or (meta and meta["dataset"]["path"])
-    if not data:
-        raise TrainError("give --data DIR (or --adapter, whose dataset is used)")
-    data = Path(data)
-    stage = stage or (meta and meta["stage"]) or "analysis"
-    if meta:  # the same tokenisation and masking as training
-        s = Settings(**{k: v for k, v in meta["settings"].items() if k in {f.name for f in fields(Settings)}})
-    split = held_out(data)
-    kinds: list = []
-    conversations = read_split(data, split, kinds)
-    model, tokenizer, _ = load_base(base_path)
-    encoded = encode_all(tokenizer, conversations, s)
-    prompts = conversations[:samples]
-
-    def generate() -> float:
-        token_prompts = [tokenizer.apply_chat_template(c[:-1], add_generation_prompt=True, return_dict=False) for c in prompts]
-        if not token_prompts:
-            return float("nan")
-        texts = batch_generate(model, tokenizer, token_prompts, max_tokens=max_tokens).texts
-        # each answer by its example's own kind (a replayed stage-1 example in a stage-2 set is an analysis)
-        return sum(answer_ok(kind or stage, t) for kind, t in zip(kinds, texts)) / len(texts)
-
-    say(f"{split}: {len(encoded)} examples; base model {base_path.name}")
-    report = {"schema": "eval/1", "stage": stage, "data": str(data), "split": split, "examples": len(encoded),
-              "base_model": str(base_path), "adapter": str(adapter_dir) if adapter_dir else None,
-              "loss": {}, "perplexity": {}, "generation": {"prompts": len(prompts), "max_tokens": max_tokens}}
-    t0 = time.perf_counter()
-    report["loss"]["base"], report["tokens"] = evaluate(model, encoded, s)
-    report["generation"]["base"] = generate()
-    if adapter_dir:
-        apply_adapter(model, adapter_dir, s)
-        report["loss"]["adapter"], _ = evaluate(model, encoded, s)
-        report["generation"]["adapter"] = generate()
-        report["forgetting"] = forgetting(model, tokenizer, meta, s, say)
-    else:
-        report["loss"]["adapter"], report["generation"]["adapter"] = None, None
-    report["perplexity"] = {k: _ppl(v) for k, v in report["loss"].items()}
-    report["seconds"] = round(time.perf_counter() - t0, 3)
-    return report
-
-
-def forgetting(model, tokenizer, meta: dict, s: Settings, say) -> dict | None:
-    """After stage 2: the stage-1 held-out loss with the stage-1 adapter (before) and with this one
-    (after). model carries this adapter on entry and on return."""
-    start = meta.get("from_adapter")
-    if not start:
-        return None
-    stage1_dir, stage1_data = Path(start["path"]), Path(start["dataset"])
-    if not (stage1_dir / "adapters" / "adapters.safetensors").is_file() or not (stage1_data / "train.jsonl").is_file():
-        say(f"forgetting check skipped: {stage1_dir} or its dataset {stage1_data} is gone")
-        return None
-    import mlx.core as mx
-
-    from secai.training.adapters import adapter_weights
-
-    after_weights = {k: mx.array(v) for k, v in adapter_weights(model).items()}
-    encoded = encode_all(tokenizer, read_split(stage1_data, held_out(stage1_data)), s)
-    after, _ = evaluate(model, encoded, s)
-    load_adapter_weights(model, stage1_dir / "adapters" / "adapters.safetensors", f"stage-1 adapter {stage1_dir}")
-    before, _ = evaluate(model, encoded, s)
-    model.load_weights(list(after_weights.items()), strict=False)
-    return {"stage1_model": start["name"], "data": str(stage1_data), "examples": len(encoded), "before": before,
-            "after": after, "increase": after - before}
-
-
-def plot(log_path: Path, out: Path, title: str) -> None:
-    """PNG of the training and validation loss curves from a training_log.jsonl."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    entries = [orjson.loads(line) for line in log_path.read_bytes().splitlines() if line.strip()]
-    train = [(e["step"], e["train_loss"]) for e in entries if "train_loss" in e]
-    val = [(e["step"], e["val_loss"]) for e in entries if "val_loss" in e]
-    fig, ax = plt.subplots(figsize=(7, 4), dpi=100)
-    if train:
-        ax.plot(*zip(*train), label="train loss", color="#1f77b4")
-    if val:
-        ax.plot(*zip(*val), label="validation loss", color="#d62728", marker="o")
-    ax.set_xlabel("step")
-    ax.set_ylabel("loss (final assistant turn, per token)")
-    ax.set_title(title)
-    ax.grid(alpha=0.3)
-    ax.legend()
-    fig.tight_layout()
-    try:
-        with AtomicOutput(out) as fh:
-            fig.savefig(fh, format="png")
-    finally:
-        plt.close(fig)
 
 
 # ---------------------------------------------------------------- validate and list
@@ -580,8 +378,8 @@ def table(rows: list[dict]) -> str:
         return "no fine-tuned models"
     head = ("name", "stage", "base", "created", "val loss", "held-out", "good answers", "forgetting")
     body = [(r["name"], r["stage"], r["base"] + (" (test)" if r["test_model"] else ""), r["created"][:16].replace("T", " "),
-             f"{_num(r['val_loss_before'], 3)} -> {_num(r['val_loss_after'], 3)}", _num(r["heldout_loss"], 3),
-             _num(r["good_answers"], 2), _num(r["stage1_loss_increase"], 3)) for r in rows]
+             f"{num(r['val_loss_before'], 3)} -> {num(r['val_loss_after'], 3)}", num(r["heldout_loss"], 3),
+             num(r["good_answers"], 2), num(r["stage1_loss_increase"], 3)) for r in rows]
     widths = [max(len(str(x)) for x in col) for col in zip(head, *body)]
     return "\n".join("  ".join(str(x).ljust(w) for x, w in zip(line, widths)).rstrip() for line in (head, *body))
 
@@ -596,32 +394,3 @@ def fuse_dir(model_dir: str | Path, out: str | Path | None = None, dequantize: b
     with building(out) as tmp:
         fuse(model, tokenizer, Path(meta["base_model"]["path"]), tmp, dequantize)
     return out
-
-
-def save_eval(report: dict, output: str | Path | None = None, plot_png: str | Path | None = None) -> bytes:
-    """Write an eval/1 report to `output` and, for an adapter, to ADAPTER/eval.json with its loss plot
-    (default ADAPTER/loss.png) and a model card that shows the numbers. Returns the report's JSON, which
-    the caller prints when it was written nowhere (no output, no adapter)."""
-    text = orjson.dumps(report, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS) + b"\n"
-    d = Path(report["adapter"]) if report["adapter"] else None
-    targets = [Path(output)] if output else []
-    if d:
-        targets.append(d / "eval.json")
-    for path in targets:
-        write_atomic(path, text)
-    png = Path(plot_png) if plot_png else (d / "loss.png" if d else None)
-    if png and d and (d / "training_log.jsonl").is_file():
-        plot(d / "training_log.jsonl", png, f"{d.name}: loss")
-    if d:
-        meta = read_metadata(d)
-        write_atomic(d / "README.md", card(meta, report))
-    return b"" if targets else text
-
-
-def eval_summary(report: dict) -> str:
-    """One line: held-out loss and good answers, base vs adapter (and forgetting, for stage 2)."""
-    g, l = report["generation"], report["loss"]
-    return (f"{report['split']} loss base {_num(l['base'])} adapter {_num(l['adapter'])}; "
-            f"good answers base {_num(g['base'], 3)} adapter {_num(g['adapter'], 3)} of {g['prompts']}"
-            + (f"; stage-1 loss {_num(report['forgetting']['before'])} -> {_num(report['forgetting']['after'])}"
-               if report.get("forgetting") else ""))
