@@ -20,7 +20,7 @@ from secai.parsing.reports import Parse
 from secai.records import severity_from_score
 from secai.publishing import sarif as sarif_out
 from secai.commands.sarif import Sarif
-from secai.publishing.sarif import fix_lines
+from secai.publishing.sarif import fix_placement
 
 SCHEMA_FILE = ROOT / "schemas" / "sarif-2.1.0.json"
 SCHEMA_SHA256 = "ddddcccbf95c7c50c037b5b07eff4140556278ca574ff374db46786b5fce7949"
@@ -235,7 +235,7 @@ CONTEXT = {"path": "app.py", "language": "python", "start_line": 10, "end_line":
     "",                             # 15
     "def other():",                 # 16
     "    return 1",                 # 17
-])}
+]), "finding_lines": [13, 13], "enclosing": {"kind": "function", "name": "run", "start_line": 12, "end_line": 14}}
 
 
 def _finding(start, end):
@@ -243,32 +243,59 @@ def _finding(start, end):
 
 
 @pytest.mark.parametrize("fix,expected", [
-    # the changed line only: no line in common with the code read, so the finding's line
-    ({"code": "    out = subprocess.run(shlex.split(cmd))"}, (13, 13)),
-    # the whole enclosing function: from its first to its last line
-    ({"code": "def run(cmd):\n    out = subprocess.run(shlex.split(cmd))\n    return out.returncode"}, (12, 14)),
-    # the changed line and its unchanged neighbour
-    ({"code": "    out = subprocess.run(shlex.split(cmd))\n    return out.returncode"}, (13, 14)),
-    # `original` located in the code read
-    ({"code": "    out = subprocess.run(shlex.split(cmd))", "original": "out = subprocess.run(cmd, shell=True)"}, (13, 13)),
+    # `original` located in the code read (whitespace around lines aside); the code keeps its indentation
+    ({"code": "    out = subprocess.run(shlex.split(cmd))", "original": "out = subprocess.run(cmd, shell=True)"},
+     (13, 13, ("    out = subprocess.run(shlex.split(cmd))",))),
+    # dedented code takes the indentation of the lines it replaces
+    ({"code": "out = run(shlex.split(cmd))\nreturn out", "original": "    out = subprocess.run(cmd, shell=True)\n"
+                                                                  "    return out.returncode"},
+     (13, 14, ("    out = run(shlex.split(cmd))", "    return out"))),
+    # no original: the whole enclosing function the code starts like
+    ({"code": "def run(cmd):\n    out = subprocess.run(shlex.split(cmd))\n    return out.returncode"},
+     (12, 14, ("def run(cmd):", "    out = subprocess.run(shlex.split(cmd))", "    return out.returncode"))),
+    # no original and not the enclosing unit: verification could not place it, so neither does SARIF
+    ({"code": "    out = subprocess.run(shlex.split(cmd))"}, None),
+    ({"code": "def other():\n    return 2"}, None),
     # `original` that is not in the code: nothing can be placed
     ({"code": "x = 1", "original": "y = 2"}, None),
-    # a rewrite of another function, away from the finding
-    ({"code": "def other():\n    return 2"}, None),
 ])
-def test_fix_lines_are_found_from_the_code_context(fix, expected):
-    analysis = {"fix": {"language": "python", **fix}}
-    assert fix_lines(_finding(13, 13), analysis, CONTEXT) == expected
+def test_fixes_are_placed_from_the_code_context(fix, expected):
+    placed = fix_placement(_finding(13, 13), {"fix": {"language": "python", **fix}}, CONTEXT)
+    assert (placed and (placed.start, placed.end, placed.code)) == expected
 
 
-def test_fix_lines_without_code_context_need_an_original_of_the_finding_size():
+def test_no_fix_is_placed_without_code_context_or_finding_lines():
     one = {"fix": {"language": "python", "code": "a = 2", "original": "a = 1"}}
-    two = {"fix": {"language": "python", "code": "a = 2", "original": "a = 1\nb = 1"}}
-    bare = {"fix": {"language": "python", "code": "a = 2"}}
-    assert fix_lines(_finding(5, 5), one, None) == (5, 5)
-    assert fix_lines(_finding(5, 5), two, None) is None
-    assert fix_lines(_finding(5, 5), bare, None) is None
-    assert fix_lines({"location": {"path": "app.py"}}, one, None) is None
+    assert fix_placement(_finding(5, 5), one, None) is None  # no line was read to place it by
+    assert fix_placement({"location": {"path": "app.py"}}, one, CONTEXT) is None
+    short = {**CONTEXT, "end_line": 30}  # a context that does not hold the lines it says
+    fix = {"fix": {"language": "python", "code": "x", "original": "    return 1"}}
+    assert fix_placement(_finding(13, 13), fix, short) is None
+
+
+def test_sarif_offers_each_fix_exactly_where_verification_applies_and_checks_it(analyses):
+    """The deletedRegion and inserted code of every SARIF fix of the shipped examples are the lines
+    verification replaces in the file (and re-scans) and the code it puts there."""
+    from secai.analysis.verify import place
+
+    code, log, err = sarif(analyses)
+    assert code == 0, err
+    by_id = {r["id"]: r for r in analyses}
+    offered = 0
+    for result in run_of(log)["results"]:
+        record = by_id[result["partialFingerprints"][sarif_out.FINGERPRINT]]
+        fix, ctx = record["analysis"].get("fix"), record.get("code_context")
+        if not result.get("fixes"):
+            continue
+        offered += 1
+        [replacement] = result["fixes"][0]["artifactChanges"][0]["replacements"]
+        text = (DEMO / ctx["path"]).read_text().replace("\r\n", "\n")
+        fixed, first, last = place(text, ctx, fix)
+        region = replacement["deletedRegion"]
+        assert apply(text, replacement) == fixed, record["finding"]["rule_id"]
+        assert region["startLine"] == first
+        assert region["endLine"] - region["startLine"] == len(text.split("\n")) - len(fixed.split("\n")) + last - first
+    assert offered >= 40
 
 
 # ---------------------------------------------------------------- locations

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from secai import config
 from secai.analysis import compose as kb_backend
-from secai.cache import Cache, key
+from secai.cache import Cache, content_hash, key
 from secai.secrets import scrub_tree
 from secai.cli import Command, UsageError, entry
 
@@ -26,9 +26,10 @@ class Analyze(Command):
   secai-analyze findings.jsonl --backend mlx --model ~/shared-olmo-models/base/OLMo-2-1B-mlx-q4 \\
       --adapter ~/shared-olmo-models/fine-tuned/secai-analysis-20260101-120000/adapters
 
-The cache (analyze.cache_dir) is keyed by finding id, backend, model and adapter content hashes,
-prompt version, knowledge-base version and code context: a re-run on the same findings costs no
-model call; one new finding costs one analysis."""
+The cache (analyze.cache_dir) is keyed by finding id and content (all of it but `source`, so a
+forged report with the same id is never served for the real one), backend, model and adapter
+content hashes, prompt version, knowledge-base version and code context: a re-run on the same
+findings costs no model call; one new finding costs one analysis. A corrupt entry is recomputed."""
     input_kind = "finding/1"
     output_kind = "analysis/1"
 
@@ -62,7 +63,7 @@ model call; one new finding costs one analysis."""
         a = self.args
         backend = self.setting("backend")
         root = Path(a.source_root) if a.source_root else None
-        cache = Cache(None if a.no_cache else (a.cache or config.get("analyze", "cache_dir")))
+        cache = Cache(None if a.no_cache else (a.cache or config.get("analyze", "cache_dir")), kind="analysis/1")
         model = None
         if backend == "mlx":
             path = self.setting("model")
@@ -88,6 +89,8 @@ model call; one new finding costs one analysis."""
         s = self.stats
         self.log(f"{len(findings)} analyses ({s['cached']} cached, {s['analysed']} new, {s['fallback']} fell back "
                  f"to kb, {s['context']} with code context, {s['refused']} paths refused)")
+        if cache.corrupt:
+            self.log(f"warning: {cache.corrupt} corrupt cache entries recomputed")
 
     def _chunk(self, findings, backend, model, root, cache, hashes):
         from secai.analysis.mlx import PROMPT_VERSION
@@ -103,7 +106,8 @@ model call; one new finding costs one analysis."""
         for finding in findings:
             context = self._context(finding, root, hashes)
             sim = self.similar[finding["id"]] if self.similar is not None else []  # secai-index: ids key the cache
-            k = key(finding["id"], producer, context, *([[s["id"] for s in sim]] if self.similar is not None else []))
+            k = key(finding["id"], content_hash(finding), producer, context,
+                    *([[s["id"] for s in sim]] if self.similar is not None else []))
             record = cache.get(k)
             if record is None:
                 record = {"schema": "analysis/1", "id": finding["id"], "finding": finding, "similar": sim,
@@ -112,7 +116,8 @@ model call; one new finding costs one analysis."""
                 if context:
                     record["code_context"] = context
                 todo.append((k, record))
-            else:
+            else:  # computed from this finding's content; the record carries this run's `source`
+                record = {**record, "finding": finding}
                 self.stats["cached"] += 1
             out.append(record)
         if model and todo:

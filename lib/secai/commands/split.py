@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import shutil
 import sys
 from collections import Counter
 from pathlib import Path
@@ -15,7 +14,7 @@ from secai.dataset.card import build_manifest, write_dataset
 from secai.dataset.split import (KIND, SPLITS, Example, assign, check_replaceable, group_key, order, public_name,
                                  select_replay, unit)
 from secai.secrets import record_secrets
-from secai.files import fresh_dir, swap_in
+from secai.files import building
 
 
 class Split(Command):
@@ -147,15 +146,9 @@ leaving out those of findings held out here. Same inputs and flags give a byte-i
         settings = {"seed": seed, "valid": valid, "test": test, "group_by": group_by,
                     "name": self.setting("name"), "license": self.setting("license")}
         manifest = build_manifest(splits, sizes, placed, moves, inputs, replay, settings, self.duplicates)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        tmp = fresh_dir(out, "tmp")
-        try:
+        with building(out) as tmp:
             write_dataset(tmp, splits, manifest)
             check_replaceable(out)
-            swap_in(tmp, out)
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
         n = {s: len(xs) for s, xs in splits.items()}
         replayed = f" ({replay['added']} replayed)" if replay else ""
         self.log(f"{sum(n.values())} examples in {len(sizes)} {group_by} groups: train {n['train']}{replayed}, "

@@ -31,7 +31,6 @@ printed or written. HF_ENDPOINT points the client at another Hub.
 
 from __future__ import annotations
 
-import datetime as dt
 import hashlib
 import os
 import re
@@ -43,7 +42,7 @@ import orjson
 from secai import __version__
 from secai import config
 from secai.cli import InputError, read_jsonl_strict, schema_error
-from secai.files import fresh_dir, front_matter, sha256_file, swap_in
+from secai.files import building, front_matter, now_iso, read_state, sha256_file, write_state
 
 KINDS = {"dataset": "dataset", "model": "model"}      # kind -> Hub repo type
 REPO_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,95}/[A-Za-z0-9][A-Za-z0-9_.-]{0,95}")
@@ -167,9 +166,7 @@ def check_model(src: Path, log=None) -> dict:
 
 def stage(src: Path, files: list[str], out: Path) -> list[dict]:
     """Copy `files` of src into the folder out (replaced whole, atomically); [{path, size, sha256}]."""
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = fresh_dir(out, "tmp")
-    try:
+    with building(out) as tmp:
         listing = []
         for rel in files:
             dest = tmp / rel
@@ -179,10 +176,6 @@ def stage(src: Path, files: list[str], out: Path) -> list[dict]:
         if out.exists() and not (out / ".secai-staged").is_file():
             raise InputError(str(out), None, "exists and is not a staging folder of secai-push; refusing to replace it")
         (tmp / ".secai-staged").write_text("staged by secai-push; replaced on every push\n")
-        swap_in(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return listing
 
 
@@ -335,7 +328,7 @@ def publish(kind: str, src: Path, repo: str, *, private: bool | None = None, rev
     if skip_unchanged and not dry_run:
         # what was pushed was checked then: an unchanged folder is neither checked (a model's
         # validation may load and run it) nor staged again
-        last = _read_state(state).get(key) or {}
+        last = load_state(state).get(key) or {}
         current = _source_digest(kind, src)
         if current and last.get("digest") == current:
             log(f"{key}: unchanged since commit {str(last.get('commit'))[:12]}; nothing pushed")
@@ -368,13 +361,11 @@ def publish(kind: str, src: Path, repo: str, *, private: bool | None = None, rev
         raise InputError(repo, None, _scrubbed(f"push failed: {type(exc).__name__}: {exc}", token)
                          .replace("\n", " ")) from None
     report.update(status="pushed", commit=result)
-    from secai.ops.github import write_json_atomic
-
-    data = _read_state(state)
+    data = load_state(state)
     data[key] = {"digest": report["digest"], "commit": result["oid"], "url": result["url"],
-                 "pushed_at": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+                 "pushed_at": now_iso(),
                  "files": len(listing), "source": str(src)}
-    write_json_atomic(state, data)
+    write_state(state, data)
     log(f"pushed {len(listing)} files ({_size(report['bytes'])}) to {repo_type} {repo}@{revision} in one commit "
         f"{result['oid'][:12]}")
     if result["deleted"]:
@@ -395,9 +386,7 @@ def _source_digest(kind: str, src: Path) -> str | None:
         return None
 
 
-def _read_state(path: Path) -> dict:
-    try:
-        data = orjson.loads(Path(path).read_bytes())
-        return data if isinstance(data, dict) else {}
-    except (FileNotFoundError, orjson.JSONDecodeError):
-        return {}
+def load_state(path: Path) -> dict:
+    """What was pushed (repository@revision -> digest, commit, url, ...); a corrupt state file is an
+    error naming it, never a silent reset that would push everything again as if new."""
+    return read_state(path, {})

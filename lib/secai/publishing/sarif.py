@@ -27,14 +27,14 @@ The mapping, and why:
   line 0). A finding without a file location (a DAST endpoint, an image without a file) is left
   out, with a count on stderr, unless --keep-unlocated: GitHub rejects a whole log when any result
   has no location.
-- Fixes: when the analysis has fixed code and the finding has lines, one `fix` replaces whole lines
-  (a deletedRegion of startLine..endLine without columns, i.e. up to but not including the last
-  line's newline) with the fixed code. The lines are found, in order: the fix's `original` code
-  located in the analysis's code_context (the occurrence nearest the finding); without code
-  context, the finding's own lines when `original` has as many lines; with code context but no
-  `original`, the part of the context the fixed code rewrites, from the lines the two share
-  (difflib), or the finding's lines when they share none. Otherwise, or when the code holds a
-  redaction, no fix is given (the markdown help still shows the code).
+- Fixes: when the analysis has fixed code and code context and the finding has lines, one `fix`
+  replaces whole lines (a deletedRegion of startLine..endLine without columns, i.e. up to but not
+  including the last line's newline) with the fixed code. Where it lands is
+  secai.analysis.placement's decision over the code context's lines — the same one
+  --verify-fixes applies to the file and checks: the fix's `original` where the context was read
+  (nearest the finding), or, without `original`, the enclosing unit the code starts like; the
+  inserted code is indented as placed. Otherwise (no code context, no place), or when the code
+  holds a redaction, no fix is given (the markdown help still shows the code).
 - partialFingerprints["secaiFindingId/v1"] is the finding id; GitHub's own primaryLocationLineHash
   is left to upload-sarif, which computes it from the checkout.
 - Every text is passed through the secret patterns of secai.secrets (and the secret hashes of
@@ -47,7 +47,6 @@ at commit 0a8091f7d4057e57b6d8d9b56129e5f918747b34 (SARIF 2.1.0 Errata 01; JSON 
 
 from __future__ import annotations
 
-import difflib
 import re
 from collections import Counter
 from functools import cache
@@ -56,6 +55,7 @@ from urllib.parse import quote
 import orjson
 
 from secai import __version__
+from secai.analysis import placement
 from secai.cli import SCHEMA_DIR
 from secai.records import REDACTED, severity_from_score
 from secai.secrets import REDACTED, scrub
@@ -205,80 +205,35 @@ def grouped_markdown(groups) -> str:
 
 # ---------------------------------------------------------------- fixes
 
-def _norm(line: str) -> str:
-    return line.strip()
-
-
-def _find_block(lines: list[str], block: list[str], near: int) -> tuple[int, int] | None:
-    """(first, last) index of `block` in `lines` (whitespace around lines ignored), nearest `near`."""
-    want = [_norm(x) for x in block]
-    n = len(want)
-    hits = [i for i in range(len(lines) - n + 1) if [_norm(x) for x in lines[i:i + n]] == want]
-    if not hits:
+def fix_placement(finding: dict, analysis: dict, context: dict | None) -> placement.Placement | None:
+    """Where the analysis's fixed code lands: secai.analysis.placement's decision over the code
+    context's lines, the replacement verification applies and checks. None without code context
+    (no line was read to place it by), for a context that does not hold the lines it says it
+    has, or when the fix cannot be placed."""
+    fix, loc = analysis.get("fix") or {}, finding.get("location") or {}
+    if not fix.get("code", "").strip() or not loc.get("path") or not loc.get("start_line") or not context:
         return None
-    i = min(hits, key=lambda h: (abs(h - near), h))
-    return i, i + n - 1
-
-
-def _rewritten(context: list[str], code: list[str], span: tuple[int, int]) -> tuple[int, int] | None:
-    """(first, last) index of the part of `context` that `code` rewrites, judged by the lines they
-    share; the finding's `span` when they share none; None when the part found misses the finding."""
-    a = [_norm(x) for x in context]
-    b = [_norm(x) for x in code]
-    matcher = difflib.SequenceMatcher(lambda x: x == "", a, b, autojunk=False)
-    blocks = [m for m in matcher.get_matching_blocks() if m.size and a[m.a]]
-    if not blocks:
-        return span
-    head, tail = blocks[0], blocks[-1]
-    first = max(0, head.a - head.b)                     # fixed lines before the first shared one
-    last = min(len(a) - 1, tail.a + tail.size - 1 + (len(b) - tail.b - tail.size))
-    if first > span[0] or last < span[1]:
+    lines = context["code"].replace("\r\n", "\n").split("\n")
+    if len(lines) != context["end_line"] - context["start_line"] + 1:
         return None
-    return first, last
-
-
-def fix_lines(finding: dict, analysis: dict, context: dict | None) -> tuple[int, int] | None:
-    """(first, last) line of the file that the analysis's fixed code replaces, or None."""
-    fix = analysis.get("fix") or {}
-    loc = finding.get("location") or {}
-    start = loc.get("start_line")
-    if not fix.get("code", "").strip() or not loc.get("path") or not start:
+    try:
+        return placement.place(lines, context, fix, first_line=context["start_line"])
+    except placement.NotPlaced:
         return None
-    end = max(loc.get("end_line") or start, start)
-    original = (fix.get("original") or "").replace("\r\n", "\n").strip("\n")
-    code = fix["code"].replace("\r\n", "\n").strip("\n")
-    lines = None
-    if context:
-        lines = context["code"].split("\n")
-        if len(lines) != context["end_line"] - context["start_line"] + 1:
-            lines = None  # not the lines it says it has: do not place anything by it
-    if lines is not None:
-        base = context["start_line"]
-        span = (start - base, min(end - base, len(lines) - 1))
-        if not 0 <= span[0] <= span[1]:
-            return None  # the finding's lines are not in the code read
-        if original.strip():
-            found = _find_block(lines, original.split("\n"), span[0])
-        else:
-            found = _rewritten(lines, code.split("\n"), span)
-        return (base + found[0], base + found[1]) if found else None
-    if original.strip() and len(original.split("\n")) == end - start + 1:
-        return start, end
-    return None
 
 
 def sarif_fix(finding: dict, analysis: dict, context: dict | None, location: dict, digests) -> dict | None:
     """The SARIF `fix` object of an analysis, or None when its code cannot be placed exactly."""
-    lines = fix_lines(finding, analysis, context)
-    if lines is None:
+    placed = fix_placement(finding, analysis, context)
+    if placed is None:
         return None
     fix = analysis["fix"]
-    code = fix["code"].replace("\r\n", "\n").strip("\n")
+    code = "\n".join(placed.code)
     if REDACTED in code or scrub(code, digests) != code:
         return None  # a redacted line is no code to apply
     out = {"artifactChanges": [{
         "artifactLocation": location,
-        "replacements": [{"deletedRegion": {"startLine": lines[0], "endLine": lines[1]},
+        "replacements": [{"deletedRegion": {"startLine": placed.start, "endLine": placed.end},
                           "insertedContent": {"text": code}}],
     }]}
     if fix.get("explanation"):

@@ -173,8 +173,10 @@ class Run:
         if not self.log_path.is_file():
             return []
         kept = self.log_path.read_bytes().splitlines()[:lines]
-        if self.rank == 0:
-            self.log_path.write_bytes(b"".join(line + b"\n" for line in kept))
+        if self.rank == 0:  # a kill while resuming must not cut the log short
+            from secai.files import write_atomic
+
+            write_atomic(self.log_path, b"".join(line + b"\n" for line in kept))
         return [orjson.loads(line) for line in kept]
 
     def _on_signal(self, signum, frame):
