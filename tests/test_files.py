@@ -58,28 +58,31 @@ def test_a_failed_rename_removes_the_temporary(tmp_path, monkeypatch):
     assert list(tmp_path.iterdir()) == []
 
 
-def test_a_killed_writers_temporary_is_removed_by_the_next_write(tmp_path):
-    out = tmp_path / "findings.jsonl"
+def killed_mid_write(target: Path, writes: str) -> str:
+    """Run `writes` (Python that writes `target`, given as sys.argv[1]) in a process, kill -9 it
+    while it holds its temporary, and return that temporary's name. While the writer lives, its
+    temporary is never taken for a leftover."""
     writer = subprocess.Popen(
-        [sys.executable, "-c", (
-            "import sys, time\n"
-            "from secai.files import AtomicOutput\n"
-            "with AtomicOutput(sys.argv[1]) as fh:\n"
-            "    fh.write(b'x' * 1_000_000); fh.flush()\n"
-            "    print('writing', flush=True)\n"
-            "    time.sleep(60)\n"), str(out)],
+        [sys.executable, "-c", "import sys, time\nfrom secai.files import AtomicOutput, building\n" + writes
+         + "\n    print('writing', flush=True)\n    time.sleep(60)\n", str(target)],
         stdout=subprocess.PIPE, cwd=ROOT)
     try:
         assert writer.stdout.readline() == b"writing\n"
-        [left] = hidden(tmp_path)
-        assert left.startswith(".findings.jsonl.") and left.endswith(".tmp")
-        assert remove_stale(out) == []  # still written: a live writer's temporary is never touched
+        [left] = hidden(target.parent)
+        assert remove_stale(target) == [] and hidden(target.parent) == [left]
         writer.send_signal(signal.SIGKILL)
         writer.wait(timeout=30)
     finally:
         writer.kill()
         writer.stdout.close()
-    assert hidden(tmp_path) == [left] and not out.exists()  # what a kill leaves behind
+    assert hidden(target.parent) == [left] and not target.exists()  # what a kill leaves behind
+    return left
+
+
+def test_a_killed_writers_temporary_is_removed_by_the_next_write(tmp_path):
+    out = tmp_path / "findings.jsonl"
+    left = killed_mid_write(out, "with AtomicOutput(sys.argv[1]) as fh:\n    fh.write(b'x' * 1_000_000); fh.flush()")
+    assert left.startswith(".findings.jsonl.") and left.endswith(".tmp")
     write_atomic(out, b"done\n")
     assert hidden(tmp_path) == [] and out.read_bytes() == b"done\n"
 
@@ -127,24 +130,8 @@ def test_a_folder_appears_whole_or_not_at_all(tmp_path):
 
 def test_a_killed_builders_folder_is_removed_by_the_next_build_and_a_live_one_is_not(tmp_path):
     out = tmp_path / "index"
-    builder = subprocess.Popen(
-        [sys.executable, "-c", (
-            "import sys, time\n"
-            "from secai.files import building\n"
-            "with building(sys.argv[1]) as tmp:\n"
-            "    (tmp / 'index.faiss').write_bytes(b'x' * 1000)\n"
-            "    print('building', flush=True)\n"
-            "    time.sleep(60)\n"), str(out)],
-        stdout=subprocess.PIPE, cwd=ROOT)
-    try:
-        assert builder.stdout.readline() == b"building\n"
-        [left] = hidden(tmp_path)
-        assert remove_stale(out) == [] and hidden(tmp_path) == [left]
-        builder.send_signal(signal.SIGKILL)
-        builder.wait(timeout=30)
-    finally:
-        builder.kill()
-        builder.stdout.close()
+    left = killed_mid_write(out, "with building(sys.argv[1]) as tmp:\n    (tmp / 'index.faiss').write_bytes(b'x' * 1000)")
+    assert left.startswith(".index.tmp-")
     with building(out) as tmp:
         (tmp / "manifest.json").write_text("{}")
     assert hidden(tmp_path) == [] and (out / "manifest.json").is_file()
