@@ -5,8 +5,10 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
+from secai.errors import UserError
 
-class TrainError(Exception):
+
+class TrainError(UserError):
     """A problem with the model, data or settings, reported in one line."""
 
 
