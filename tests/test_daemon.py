@@ -25,7 +25,8 @@ from test_push import TOKEN as HF_TOKEN, make_dataset
 from secai import config
 from secai.ops import cycle as daemon
 from secai.commands.daemon import Daemon
-from secai.ops.cycle import build_command, load_env_file, render_launchd, render_systemd
+from secai.ops.cycle import build_command, load_env_file
+from secai.ops.units import render_launchd, render_systemd
 from secai.ops.github import try_lock
 from secai.parsing.reports import Parse
 

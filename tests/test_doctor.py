@@ -286,13 +286,13 @@ def test_an_env_file_others_can_read_warns(monkeypatch, tmp_path):
 
 
 def test_daemon_installed_or_not(monkeypatch, tmp_path):
-    from secai.ops import cycle as daemon
+    from secai.ops import units
 
     monkeypatch.setenv("SECAI_DAEMON_UNIT_DIR", str(tmp_path))
     _, report, _ = doctor_json("--check", "daemon")
     c = by_name(report)["daemon"]
     assert c["status"] == WARN and "not installed" in c["detail"] and "daemon-install" in c["fix"]
-    names = list(daemon.render(daemon.platform_name()))
+    names = list(units.render(units.platform_name()))
     for n in names:
         (tmp_path / n).write_text("")
     _, report, _ = doctor_json("--check", "daemon")

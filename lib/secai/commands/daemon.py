@@ -1,5 +1,5 @@
 """secai-daemon: one daemon cycle (fetch, build, publish) under a lock, and its launchd/systemd units
-(the cycle and the units: secai.ops.cycle)."""
+(the cycle: secai.ops.cycle; its launchd/systemd units: secai.ops.units)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,8 @@ import sys
 
 from secai import config
 from secai.cli import EXIT_ERROR, EXIT_OK, Command, entry
-from secai.ops.cycle import cycle, install, platform_name, status, uninstall, unit_dir
+from secai.ops.cycle import cycle, status
+from secai.ops.units import install, platform_name, uninstall, unit_dir
 
 
 class Daemon(Command):

@@ -191,11 +191,11 @@ def check_github_token(opts) -> Result:
 
 
 def check_daemon(opts) -> Result:
-    from secai.ops import cycle as daemon
+    from secai.ops import units
 
-    plat = daemon.platform_name("auto")
-    directory = daemon.unit_dir(plat)
-    files = [directory / n for n in daemon.render(plat)]
+    plat = units.platform_name("auto")
+    directory = units.unit_dir(plat)
+    files = [directory / n for n in units.render(plat)]
     present = [p for p in files if p.exists()]
     kind = "launchd agent" if plat == "macos" else "systemd user timer"
     data = {"platform": plat, "files": [str(p) for p in files], "present": [str(p) for p in present],
