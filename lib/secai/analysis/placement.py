@@ -90,6 +90,7 @@ def place(lines: list[str], context: dict, fix: dict, first_line: int = 1) -> Pl
             raise NotPlaced(NOT_PLACED)
         start = min(starts, key=lambda s: (_distance(s, s + len(want) - 1, finding), s))
         end = start + len(want) - 1
+        want = lines[start - first_line:end - first_line + 1]  # as the file has them: their indentation
     else:
         unit = context.get("enclosing")
         head = next((ln.strip() for ln in code if ln.strip()), "")
