@@ -140,7 +140,7 @@ def _p(name, regex, description, needles, keep=None, inner=None, flags=0) -> Pat
 _PEM_MARK = r"-----(?:BEGIN|END) (?:[A-Z0-9]{1,20} ){0,4}PRIVATE KEY(?: BLOCK)?-----"
 _CALLS = (r"connect|login|log_in|signin|sign_in|authenticate|(?:http)?(?:basic|digest)?auth|bind|simple_bind_s?"
           r"|getconnection|open_session")
-_ARG = r"(?:\"[^\"\\\n]{0,128}+\"|'[^'\\\n]{0,128}+'|[\w.]{1,64}+)"
+_ARG = r"(?:\\?\"[^\"\\\n]{0,128}+\\?\"|\\?'[^'\\\n]{0,128}+\\?'|[\w.]{1,64}+)"  # JSON-escaped quotes too
 
 PATTERNS: tuple[Pattern, ...] = (
     _p("private-key",
@@ -189,9 +189,9 @@ PATTERNS: tuple[Pattern, ...] = (
        r"(?i:\b(?:authorization|proxy-authorization)\b\\?[\"']?[ \t]{0,8}[:=][ \t]{0,8}\\?[\"']?(?:bearer|basic|token)[ \t]{1,8})"
        r"(?P<secret>[A-Za-z0-9._~+/=-]{8,4096})",
        "the credentials of an HTTP Authorization header", ("authorization",)),
-    _p("cookie", r"(?i:\b(?:set-)?cookie)\\?[\"']?[ \t]{0,8}:[ \t]{0,8}(?P<secret>[^\r\n\"'\\]{1,4096})",
-       "the values of a Cookie or Set-Cookie header (session cookies of any length, others of 16+ "
-       "characters; attributes such as Path stay)", ("cookie",), keep=_keep_cookie,
+    _p("cookie", r"(?i:\b(?:set-)?cookie)\\?[\"']?[ \t]{0,8}[:,=][ \t]{0,8}\\?[\"']?(?P<secret>[^\r\n\"'\\]{1,4096})",
+       "the values of a Cookie or Set-Cookie header, or of a cookie set in code (session cookies of "
+       "any length, others of 16+ characters; attributes such as Path stay)", ("cookie",), keep=_keep_cookie,
        inner=r"(?P<name>[\w.!#$%&*+^|~-]{1,128}+)=(?P<secret>[^;,\s]{1,4096}+)"),
     _p("secret-assignment", _KEY + r"(?P<q>\\?[\"'])(?P<secret>[^\"'\\\s]{4,256})(?P=q)",
        "a quoted value assigned to a password, secret, token, api_key, ... name (not a plain word, "
@@ -210,7 +210,7 @@ PATTERNS: tuple[Pattern, ...] = (
        "the text of an XML element named for a secret (<password>, <apiKey>, <ns:secret>)", ("</",), keep=_keep_xml),
     _p("positional-password",
        rf"(?<![A-Za-z0-9])(?i:{_CALLS})[ \t]{{0,4}}(?:=[ \t]{{0,4}})?\([ \t]{{0,4}}(?:{_ARG}[ \t]{{0,4}},[ \t]{{0,4}}){{1,2}}"
-       r"(?P<q>[\"'])(?P<secret>[^\"'\\\n]{4,128}+)(?P=q)[ \t]{0,4}[,)]",
+       r"(?P<q>\\?[\"'])(?P<secret>[^\"'\\\n]{4,128}+)(?P=q)[ \t]{0,4}[,)]",
        "a quoted password passed positionally to a connect/login/auth call (connect(host, user, "
        "password), login(user, password), auth=(user, password))",
        ("connect", "login", "log_in", "sign", "auth", "bind", "session"), keep=_keep_word),
@@ -248,8 +248,8 @@ def _spans(p: Pattern, m: re.Match) -> list[tuple[int, int]]:
     """The spans to replace in a match: none when it is already redacted or no secret."""
     start, end = _secret_span(m)
     if p.inner is not None:
-        return [(s, e) for k in p.inner.finditer(m.string, start, end)
-                for s, e in [_secret_span(k)] if not (p.keep and p.keep(k))]
+        return [(s, e) for k in p.inner.finditer(m.string, start, end) for s, e in [_secret_span(k)]
+                if not _REDACTED_ONLY.fullmatch(m.string, s, e) and not (p.keep and p.keep(k))]
     if _REDACTED_ONLY.fullmatch(m.string, start, end):
         return []
     if p.keep is not None and p.keep(_Part(m)):
@@ -308,6 +308,22 @@ def hashed_values(text: str, digests: Iterable[str], min_length: int = MIN_HASHE
             if len(c) >= min_length and c != REDACTED and _digest(c) in digests:
                 found.add(c)
     return found
+
+
+_SHA256_FIELD = re.compile(rb'"sha256":"([0-9a-f]{64})"')
+
+
+def hashed_lines(lines: list) -> list[tuple[int, dict]]:
+    """(index, the record scrubbed) for each JSONL line (bytes, sorted keys) that quotes a string
+    another line's `secret.sha256` hashes: a secret one report found, quoted by another report."""
+    import orjson
+
+    lines = [bytes(line) for line in lines]  # memoryviews of a report's buffer
+    digests = frozenset(d.decode() for line in lines if b'"sha256":"' in line for d in _SHA256_FIELD.findall(line))
+    if not digests:
+        return []
+    return [(i, scrub_tree(orjson.loads(line), digests)) for i, line in enumerate(lines)
+            if hashed_values(line.decode("utf-8", "replace"), digests)]
 
 
 # ---------------------------------------------------------------- lines of code (secai-analyze's context)
