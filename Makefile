@@ -38,7 +38,7 @@ ARTIFACT_FILES := $(shell find -L $(ARTIFACTS) \( -type f -o -type d \) 2>/dev/n
 # A stage's code: every file its command imports (lib/secai/ops/makedeps.py follows the imports), the
 # schemas and the defaults, so editing any of them rebuilds exactly what it makes.
 code = $(shell $(PYTHON) lib/secai/ops/makedeps.py $(1)) $(wildcard schemas/*.json) config/secai.yaml
-PARSE_CODE   := $(call code,secai.parsing.reports)
+PARSE_CODE   := $(call code,secai.commands.parse)
 TINY_MODEL := $(BUILD)/models/base/tiny-olmo2
 ANALYZE_CODE := $(call code,secai.commands.analyze)
 NARRATE_CODE := $(call code,secai.commands.narrate)
@@ -96,7 +96,7 @@ parse: $(BUILD)/findings.jsonl ## scanner reports -> findings
 
 $(BUILD)/findings.jsonl: $(ARTIFACT_FILES) $(PARSE_CODE) | $(STAMP)
 	@mkdir -p $(@D)
-	$(PY) -m secai.parsing.reports $(ARTIFACTS) -o $@ --rejects $(BUILD)/rejects.jsonl
+	$(PY) -m secai.commands.parse $(ARTIFACTS) -o $@ --rejects $(BUILD)/rejects.jsonl
 
 analyze: $(BUILD)/analyses.jsonl ## findings -> explained analyses (BACKEND, SOURCE_ROOT)
 

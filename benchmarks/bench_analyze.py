@@ -25,7 +25,7 @@ PY = sys.executable
 
 
 def findings(n: int) -> list[dict]:
-    out = subprocess.run([PY, "-m", "secai.parsing.reports", "-q", str(ROOT / "examples" / "artifacts")],
+    out = subprocess.run([PY, "-m", "secai.commands.parse", "-q", str(ROOT / "examples" / "artifacts")],
                          capture_output=True, check=True).stdout.splitlines()
     seed = [orjson.loads(line) for line in out]
     return [{**seed[i % len(seed)], "id": hashlib.sha256(f"bench-{i}".encode()).hexdigest()[:32]} for i in range(n)]

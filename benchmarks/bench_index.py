@@ -44,7 +44,7 @@ PY = sys.executable
 
 def real_findings() -> tuple[list[dict], str]:
     source = CORPUS if CORPUS.is_dir() else ROOT / "examples" / "artifacts"
-    out = subprocess.run([PY, "-m", "secai.parsing.reports", "-q", str(source), "--rejects", os.devnull],
+    out = subprocess.run([PY, "-m", "secai.commands.parse", "-q", str(source), "--rejects", os.devnull],
                          capture_output=True, check=True).stdout.splitlines()
     return [orjson.loads(line) for line in out], str(source.relative_to(ROOT.parent))
 

@@ -33,10 +33,10 @@ def _run(*argv: str, stdin: bytes = b"") -> bytes:
 
 def seed(work: Path) -> list[dict]:
     """Analyses of the shipped examples, and of dependency findings with a manifest line (fixes)."""
-    examples = _run("secai.parsing.reports", "-q", str(ROOT / "examples" / "artifacts"))
+    examples = _run("secai.commands.parse", "-q", str(ROOT / "examples" / "artifacts"))
     out = _run("secai.commands.analyze", "-q", "--no-cache", "--source-root", str(ROOT / "examples" / "demo-app"), stdin=examples)
     deps = []
-    for line in _run("secai.parsing.reports", "-q", str(ROOT / "tests" / "fixtures" / "parse" / "trivy-json" / "fs.json")).splitlines():
+    for line in _run("secai.commands.parse", "-q", str(ROOT / "tests" / "fixtures" / "parse" / "trivy-json" / "fs.json")).splitlines():
         f = orjson.loads(line)
         if f.get("package", {}).get("fixed_versions") and f["package"].get("version"):
             deps.append(f)

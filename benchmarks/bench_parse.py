@@ -125,7 +125,7 @@ def main():
     args = ap.parse_args()
     bench = Path(args.out).parent
     bench.mkdir(parents=True, exist_ok=True)
-    parse = [PY, "-m", "secai.parsing.reports", "-q"]
+    parse = [PY, "-m", "secai.commands.parse", "-q"]
 
     sarif = bench / "sarif-100k.sarif"
     n_sarif = make_sarif(sarif, args.results)

@@ -79,7 +79,7 @@ def no_network():
 @pytest.fixture(scope="session")
 def findings():
     """The findings of the shipped examples (examples/artifacts), parsed once."""
-    from secai.parsing.reports import Parse
+    from secai.commands.parse import Parse
 
     code, records, err = run_command(Parse, ["-q", str(ROOT / "examples" / "artifacts")])
     assert code == 0, err

@@ -13,7 +13,8 @@ sys.path.insert(0, str(Path(__file__).parent))
 from conftest import FIXTURES, run_command  # noqa: E402
 
 from secai.parsing import formats as parsers  # noqa: E402
-from secai.parsing.reports import Parse, Unit, load  # noqa: E402
+from secai.commands.parse import Parse  # noqa: E402
+from secai.parsing.reports import Unit, load  # noqa: E402
 from secai.parsing.formats import bandit, kics, tfsec  # noqa: E402
 from secai.parsing.finding import ParseError  # noqa: E402
 from secai.secrets import secret_digest  # noqa: E402

@@ -15,7 +15,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).parent))
 from conftest import FIXTURES, run_command  # noqa: E402
 
-from secai.parsing.reports import Parse  # noqa: E402
+from secai.commands.parse import Parse  # noqa: E402
 from secai.parsing.formats import checkov, semgrep  # noqa: E402
 from secai.parsing.finding import ParseError  # noqa: E402
 

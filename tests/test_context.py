@@ -16,7 +16,7 @@ from secai import secrets
 from secai.analysis import context, languages
 from secai.analysis.context import code_context, locate, read_context
 from secai.analysis.languages import detect_language, parses
-from secai.parsing.reports import Parse
+from secai.commands.parse import Parse
 
 CTX = FIXTURES / "context"
 CODE_CONTEXT_SCHEMA = json.loads((ROOT / "schemas" / "analysis.schema.json").read_text())["properties"]["code_context"]

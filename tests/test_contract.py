@@ -22,10 +22,10 @@ from secai.commands.narrate import Narrate
 from secai.commands.push import Push
 from secai.commands.sarif import Sarif
 from secai.commands.split import Split
-from secai.parsing.reports import Parse
+from secai.commands.parse import Parse
 
 # every command: (class, the module `python -m` runs)
-ALL = [(Parse, "secai.parsing.reports"), (Analyze, "secai.commands.analyze"), (Narrate, "secai.commands.narrate"),
+ALL = [(Parse, "secai.commands.parse"), (Analyze, "secai.commands.analyze"), (Narrate, "secai.commands.narrate"),
        (Split, "secai.commands.split"), (Index, "secai.commands.index"), (Sarif, "secai.commands.sarif"),
        (Lora, "secai.commands.lora"), (Push, "secai.commands.push"), (Fetch, "secai.commands.fetch"),
        (Daemon, "secai.commands.daemon"), (Doctor, "secai.commands.doctor")]

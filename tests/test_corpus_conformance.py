@@ -19,7 +19,8 @@ from conftest import CORPUS, run_command  # noqa: E402
 
 from secai.parsing import formats as parsers  # noqa: E402
 from secai.cli import schema_error  # noqa: E402
-from secai.parsing.reports import Parse, Unit, load  # noqa: E402
+from secai.commands.parse import Parse  # noqa: E402
+from secai.parsing.reports import Unit, load  # noqa: E402
 
 # corpus tool -> the formats its files must be detected as
 FORMATS_OF = {

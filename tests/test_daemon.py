@@ -28,7 +28,7 @@ from secai.commands.daemon import Daemon
 from secai.ops.cycle import build_command, load_env_file
 from secai.ops.units import render_launchd, render_systemd
 from secai.ops.github import try_lock
-from secai.parsing.reports import Parse
+from secai.commands.parse import Parse
 
 GH_TOKEN = "ghp_" + "D43m0nT0k" * 4
 SEMGREP = (ROOT / "examples" / "artifacts" / "semgrep.json").read_bytes()
@@ -77,7 +77,7 @@ def semgrep_ids() -> set[str]:
 def test_kill_9_during_a_download_and_a_second_cycle_while_one_runs(tmp_path):
     """Cycle 1 stalls in run 102's download; cycle 2 meanwhile exits at once; cycle 1 is killed -9;
     cycle 3 finishes: run 102 whole, each run once in the state, findings without duplicates."""
-    build = f"{PY} -m secai.parsing.reports -q artifacts/runs -o build/findings.jsonl"
+    build = f"{PY} -m secai.commands.parse -q artifacts/runs -o build/findings.jsonl"
     with FakeGitHub(GH_TOKEN) as gh:
         gh.add_run(101, sha="a" * 40, artifacts={"scan": make_zip({"semgrep.json": SEMGREP})})
         pad = b"\x00" + os.urandom(200_000)  # binary (parse skips it): makes "halfway" a real mid-download

@@ -12,7 +12,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).parent))
 from conftest import FIXTURES, run_command  # noqa: E402
 
-from secai.parsing.reports import Parse  # noqa: E402
+from secai.commands.parse import Parse  # noqa: E402
 from secai.parsing.formats import dependency_check as dc  # noqa: E402
 from secai.parsing.formats import npm_audit  # noqa: E402
 from secai.parsing.finding import ParseError  # noqa: E402

@@ -13,7 +13,7 @@ from conftest import run_command
 from secai import config
 from secai.cli import schema_error
 from secai.parsing.finding import TRUNCATED, capped, finalize, merge_duplicates
-from secai.parsing.reports import Parse
+from secai.commands.parse import Parse
 
 
 def sarif(level: str, *, cwe: str, refs: list[str], message: str = "SQL built from input",

@@ -16,7 +16,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 from conftest import ROOT, run_command  # noqa: E402
 
 from secai.analysis import kb  # noqa: E402
-from secai.parsing.reports import Parse  # noqa: E402
+from secai.commands.parse import Parse  # noqa: E402
 
 KB = kb.load()
 SCHEMA = yaml.safe_load(kb.SCHEMA_FILE.read_text(encoding="utf-8"))

@@ -18,7 +18,7 @@ import orjson
 import pytest
 
 from conftest import ROOT, run_command
-from secai.parsing.reports import Parse
+from secai.commands.parse import Parse
 
 STAMP = ROOT / ".venv" / ".installed"
 REPORTS = ["semgrep.json", "semgrep.sarif", "checkov.sarif"]  # a JSON + SARIF pair, and a second tool

@@ -20,7 +20,7 @@ from secai.cli import dumps, schema, schema_error
 from secai.analysis.languages import parses
 from secai.commands.narrate import Narrate
 from secai.dataset.examples import PLACEHOLDERS, PLACEHOLDER_TEXT, fence
-from secai.parsing.reports import Parse
+from secai.commands.parse import Parse
 from secai.secrets import PATTERNS, find, scrub
 
 EXAMPLES = ROOT / "examples"

@@ -10,7 +10,7 @@ import pytest
 from conftest import FIXTURES, run_command
 
 from secai.cli import schema_error
-from secai.parsing.reports import Parse
+from secai.commands.parse import Parse
 
 SPEC = FIXTURES / "parse" / "sarif" / "spec-features.sarif"
 GOOD = SPEC.read_bytes()

@@ -6,7 +6,7 @@ import orjson
 import pytest
 from conftest import FIXTURES, run_command
 
-from secai.parsing.reports import Parse
+from secai.commands.parse import Parse
 
 SPEC = FIXTURES / "parse" / "sarif" / "spec-features.sarif"
 

@@ -22,7 +22,7 @@ from secai.commands.narrate import Narrate
 from secai.commands.push import Push
 from secai.commands.sarif import Sarif
 from secai.commands.split import Split
-from secai.parsing.reports import Parse
+from secai.commands.parse import Parse
 from secai.secrets import REDACTED, blank_lines, find, find_tree, record_secrets, scrub, scrub_tree
 
 CORPUS = FIXTURES / "secrets"

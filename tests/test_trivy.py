@@ -11,7 +11,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).parent))
 from conftest import FIXTURES, run_command  # noqa: E402
 
-from secai.parsing.reports import Parse  # noqa: E402
+from secai.commands.parse import Parse  # noqa: E402
 from secai.parsing.formats.trivy import clear_uri, image_repository, parse, to_path_uri  # noqa: E402
 from secai.parsing.finding import ParseError  # noqa: E402
 

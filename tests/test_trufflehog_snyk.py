@@ -15,7 +15,8 @@ from conftest import CORPUS, FIXTURES, run_command  # noqa: E402
 
 from secai.parsing import formats as parsers  # noqa: E402
 from secai.cli import InputError  # noqa: E402
-from secai.parsing.reports import NotAReport, Parse, Unit, load  # noqa: E402
+from secai.commands.parse import Parse  # noqa: E402
+from secai.parsing.reports import NotAReport, Unit, load  # noqa: E402
 from secai.parsing.formats import snyk, trufflehog  # noqa: E402
 from secai.parsing.finding import ParseError  # noqa: E402
 

@@ -26,7 +26,7 @@ from secai.analysis import fixrules
 from secai.cli import dumps
 from secai.analysis.languages import parses
 from secai.commands.narrate import Narrate
-from secai.parsing.reports import Parse
+from secai.commands.parse import Parse
 from secai.analysis.verify import (NO_PARSE, NO_SCANNER, NO_VERIFIER, NOT_PLACED, STILL_REPORTED, SUPPRESSED, VERIFIED,
                           Candidate, Scanners, _Reject, describe, place, summary, verify)
 

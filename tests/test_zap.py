@@ -13,7 +13,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 from conftest import FIXTURES, run_command  # noqa: E402
 
 from secai import config  # noqa: E402
-from secai.parsing.reports import Parse  # noqa: E402
+from secai.commands.parse import Parse  # noqa: E402
 from secai.parsing.formats.zap import plain  # noqa: E402
 
 JSON_CASES = sorted((FIXTURES / "parse" / "zap-json").glob("*.json"))

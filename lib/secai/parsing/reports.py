@@ -1,4 +1,5 @@
-"""secai-parse: scanner reports in, normalized and deduplicated finding/1 records out.
+"""Reading scanner reports: the units of secai.parsing.inputs in, normalized and deduplicated
+finding/1 lines out (secai-parse is secai.commands.parse).
 
 Reading a report never costs another one: whatever goes wrong with a report (bad encoding, bad
 syntax, a structure its parser does not expect, any exception inside the parser) is a reject of
@@ -11,7 +12,6 @@ and duplicates merged, secai.parsing.finding.
 from __future__ import annotations
 
 import codecs
-import gc
 import io
 import re
 import os
@@ -23,8 +23,8 @@ from typing import NamedTuple
 
 import orjson
 
-from secai import config, secrets
-from secai.cli import Command, InputError, dumps, entry, render, schema_error
+from secai import secrets
+from secai.cli import InputError, dumps, render, schema_error
 from secai.parsing import formats as parsers
 from secai.parsing.finding import ParseError, finalize, merge_duplicates, text
 from secai.parsing.formats import Format
@@ -260,80 +260,37 @@ def deduplicate(rendered: Iterable[tuple[str, memoryview]], max_instances: int) 
             if type(v) is list else v for v in kept.values()]
 
 
-class Parse(Command):
-    name = "secai-parse"
-    description = ("Read scanner reports (files, directories, GitHub Actions artifact zips, or stdin), "
-                   "detect each format from its content, and write one normalized, deduplicated "
-                   "finding/1 record per line.")
-    examples = """\
-  secai-parse trivy.json checkov.sarif > findings.jsonl
-  secai-parse artifacts/ security-reports.zip -o build/findings.jsonl --rejects build/rejects.jsonl
-  trivy image -f json alpine:3.10 | secai-parse | jq -r .title
-  secai-parse --list-formats
-
-Files found by walking a directory or a zip that are not a known report are skipped with a note;
-a file named explicitly must be one. With --rejects, unreadable reports are listed there and the
-rest are still parsed (exit 0); without it, the first one stops the run (exit 1)."""
-    output_kind = "finding/1"
-
-    def add_arguments(self, p):
-        p.add_argument("--list-formats", action="store_true", help="list the formats read and what identifies each (with -v: how each is mapped)")
-        p.add_argument("--format", choices=sorted(parsers.BY_NAME), help="read every input as this format (no detection)")
-        p.add_argument("--run-id", help="CI run id to record in source.run_id")
-        p.add_argument("--commit", help="scanned commit to record in source.commit")
-        p.add_argument("--branch", help="scanned branch to record in source.branch")
-        p.add_argument("--max-file-mb", type=float, default=None,
-                       help="refuse a report or zip member larger than this (default: parse.max_file_mb)")
-
-    def base_source(self) -> dict:
-        a = self.args
-        env = os.environ if os.environ.get("GITHUB_ACTIONS") == "true" else {}
-        return {
-            "run_id": a.run_id or env.get("GITHUB_RUN_ID"),
-            "commit": a.commit or env.get("GITHUB_SHA"),
-            "branch": a.branch or env.get("GITHUB_REF_NAME"),
-        }
-
-    def read_inputs(self) -> Iterator[tuple[str, memoryview]]:
-        a = self.args
-        mb = a.max_file_mb if a.max_file_mb is not None else config.get("parse", "max_file_mb")
-        limits = Limits(int(mb * 1024 * 1024), config.get("parse", "max_zip_ratio"))
-        self.tally = Tally()
-        found = self.progress(units(a.inputs, limits, self.reject, self.log), unit="report")
-        return read_reports(found, forced=parsers.BY_NAME.get(a.format or ""), base=self.base_source(),
-                            max_text=config.get("parse", "max_text_chars"), reject=self.reject, log=self.log,
-                            verbose=a.verbose, tally=self.tally)
-
-    def process(self, rendered):
-        """Deduplicate by fingerprint (see deduplicate)."""
-        lines = deduplicate(rendered, config.get("parse", "max_instances"))
-        for i, rec in secrets.hashed_lines(lines):  # a secret one report hashes, quoted by another
-            lines[i] = render("finding/1", rec)
-        self.log(f"{len(lines)} findings from {self.tally.reports} reports"
-                 f" ({self.tally.findings - len(lines)} duplicates merged, {len(self.rejects)} rejected)")
-        return lines
-
-    def run(self):
-        # Reports become millions of small objects and hold no reference cycles: the cyclic
-        # collector only rescans them (it doubles orjson's load time on a 40 MB SARIF).
-        gc.disable()
-        if self.args.list_formats:
-            documented = set()
-            for fmt in parsers.FORMATS:
-                sys.stdout.write(f"{fmt.name:<22} {fmt.syntax:<6} {fmt.tool:<22} {fmt.identifies}\n")
-                module = sys.modules[fmt.parse.__module__]
-                if self.args.verbose and module not in documented:  # the mapping, severities and dedup rule
-                    documented.add(module)
-                    sys.stdout.write("\n" + (module.__doc__ or "").strip() + "\n\n")
-            return 0
-        self.write_lines(self.process(self.read_inputs()))
-        self.write_rejects()
-        return 0
+def findings(paths: Iterable[str], *, forced: Format | None, base: dict, max_mb: float, zip_ratio: float,
+             max_text: int, max_instances: int, reject: Reject, log: Callable[[str], None], verbose: bool = False,
+             progress: Callable[[Iterator[Unit]], Iterable[Unit]] | None = None) -> tuple[list, Tally]:
+    """The deduplicated finding/1 lines of every report under `paths` (files, walked directories,
+    zips, '-'), and the tally of what was read. Every report or record that cannot be read goes to
+    `reject` (see secai.parsing.inputs and read_reports); `progress` may wrap the reports found."""
+    found = units(paths, Limits(int(max_mb * 1024 * 1024), zip_ratio), reject, log)
+    tally = Tally()
+    rendered = read_reports(progress(found) if progress else found, forced=forced, base=base, max_text=max_text,
+                            reject=reject, log=log, verbose=verbose, tally=tally)
+    lines = deduplicate(rendered, max_instances)
+    for i, rec in secrets.hashed_lines(lines):  # a secret one report hashes, quoted by another
+        lines[i] = render("finding/1", rec)
+    return lines, tally
 
 
-def main():
-    entry(Parse)
+def base_source(run_id: str | None, commit: str | None, branch: str | None, env=os.environ) -> dict:
+    """The source fields every finding records: as given, else (in GitHub Actions only) the run's."""
+    ci = env if env.get("GITHUB_ACTIONS") == "true" else {}
+    return {"run_id": run_id or ci.get("GITHUB_RUN_ID"), "commit": commit or ci.get("GITHUB_SHA"),
+            "branch": branch or ci.get("GITHUB_REF_NAME")}
 
 
-if __name__ == "__main__":
-    main()
+def format_listing(verbose: bool = False) -> str:
+    """The formats read and what identifies each, one per line; `verbose`: with each format
+    module's docstring (its mapping, severities and dedup rule) after its first format."""
+    out, documented = [], set()
+    for fmt in parsers.FORMATS:
+        out.append(f"{fmt.name:<22} {fmt.syntax:<6} {fmt.tool:<22} {fmt.identifies}\n")
+        module = sys.modules[fmt.parse.__module__]
+        if verbose and module not in documented:
+            documented.add(module)
+            out.append("\n" + (module.__doc__ or "").strip() + "\n\n")
+    return "".join(out)
