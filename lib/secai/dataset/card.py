@@ -235,8 +235,8 @@ was. Within each file the order is a seeded shuffle (sorted by sha256 of the see
 ## Redaction
 
 `secai-narrate` redacts the secrets scanners reported and common token patterns in every field
-before an example is written, and `secai-split` refuses to write a dataset in which any message
-still matches one of secai's secret patterns. Pattern matching cannot recognise every secret:
+before an example is written, and `secai-split` refuses to write a dataset in which any field of an
+example still matches one of secai's secret patterns. Pattern matching cannot recognise every secret:
 report anything that looks like one.
 
 ## Producers
