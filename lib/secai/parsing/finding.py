@@ -15,6 +15,7 @@ from collections.abc import Iterable
 from functools import lru_cache
 from urllib.parse import urlsplit
 
+from secai.errors import UserError
 from secai.secrets import scrub_tree
 from secai.untrusted import http_url
 
@@ -35,14 +36,18 @@ _WORD_SEVERITY = {
 }
 
 
-class ParseError(Exception):
-    """A report that cannot be read as its format: `where` is a JSON path or element path."""
+class ParseError(UserError):
+    """A report that cannot be read as its format: `where` is a JSON path or element path (bad
+    input: secai.parsing.reports reports it as `FILE:LINE: format: where: reason`)."""
 
     def __init__(self, reason: str, where: str = "", line: int | None = None):
         super().__init__(reason, where, line)
         self.reason = reason
         self.where = where
         self.line = line
+
+    def __str__(self) -> str:
+        return f"{self.where}: {self.reason}" if self.where else self.reason
 
 
 # ---------------------------------------------------------------- typed access to untrusted data

@@ -15,6 +15,7 @@ import sys
 from pathlib import Path
 
 from secai import config
+from secai.errors import InputError
 from secai.files import sha256_file
 
 MANIFEST = "secai-model.json"           # written by secai.training.tinymodel next to the model it builds
@@ -64,12 +65,16 @@ def is_test_model(model_dir: str | os.PathLike) -> bool:
     return bool(identity(model_dir).get("random_weights"))
 
 
+class NotAModel(InputError, ValueError):
+    """A path given as a model (or adapter) folder that is not one: a user error, `PATH: reason`."""
+
+
 def check_model_dir(path: str | os.PathLike) -> Path:
-    """path as a local MLX model folder, or ValueError. (mlx_lm.load takes a path that does not
+    """path as a local MLX model folder, or NotAModel. (mlx_lm.load takes a path that does not
     exist for a Hugging Face repo id and tries to download it: we never want that.)"""
     p = Path(os.path.expanduser(str(path)))
     if not (p / "config.json").is_file():
-        raise ValueError(f"{p}: not a model folder (no config.json)")
+        raise NotAModel(str(p), None, "not a model folder (no config.json)")
     return p
 
 
@@ -93,7 +98,6 @@ def test_model_notice(prog: str, path: Path) -> None:
 
 def hf_base_id(model_dir: Path) -> str | None:
     """The Hugging Face id a local model was converted from, when its card names one."""
-    from secai.cli import InputError
     from secai.files import front_matter
 
     try:

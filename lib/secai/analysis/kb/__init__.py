@@ -19,6 +19,7 @@ from pathlib import Path
 import yaml
 
 from secai.config import ROOT
+from secai.errors import UserError
 
 KB_DIR = Path(__file__).resolve().parent
 SCHEMA_FILE = ROOT / "schemas" / "kb.schema.json"
@@ -32,8 +33,8 @@ MISSING = {  # how each finding fact reads when the composer has no value for it
 }
 
 
-class KBError(ValueError):
-    """A knowledge-base file or entry that cannot be used; the message names file and entry."""
+class KBError(UserError, ValueError):
+    """A knowledge-base file or entry that cannot be used (a user error); the message names file and entry."""
 
 
 class Facts(dict):
