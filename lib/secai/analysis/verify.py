@@ -434,6 +434,16 @@ def summary(candidates: list[Candidate], verdicts: dict[str, Verdict]) -> dict:
             "not_verified": dict(sorted(reasons.items(), key=lambda kv: (-kv[1], kv[0])))}
 
 
+def report(candidates: list[Candidate], verdicts: dict[str, Verdict], counts: dict, scanners: Scanners) -> dict:
+    """The verification report (--verify-report): the counts, the scanners used, each fix's verdict."""
+    return {**counts,
+            "scanners": {name: scanners.paths.get(name) for name in sorted(("bandit", "checkov", "semgrep"))},
+            "fixes": [{"example_id": c.key, "finding_id": c.finding["id"], "tool": c.finding["tool"],
+                       "rule_id": c.finding["rule_id"], "path": c.context["path"],
+                       "verified": verdicts[c.key].verified, "reason": verdicts[c.key].reason}
+                      for c in candidates]}
+
+
 def describe(counts: dict) -> str:
     """`verified N/M fixes (bandit a/b, ...); not verified: k reason, ...` for stderr."""
     tools = ", ".join(f"{t} {c['verified']}/{c['total']}" for t, c in counts["by_tool"].items())

@@ -3,14 +3,14 @@ secai.dataset.examples)."""
 
 from __future__ import annotations
 
-from collections import Counter
 from pathlib import Path
 
 import orjson
 
 from secai import config
-from secai.cli import AtomicOutput, Command, UsageError, entry
-from secai.dataset.examples import STAGES, Skip, analysis_example, codefix_candidate, secret_digests
+from secai.cli import Command, UsageError, entry
+from secai.dataset.examples import STAGES, Tally, stage_examples
+from secai.files import AtomicOutput
 
 
 class Narrate(Command):
@@ -69,72 +69,35 @@ lib/secai/secrets.py; secai-split and secai-push check them too."""
             raise UsageError("--verify-report needs --verify-fixes")
 
     def process(self, records):
-        stage = self.args.stage
-        verifying = self.args.verify_fixes
-        records = list(self.progress(records, unit="analysis"))
-        digests = secret_digests(records)
-        skipped, seen = Counter(), set()
-        fixes_dropped = 0
-        made = []  # with --verify-fixes: (example, record, fix) to verify before writing
-        for rec in records:
-            try:
-                if stage == "analysis":
-                    (example, dropped), fix = analysis_example(rec, digests), None
-                    fixes_dropped += dropped
-                else:
-                    example, fix = codefix_candidate(rec, digests)
-            except Skip as why:
-                skipped[str(why)] += 1
-                continue
-            if example["id"] in seen:
-                skipped["duplicate"] += 1
-                continue
-            seen.add(example["id"])
-            if verifying:
-                made.append((example, rec, fix))
-            else:
-                yield example
-        count = len(seen)
-        if verifying:  # every candidate at once: each scanner runs once over all of its fixes
-            verdicts = self._verify(made)
-            for example, _, _ in made:
-                if verdicts[example["id"]].verified:
-                    yield example
-                else:
-                    skipped["fix not verified"] += 1
-                    count -= 1
+        a = self.args
+        tally = Tally()
+        yield from stage_examples(list(self.progress(records, unit="analysis")), a.stage, tally,
+                                  self._verify if a.verify_fixes else None)
+        skipped = tally.skipped
         why = ", ".join(f"{n} {reason}" for reason, n in sorted(skipped.items(), key=lambda kv: (-kv[1], kv[0])))
-        note = f"; {fixes_dropped} fixes left out (code does not parse for its language)" if fixes_dropped else ""
-        self.log(f"{len(records)} analyses -> {count} {stage} examples; {sum(skipped.values())} skipped"
+        note = f"; {tally.fixes_dropped} fixes left out (code does not parse for its language)" if tally.fixes_dropped else ""
+        self.log(f"{tally.analyses} analyses -> {tally.examples} {a.stage} examples; {sum(skipped.values())} skipped"
                  + (f" ({why})" if why else "") + note)
 
-    def _verify(self, made) -> dict:
+    def _verify(self, candidates) -> dict:
         """Verdicts keyed by example id; logs `verified N/M fixes (...)` and writes --verify-report."""
-        from secai.analysis.verify import Candidate, Scanners, describe, summary, verify
+        from secai.analysis.verify import Scanners, describe, report, summary, verify
 
         a = self.args
         settings = config.section("verify")
         configs = a.semgrep_config if a.semgrep_config is not None else settings["semgrep_config"]
         scanners = Scanners.find(a.scanners_dir or settings["scanners_dir"],
                                  [configs] if isinstance(configs, str) else configs, settings["timeout"])
-        candidates = [Candidate(ex["id"], rec["finding"], rec["code_context"], fix) for ex, rec, fix in made]
         verdicts = verify(candidates, Path(a.source_root), scanners)
         counts = summary(candidates, verdicts)
         self.log(describe(counts))
         if a.verbose:
             for c in candidates:
-                v = verdicts[c.key]
-                loc = c.context["path"]
-                self.log(f"  {c.finding['tool']} {c.finding['rule_id']} {loc}: {v.reason}")
+                self.log(f"  {c.finding['tool']} {c.finding['rule_id']} {c.context['path']}: {verdicts[c.key].reason}")
         if a.verify_report:
-            report = {**counts,
-                      "scanners": {name: scanners.paths.get(name) for name in sorted(("bandit", "checkov", "semgrep"))},
-                      "fixes": [{"example_id": c.key, "finding_id": c.finding["id"], "tool": c.finding["tool"],
-                                 "rule_id": c.finding["rule_id"], "path": c.context["path"],
-                                 "verified": verdicts[c.key].verified, "reason": verdicts[c.key].reason}
-                                for c in candidates]}
             with AtomicOutput(a.verify_report) as out:
-                out.write(orjson.dumps(report, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS) + b"\n")
+                out.write(orjson.dumps(report(candidates, verdicts, counts, scanners),
+                                       option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS) + b"\n")
         return verdicts
 
 

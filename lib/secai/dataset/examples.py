@@ -20,6 +20,9 @@ from __future__ import annotations
 
 import hashlib
 import re
+from collections import Counter
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 
 import orjson
 
@@ -310,3 +313,54 @@ def codefix_candidate(record: dict, digests=frozenset()) -> tuple[dict, dict]:
                 {"role": "user", "content": codefix_user(finding, context)},
                 {"role": "assistant", "content": codefix_assistant(finding, analysis, fix)}]
     return _finish(record, "codefix", messages, fix["language"]), fix
+
+
+# ---------------------------------------------------------------- a stage's examples
+
+@dataclass
+class Tally:
+    """What stage_examples made of its analyses, for the caller's summary."""
+    analyses: int = 0
+    examples: int = 0
+    skipped: Counter = field(default_factory=Counter)  # reason -> analyses that made no example
+    fixes_dropped: int = 0    # stage analysis: fixes left out because their code does not parse
+
+
+def stage_examples(records: list[dict], stage: str, tally: Tally,
+                   verify: Callable[[list], dict] | None = None) -> Iterator[dict]:
+    """The `stage` examples of analysis/1 `records`, in order, one per example id; what is skipped
+    is counted in `tally` by reason. With `verify` (codefix: secai.analysis.verify Candidates ->
+    their Verdicts by key, all at once, so that each scanner runs once over its fixes), only the
+    examples whose fix is verified are yielded, after every candidate is made."""
+    digests = secret_digests(records)
+    tally.analyses = len(records)
+    seen, made = set(), []  # with verify: (example, candidate) to verify before yielding
+    for rec in records:
+        try:
+            if stage == "analysis":
+                (example, dropped), fix = analysis_example(rec, digests), None
+                tally.fixes_dropped += dropped
+            else:
+                example, fix = codefix_candidate(rec, digests)
+        except Skip as why:
+            tally.skipped[str(why)] += 1
+            continue
+        if example["id"] in seen:
+            tally.skipped["duplicate"] += 1
+            continue
+        seen.add(example["id"])
+        if verify:
+            from secai.analysis.verify import Candidate
+
+            made.append((example, Candidate(example["id"], rec["finding"], rec["code_context"], fix)))
+        else:
+            yield example
+    tally.examples = len(seen)
+    if verify:
+        verdicts = verify([c for _, c in made])
+        for example, _ in made:
+            if verdicts[example["id"]].verified:
+                yield example
+            else:
+                tally.skipped["fix not verified"] += 1
+                tally.examples -= 1
