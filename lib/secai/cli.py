@@ -160,14 +160,6 @@ def render(kind: str | None, record: dict) -> bytes:
 
 # ---------------------------------------------------------------- the base command
 
-def common_flags(p: argparse.ArgumentParser, quiet: str = "nothing on stderr but errors") -> None:
-    """Transitional, until the last command builds its parser through Command: -q, -v, --version."""
-    p.add_argument("-q", "--quiet", action="store_true", help=quiet)
-    p.add_argument("-v", "--verbose", action="store_true", help="tracebacks on errors")
-    p.add_argument("--config", metavar="FILE", help="settings file instead of config/secai.yaml")
-    p.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
-
-
 class ArgumentParser(argparse.ArgumentParser):
     """argparse, with its usage errors raised as UsageError (so that they are reported like every
     other error: one line, exit 2) instead of printed with the usage and exited."""

@@ -1,5 +1,5 @@
-"""secai-index: a FAISS index of past findings (all-MiniLM-L6-v2 embeddings) and the look-up of
-similar ones.
+"""Similar findings: a FAISS index of past findings (all-MiniLM-L6-v2 embeddings) and the look-up of
+similar ones (the command: secai.commands.index).
 
 The plain pieces, used by the command and by secai-analyze (`--index DIR`):
 

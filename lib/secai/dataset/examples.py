@@ -1,4 +1,5 @@
-"""secai-narrate: analysis/1 in, example/1 out — chat examples for fine-tuning, per stage.
+"""Training examples: analysis/1 in, example/1 out — chat examples for fine-tuning, per stage (what
+secai-narrate writes; the command: secai.commands.narrate).
 
 Stage `analysis` (fine-tuning stage 1) teaches what secai-analyze's mlx backend asks for: the
 system message and user turn are built by that backend's own `messages()` (same prompt, same

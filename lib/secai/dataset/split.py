@@ -1,4 +1,5 @@
-"""secai-split: example/1 in, a dataset directory out — a seeded, grouped train/valid(/test) split.
+"""The dataset split: example/1 in, a dataset directory out — a seeded, grouped train/valid(/test)
+split (reading and writing the directory: secai.dataset.build; the command: secai.commands.split).
 
 The directory holds `train.jsonl`, `valid.jsonl` and, with `--test`, `test.jsonl` (each line one
 example exactly as read, sorted keys: `mlx_lm lora --data DIR` reads their `messages`, and
@@ -7,7 +8,7 @@ card with YAML metadata) and `manifest.json` (dataset/1, schemas/dataset.schema.
 seed, fractions, grouping, the SHA-256 of every file and of every input). Same inputs and flags:
 a byte-identical directory.
 
-How examples are split (plain functions below, usable without the CLI):
+How examples are split:
 - Examples are grouped by finding (`metadata.finding_id`) or, with `--group-by rule`, by tool and
   rule (`metadata.tool`, `metadata.rule_id`). A group never straddles two splits.
 - Each group is placed by its own hash: u = sha256("secai-split", seed, group_by, key) read as a

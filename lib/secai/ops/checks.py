@@ -1,8 +1,5 @@
-"""secai-doctor: can this machine run secai, and what is missing?
-
-    secai-doctor                 one line per check, grouped, then the verdict and what to do
-    secai-doctor --json          {"checks": [...], "ok": bool, "blocking": [...], "warnings": [...]}
-    secai-doctor --hash          also the content hash of each base model (reads its weights)
+"""The table of checks secai-doctor runs (can this machine run secai, and what is missing?), running
+them and the report (the command: secai.commands.doctor; the checks: ops.machine, ops.installation).
 
 Each check gives a status — ok, warn or fail — a detail line and, when not ok, one line saying
 what to do. `fail` is kept for what blocks the default pipeline (`make all`, offline, with the

@@ -1,12 +1,8 @@
-"""secai-daemon: one daemon cycle (fetch, build, publish) under a lock, and the daemon's status (its
-launchd/systemd units: secai.ops.units).
+"""The daemon's cycle (fetch, build, publish) under a lock, and its status: what `secai-daemon cycle`
+and `secai-daemon status` run (the command: secai.commands.daemon; the launchd/systemd units that
+run a cycle every 5 minutes: secai.ops.units).
 
-    secai-daemon cycle        what `make daemon-cycle` runs (the units run that every 5 minutes)
-    secai-daemon install      a launchd LaunchAgent (macOS) or a systemd user service + timer (Linux)
-    secai-daemon uninstall    stop and remove them
-    secai-daemon status       installed? running? the last cycles, fetched runs and pushes
-
-A cycle (plain functions below):
+A cycle:
 1. Takes an exclusive, non-blocking flock on daemon.lock (build/state/daemon.lock). When another
    cycle holds it, this one says so and exits 0 at once. The lock's descriptor is passed to the
    build, so a build left running by a killed cycle still holds it: two builds never overlap.

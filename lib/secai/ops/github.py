@@ -1,8 +1,7 @@
-"""secai-fetch: download the artifacts of new successful GitHub Actions runs into artifacts/runs/<run-id>/.
+"""GitHub Actions artifacts: download those of new successful runs into artifacts/runs/<run-id>/
+(what secai-fetch runs; the command: secai.commands.fetch).
 
-    secai-fetch --repo OWNER/NAME [--workflow security.yml] [--branch main]
-
-How (plain functions below, usable without the CLI):
+How:
 - Runs: GitHub REST API `GET /repos/{owner}/{repo}/actions[/workflows/{workflow}]/runs` with
   status=success and the branch, newest first, following Link pagination. With no state yet, the
   newest fetch.max_runs runs are taken (older ones are never looked for); afterwards, every

@@ -1,9 +1,7 @@
-"""secai-push: publish a dataset or a model folder, with its card, to the Hugging Face Hub in one commit.
+"""Publishing to the Hugging Face Hub: a dataset or a model folder, with its card, in one commit (what
+secai-push and the daemon run; the command: secai.commands.push).
 
-    secai-push dataset build/datasets/analysis --repo OWNER/NAME
-    secai-push model ~/shared-olmo-models/fine-tuned/NAME --repo OWNER/NAME --dry-run
-
-What happens (plain functions below, usable without the CLI):
+What happens:
 1. The folder is checked. A dataset (written by secai-split) needs its card (README.md with YAML
    front matter), a valid manifest.json (dataset/1) whose SHA-256 of every file matches, and no
    message in which secai.secrets finds a secret (the check secai-split makes), nor a secret in
