@@ -1,14 +1,12 @@
-"""secai-analyze: finding/1 in, analysis/1 out — explained by the knowledge base or an MLX model."""
+"""secai-analyze: finding/1 in, analysis/1 out — explained by the knowledge base or an MLX model (the\nanalyses themselves: secai.analysis.explain)."""
 
 from __future__ import annotations
 
-from itertools import islice
 from pathlib import Path
 
 from secai import config
-from secai.analysis import compose as kb_backend
-from secai.cache import Cache, content_hash, key
-from secai.secrets import scrub_tree
+from secai.analysis.explain import Stats, analyses, similar_findings
+from secai.cache import Cache
 from secai.cli import Command, UsageError, entry
 
 
@@ -66,89 +64,23 @@ findings costs no model call; one new finding costs one analysis. A corrupt entr
         cache = Cache(None if a.no_cache else (a.cache or config.get("analyze", "cache_dir")), kind="analysis/1")
         model = None
         if backend == "mlx":
-            path = self.setting("model")
             from secai.analysis.mlx import Model
 
-            model = Model(path, a.adapter, self.setting("max_tokens"))
+            model = Model(self.setting("model"), a.adapter, self.setting("max_tokens"))
         findings = list(findings)
-        # -- similar past findings (secai-index): one look-up for all; only findings new to the index are embedded
-        self.similar = None
+        similar = None
         if self.setting("index") and self.setting("similar") > 0:
-            from secai.analysis.similar import SimilarityIndex
-
-            found = SimilarityIndex.load(self.setting("index")).similar(findings, self.setting("similar"))
-            self.similar = {f["id"]: s for f, s in zip(findings, found)}
-        # --
-        # every secret hash of the input: a secret one scanner hashes may sit unhashed in another's code
-        hashes = tuple({f["secret"]["sha256"] for f in findings if "secret" in f})
-        self.stats = {"cached": 0, "analysed": 0, "fallback": 0, "context": 0, "refused": 0}
-        batch = self.setting("batch_size")
-        it = iter(self.progress(findings, unit="finding"))
-        while chunk := list(islice(it, batch)):
-            yield from self._chunk(chunk, backend, model, root, cache, hashes)
-        s = self.stats
-        self.log(f"{len(findings)} analyses ({s['cached']} cached, {s['analysed']} new, {s['fallback']} fell back "
-                 f"to kb, {s['context']} with code context, {s['refused']} paths refused)")
+            similar = similar_findings(findings, self.setting("index"), self.setting("similar"))
+        stats = Stats()
+        yield from analyses(findings, backend=backend, cache=cache, stats=stats, log=self.log, model=model, root=root,
+                            context_lines=self.setting("context_lines") if root else 0,
+                            batch_size=self.setting("batch_size"), similar=similar,
+                            progress=lambda xs: self.progress(xs, unit="finding"))
+        s = stats
+        self.log(f"{len(findings)} analyses ({s.cached} cached, {s.analysed} new, {s.fallback} fell back "
+                 f"to kb, {s.context} with code context, {s.refused} paths refused)")
         if cache.corrupt:
             self.log(f"warning: {cache.corrupt} corrupt cache entries recomputed")
-
-    def _chunk(self, findings, backend, model, root, cache, hashes):
-        from secai.analysis.mlx import PROMPT_VERSION
-
-        kb_version = kb_backend.kb_version()
-        producer = {"backend": backend, "kb_version": kb_version,
-                    "prompt_version": PROMPT_VERSION if model else kb_backend.COMPOSER_VERSION}
-        if model:
-            producer.update(model=model.path, model_hash=model.hash)
-            if model.adapter:
-                producer.update(adapter=model.adapter, adapter_hash=model.adapter_hash)
-        out, todo = [], []
-        for finding in findings:
-            context = self._context(finding, root, hashes)
-            sim = self.similar[finding["id"]] if self.similar is not None else []  # secai-index: ids key the cache
-            k = key(finding["id"], content_hash(finding), producer, context,
-                    *([[s["id"] for s in sim]] if self.similar is not None else []))
-            record = cache.get(k)
-            if record is None:
-                record = {"schema": "analysis/1", "id": finding["id"], "finding": finding, "similar": sim,
-                          "producer": dict(producer),
-                          "analysis": kb_backend.compose(finding, context, root)}
-                if context:
-                    record["code_context"] = context
-                todo.append((k, record))
-            else:  # computed from this finding's content; the record carries this run's `source`
-                record = {**record, "finding": finding}
-                self.stats["cached"] += 1
-            out.append(record)
-        if model and todo:
-            from secai.analysis.mlx import messages, parse_reply
-
-            chats = [messages(r["finding"], r.get("code_context"), r["similar"]) for _, r in todo]
-            for (_, record), reply in zip(todo, model.generate(chats)):
-                analysis, why = parse_reply(reply)
-                if analysis is None:
-                    record["producer"]["fallback"] = why
-                    self.stats["fallback"] += 1
-                else:
-                    record["analysis"] = analysis
-        for k, record in todo:  # no secret in any field, whoever wrote it: scanner, code or model (secai.secrets)
-            record.update(scrub_tree(record, hashes))
-            cache.put(k, record)
-            self.stats["analysed"] += 1
-        return [scrub_tree(r, hashes) for r in out]
-
-    def _context(self, finding, root, hashes):
-        if root is None:
-            return None
-        from secai.analysis.context import read_context
-
-        context, skip = read_context(finding, root, self.setting("context_lines"), hashes=hashes)
-        if context:
-            self.stats["context"] += 1
-        elif skip.refused:
-            self.stats["refused"] += 1
-            self.log(f"warning: {finding['id']}: {skip}")
-        return context
 
 
 def main():

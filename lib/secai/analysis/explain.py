@@ -1,0 +1,114 @@
+"""Explaining findings: each finding/1 becomes its analysis/1, in batches (what secai-analyze runs; the
+command: secai.commands.analyze).
+
+For each finding: its code context under the source root (secai.analysis.context), its similar past
+findings when an index is given (secai.analysis.similar, looked up once for all), then the cache
+(secai.cache: keyed by finding id and content, producer, context and similar ids) or, on a miss,
+the kb composition (secai.analysis.compose) — replaced by the model's reply when an MLX model is
+given and its reply is usable (secai.analysis.mlx; a fallback is recorded in producer.fallback).
+Every secret of the input (every finding's secret hash, since a secret one scanner hashes may sit
+unhashed in another's code) is blanked in every field of every record written or served.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from itertools import islice
+from pathlib import Path
+
+from secai.analysis import compose as kb_backend
+from secai.cache import Cache, content_hash, key
+from secai.secrets import scrub_tree
+
+
+@dataclass
+class Stats:
+    """What `analyses` did, for the caller's summary."""
+    cached: int = 0      # served from the cache
+    analysed: int = 0    # computed (and cached)
+    fallback: int = 0    # the model's reply was unusable: the kb analysis was kept
+    context: int = 0     # with code context
+    refused: int = 0     # paths refused under the source root
+
+
+def similar_findings(findings: list[dict], index: str, k: int) -> dict[str, list[dict]]:
+    """{finding id: its k most similar indexed findings}, in one look-up (only findings new to the
+    index are embedded)."""
+    from secai.analysis.similar import SimilarityIndex
+
+    found = SimilarityIndex.load(index).similar(findings, k)
+    return {f["id"]: s for f, s in zip(findings, found)}
+
+
+def analyses(findings: list[dict], *, backend: str, cache: Cache, stats: Stats, log: Callable[[str], None],
+             model=None, root: Path | None = None, context_lines: int = 0, batch_size: int = 8,
+             similar: dict[str, list[dict]] | None = None,
+             progress: Callable[[list[dict]], Iterable[dict]] | None = None) -> Iterator[dict]:
+    """The analysis/1 record of every finding, in order, `batch_size` at a time (a batch is what an
+    MLX `model` generates for together). `similar`: see similar_findings; `log` gets a warning per
+    path refused under `root`."""
+    hashes = tuple({f["secret"]["sha256"] for f in findings if "secret" in f})
+    it = iter(progress(findings) if progress else findings)
+    while chunk := list(islice(it, batch_size)):
+        yield from _batch(chunk, backend, model, root, context_lines, cache, hashes, similar, stats, log)
+
+
+def _batch(findings, backend, model, root, context_lines, cache, hashes, similar, stats, log) -> list[dict]:
+    from secai.analysis.mlx import PROMPT_VERSION
+
+    kb_version = kb_backend.kb_version()
+    producer = {"backend": backend, "kb_version": kb_version,
+                "prompt_version": PROMPT_VERSION if model else kb_backend.COMPOSER_VERSION}
+    if model:
+        producer.update(model=model.path, model_hash=model.hash)
+        if model.adapter:
+            producer.update(adapter=model.adapter, adapter_hash=model.adapter_hash)
+    out, todo = [], []
+    for finding in findings:
+        context = _context(finding, root, context_lines, hashes, stats, log)
+        sim = similar[finding["id"]] if similar is not None else []  # secai-index: ids key the cache
+        k = key(finding["id"], content_hash(finding), producer, context,
+                *([[s["id"] for s in sim]] if similar is not None else []))
+        record = cache.get(k)
+        if record is None:
+            record = {"schema": "analysis/1", "id": finding["id"], "finding": finding, "similar": sim,
+                      "producer": dict(producer),
+                      "analysis": kb_backend.compose(finding, context, root)}
+            if context:
+                record["code_context"] = context
+            todo.append((k, record))
+        else:  # computed from this finding's content; the record carries this run's `source`
+            record = {**record, "finding": finding}
+            stats.cached += 1
+        out.append(record)
+    if model and todo:
+        from secai.analysis.mlx import messages, parse_reply
+
+        chats = [messages(r["finding"], r.get("code_context"), r["similar"]) for _, r in todo]
+        for (_, record), reply in zip(todo, model.generate(chats)):
+            analysis, why = parse_reply(reply)
+            if analysis is None:
+                record["producer"]["fallback"] = why
+                stats.fallback += 1
+            else:
+                record["analysis"] = analysis
+    for k, record in todo:  # no secret in any field, whoever wrote it: scanner, code or model (secai.secrets)
+        record.update(scrub_tree(record, hashes))
+        cache.put(k, record)
+        stats.analysed += 1
+    return [scrub_tree(r, hashes) for r in out]
+
+
+def _context(finding, root, context_lines, hashes, stats, log):
+    if root is None:
+        return None
+    from secai.analysis.context import read_context
+
+    context, skip = read_context(finding, root, context_lines, hashes=hashes)
+    if context:
+        stats.context += 1
+    elif skip.refused:
+        stats.refused += 1
+        log(f"warning: {finding['id']}: {skip}")
+    return context
