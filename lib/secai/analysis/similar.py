@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import hashlib
 import os
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Iterator
 from functools import cache
 from pathlib import Path
 
@@ -259,6 +259,15 @@ class SimilarityIndex:
             hits.sort(key=lambda h: (-h["score"], h["id"]))  # ties in a fixed order
             out.append(hits[:k])
         return out
+
+    def query(self, findings: list[dict], k: int, batch: int = 256,
+              progress: Callable[[range], Iterable[int]] | None = None) -> Iterator[dict]:
+        """A similar/1 record per finding (its k most similar indexed findings), `batch` at a time."""
+        starts = range(0, len(findings), batch)
+        for start in progress(starts) if progress else starts:
+            chunk = findings[start:start + batch]
+            for finding, hits in zip(chunk, self.similar(chunk, k)):
+                yield {"schema": "similar/1", "id": finding["id"], "similar": hits}
 
 
 def _entry(finding: dict) -> dict:

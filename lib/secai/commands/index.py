@@ -58,11 +58,7 @@ replaced in one rename. build and update write nothing to stdout."""
     def process(self, records):
         index = SimilarityIndex.load(self.args.index)
         records = [finding_of(r) for r in records]
-        batch = 256
-        for start in self.progress(range(0, len(records), batch), unit="batch"):
-            chunk = records[start:start + batch]
-            for finding, hits in zip(chunk, index.similar(chunk, self.args.k)):
-                yield {"schema": "similar/1", "id": finding["id"], "similar": hits}
+        yield from index.query(records, self.args.k, progress=lambda starts: self.progress(starts, unit="batch"))
         embedded = index.embedder.embedded if index.embedder else 0
         self.log(f"{len(records)} queried against {index.index.ntotal} indexed findings ({embedded} embedded)")
 
