@@ -20,7 +20,7 @@ from secai.cli import EXIT_ERROR, EXIT_OK, Command, dumps, entry, escape
 from secai.training import store as models
 from secai.training.settings import Settings
 from secai.training.evaluate import eval_summary, evaluate_model, save_eval
-from secai.training.run import STAGES, fuse_dir, listing, settings, table, train, validate
+from secai.training.run import STAGES, fuse_dir, listing, return_freed_memory, settings, table, train, validate
 
 
 class Lora(Command):
@@ -133,19 +133,6 @@ class Lora(Command):
             out = fuse_dir(a.model_dir, a.output, a.dequantize)
             self.log(f"{out}: fused model written")
         return EXIT_OK
-
-
-def return_freed_memory() -> None:
-    """glibc keeps big freed blocks in its heap for reuse, so a training process's RSS stays at its
-    high-water mark; serving blocks of 64 KiB and more from their own mappings (M_MMAP_THRESHOLD,
-    as MALLOC_MMAP_THRESHOLD_=65536 would) hands them back when freed. Linux/glibc only."""
-    if sys.platform.startswith("linux"):
-        import ctypes
-
-        try:
-            ctypes.CDLL("libc.so.6").mallopt(-3, 65536)  # -3: M_MMAP_THRESHOLD
-        except (OSError, AttributeError):  # not glibc
-            pass
 
 
 def main():

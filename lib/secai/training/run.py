@@ -22,6 +22,7 @@ import hashlib
 import json
 import platform
 import shutil
+import sys
 import time
 from dataclasses import fields
 from datetime import datetime, timezone
@@ -394,3 +395,16 @@ def fuse_dir(model_dir: str | Path, out: str | Path | None = None, dequantize: b
     with building(out) as tmp:
         fuse(model, tokenizer, Path(meta["base_model"]["path"]), tmp, dequantize)
     return out
+
+
+def return_freed_memory() -> None:
+    """glibc keeps big freed blocks in its heap for reuse, so a training process's RSS stays at its
+    high-water mark; serving blocks of 64 KiB and more from their own mappings (M_MMAP_THRESHOLD,
+    as MALLOC_MMAP_THRESHOLD_=65536 would) hands them back when freed. Linux/glibc only."""
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        try:
+            ctypes.CDLL("libc.so.6").mallopt(-3, 65536)  # -3: M_MMAP_THRESHOLD
+        except (OSError, AttributeError):  # not glibc
+            pass
