@@ -16,8 +16,8 @@ from conftest import FIXTURES, ROOT, run_command
 
 from secai.commands.analyze import Analyze
 from secai.cli import SCHEMA_DIR, dumps, schema_error
-from secai.parsing.reports import Parse
-from secai.records import severity_from_score
+from secai.commands.parse import Parse
+from secai.parsing.finding import severity_from_score
 from secai.publishing import sarif as sarif_out
 from secai.commands.sarif import Sarif
 from secai.publishing.sarif import fix_placement
