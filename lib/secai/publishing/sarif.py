@@ -1,4 +1,5 @@
-"""secai-sarif: analysis/1 in, one SARIF 2.1.0 log out, for GitHub code scanning and SARIF viewers.
+"""The SARIF 2.1.0 log of a set of analyses, for GitHub code scanning and SARIF viewers (what
+secai-sarif writes; the command: secai.commands.sarif).
 
 The mapping, and why:
 - One run, whose tool.driver is secai and whose tool.extensions name the scanners (name and version)
