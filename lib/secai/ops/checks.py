@@ -14,7 +14,7 @@ Token values are never read into the report: only whether one is present, and wh
 from __future__ import annotations
 
 import sys
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 
 from secai import __version__
 from secai.config import ROOT
@@ -22,7 +22,7 @@ from secai.ops.installation import (check_base_models, check_config, check_daemo
                                     check_hf_token, check_scanners)
 from secai.ops.machine import (check_disk, check_embedder, check_grammars, check_memory, check_mlx,
                                check_packages, check_platform)
-from secai.ops.verdict import FAIL, OK, WARN, Check, Result, tilde
+from secai.ops.verdict import FAIL, OK, WARN, Check, Options, Result, tilde
 
 
 # ---------------------------------------------------------------- the checks
@@ -46,7 +46,7 @@ CHECKS = [
 NAMES = [c[0] for c in CHECKS]
 
 
-def run_check(name: str, group: str, blocking: bool, func, opts) -> Check:
+def run_check(name: str, group: str, blocking: bool, func, opts: Options) -> Check:
     """One check; an unexpected error in it becomes its result (fail where it guards the pipeline)."""
     try:
         r = func(opts)
@@ -62,13 +62,6 @@ def run_check(name: str, group: str, blocking: bool, func, opts) -> Check:
     if r.status == FAIL and not blocking:
         r.status = WARN
     return Check(name, group, r.status, r.detail, None if r.status == OK else r.fix, r.data)
-
-
-@dataclass(frozen=True)
-class Options:
-    """What every check may look at: `hash` the base models' weights, print tracebacks (`verbose`)."""
-    hash: bool = False
-    verbose: bool = False
 
 
 def diagnose(only: list[str] | None = None, *, hash_models: bool = False, verbose: bool = False) -> dict:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from secai import config
 from secai.config import ROOT
-from secai.ops.verdict import FAIL, OK, WARN, Result, fmt_size, setting, tilde
+from secai.ops.verdict import FAIL, Options, OK, WARN, Result, fmt_size, setting, tilde
 
 # config sections `make all` reads: a bad value there blocks the pipeline; elsewhere it only warns
 PIPELINE_SECTIONS = ("paths", "parse", "analyze", "split", "lora")
@@ -18,7 +18,7 @@ PIPELINE_SECTIONS = ("paths", "parse", "analyze", "split", "lora")
 
 # ---------------------------------------------------------------- config
 
-def check_config(opts) -> Result:
+def check_config(opts: Options) -> Result:
     """Every problem secai.config finds — in config/secai.yaml, the user file (SECAI_CONFIG) and the
     SECAI_* variables: syntax, unknown sections, keys and variables, types, ranges and choices — and
     secai-lora's own check of the lora: section. A problem in a section `make all` reads, or one that
@@ -60,7 +60,7 @@ def _folder_size(path: Path) -> int:
     return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
 
 
-def check_base_models(opts) -> Result:
+def check_base_models(opts: Options) -> Result:
     from secai.training import store as models
 
     store = models.models_dir()
@@ -112,7 +112,7 @@ def check_base_models(opts) -> Result:
 
 # ---------------------------------------------------------------- optional integrations
 
-def check_scanners(opts) -> Result:
+def check_scanners(opts: Options) -> Result:
     from secai.analysis.verify import VERIFIERS, Scanners
 
     directory = setting("verify", "scanners_dir")
@@ -168,7 +168,7 @@ def _token_result(sources: list[str], names: set[str], env_file: Path, exposed: 
     return Result(OK, f"present: {', '.join(sources)} (value not shown)", **data)
 
 
-def check_hf_token(opts) -> Result:
+def check_hf_token(opts: Options) -> Result:
     env_file, names, exposed = _env_file_names()
     sources = [n for n in ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN") if _present(n)]
     if not sources:
@@ -181,7 +181,7 @@ def check_hf_token(opts) -> Result:
                          "`hf auth login`, or export HF_TOKEN (a write token) — only for publishing")
 
 
-def check_github_token(opts) -> Result:
+def check_github_token(opts: Options) -> Result:
     env_file, names, exposed = _env_file_names()
     sources = [n for n in ("GITHUB_TOKEN", "GH_TOKEN") if _present(n)]
     return _token_result(sources, names & {"GITHUB_TOKEN", "GH_TOKEN"}, env_file, exposed,
@@ -190,7 +190,7 @@ def check_github_token(opts) -> Result:
                          "for the daemon — only for fetching")
 
 
-def check_daemon(opts) -> Result:
+def check_daemon(opts: Options) -> Result:
     from secai.ops import units
 
     plat = units.platform_name("auto")

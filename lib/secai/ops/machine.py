@@ -21,7 +21,7 @@ import orjson
 
 from secai import __version__
 from secai.config import ROOT
-from secai.ops.verdict import FAIL, GIB, OK, WARN, Result, fmt_gib, norm_dist, project_path, setting, tilde, version_of
+from secai.ops.verdict import FAIL, Options, GIB, OK, WARN, Result, fmt_gib, norm_dist, project_path, setting, tilde, version_of
 
 BUILD_DISK_FAIL_GIB = 1.0     # free space under the build directory below this: `make all` may not finish
 DISK_WARN_GIB = 5.0           # below this: converting the real base model or fine-tuning it may run out
@@ -43,7 +43,7 @@ HEADLINE = ("mlx", "mlx-lm", "torch", "faiss-cpu", "sentence-transformers", "tra
 
 # ---------------------------------------------------------------- system
 
-def check_platform(opts) -> Result:
+def check_platform(opts: Options) -> Result:
     py = ".".join(map(str, sys.version_info[:3]))
     system = f"{platform.system()} {platform.release()} {platform.machine()}"
     if sys.platform == "darwin":
@@ -94,7 +94,7 @@ def _memory() -> tuple[int | None, int | None]:
     return vm.available, vm.total
 
 
-def check_memory(opts) -> Result:
+def check_memory(opts: Options) -> Result:
     available, total = _memory()
     if available is None:
         raise Result(WARN, "cannot measure free memory on this system",
@@ -116,7 +116,7 @@ def _existing(path: Path) -> Path:
     return path
 
 
-def check_disk(opts) -> Result:
+def check_disk(opts: Options) -> Result:
     build = project_path(setting("paths", "build"))
     store = Path(os.path.expanduser(str(setting("paths", "models_dir"))))  # as secai.training.store reads it
     places, seen = [], {}
@@ -176,7 +176,7 @@ def _stamp_is_stale() -> bool:
         stamp.stat().st_mtime < pyproject.stat().st_mtime
 
 
-def check_packages(opts) -> Result:
+def check_packages(opts: Options) -> Result:
     versions, missing, broken, old = {}, [], [], []
     for text in requirements():
         name, spec = _parse_requirement(text)
@@ -232,7 +232,7 @@ def _nvidia_present() -> bool:
     return sys.platform.startswith("linux") and (Path("/proc/driver/nvidia").exists() or bool(shutil.which("nvidia-smi")))
 
 
-def check_mlx(opts) -> Result:
+def check_mlx(opts: Options) -> Result:
     """Runs a small MLX operation in a child process (a crash of the Metal or CUDA backend cannot
     take the doctor down with it) and reports the device it ran on."""
     v = version_of("mlx")
@@ -267,7 +267,7 @@ def check_mlx(opts) -> Result:
     return Result(OK, detail, **data)
 
 
-def check_embedder(opts) -> Result:
+def check_embedder(opts: Options) -> Result:
     from secai.analysis.similar import MODEL_NAME, MODEL_PACKAGE, model_dir
 
     try:
@@ -282,7 +282,7 @@ def check_embedder(opts) -> Result:
                   package_version=v, path=str(path), dimension=dim)
 
 
-def check_grammars(opts) -> Result:
+def check_grammars(opts: Options) -> Result:
     """Each tree-sitter-* package of pyproject.toml: its version, and that a parser builds from it."""
     import tree_sitter
 

@@ -16,6 +16,13 @@ OK, WARN, FAIL = "ok", "warn", "fail"
 GIB = 1024 ** 3
 
 
+@dataclass(frozen=True)
+class Options:
+    """What every check may look at: `hash` the base models' weights, print tracebacks (`verbose`)."""
+    hash: bool = False
+    verbose: bool = False
+
+
 @dataclass
 class Check:
     name: str
