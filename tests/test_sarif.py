@@ -105,7 +105,9 @@ def test_secret_scanner_snippets_are_hashed_not_kept():
 
 
 def test_same_rule_same_line_different_columns_stay_apart():
-    loc = lambda col: [{"physicalLocation": {"artifactLocation": {"uri": "a.py"}, "region": {"startLine": 3, "startColumn": col}}}]
+    def loc(col):
+        return [{"physicalLocation": {"artifactLocation": {"uri": "a.py"}, "region": {"startLine": 3, "startColumn": col}}}]
+
     results = [{"ruleId": "R", "message": {"text": "m"}, "locations": loc(c)} for c in (5, 30, 30)]
     code, recs, _ = run_command(Parse, ["-q"], stdin=sarif(results))
     assert [r["occurrences"] for r in recs] == [1, 2]

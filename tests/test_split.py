@@ -268,7 +268,7 @@ def test_manifest_hashes_match_the_files(tmp_path):
         assert hashlib.sha256((d / name).read_bytes()).hexdigest() == digest
     assert m["inputs"] == [{"path": "examples.jsonl", "sha256": hashlib.sha256(src.read_bytes()).hexdigest(),
                             "examples": len(records)}]  # an absolute path shows only its last part
-    for s, info in m["splits"].items():
+    for info in m["splits"].values():
         assert info["examples"] == len(read_split(d, info["file"])) == sum(info["stages"].values())
     assert sum(info["examples"] for info in m["splits"].values()) == m["examples"]
     assert m["stages"] == {"analysis": len(records)} and m["producers"] == {"kb": len(records)}
