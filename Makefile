@@ -268,8 +268,9 @@ $(SCANNERS_VENV)/.installed:
 	touch $@
 
 # ---------------------------------------------------------------- checks
-test: $(STAMP) $(SCANNERS_VENV)/.installed ## run the test suite with the scanners installed (fails when no test ran)
+test: $(STAMP) $(SCANNERS_VENV)/.installed ## lint, then the test suite with the scanners installed (fails when no test ran)
 	@mkdir -p $(BUILD)
+	$(VENV)/bin/ruff check -q .
 	$(PY) -m pytest -q --junitxml=$(BUILD)/test-results.xml
 	$(PY) tests/junit_check.py $(BUILD)/test-results.xml
 
