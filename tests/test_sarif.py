@@ -125,3 +125,22 @@ def test_bandit_hardcoded_passwords_never_leave_as_text():
     out = orjson.dumps(recs)
     assert code == 0 and b"Hunter2" not in out and b"other-pass" not in out
     assert all(len(r["secret"]["sha256"]) == 64 for r in recs)
+
+
+def test_checkovs_constant_error_level_rates_nothing():
+    """Checkov's SARIF says `error` on every failed check it has no severity for: that is no rating, so
+    the finding is medium without a tool_severity (as from Checkov's JSON), and the SARIF copy of a scan
+    does not outrank the JSON copy in dedup. A real severity (security-severity) still counts."""
+    def doc(props):
+        rule = {"id": "CKV_AWS_23", "defaultConfiguration": {"level": "error"}, **props}
+        loc = [{"physicalLocation": {"artifactLocation": {"uri": "main.tf"}, "region": {"startLine": 3}}}]
+        return orjson.dumps({"version": "2.1.0", "runs": [{"tool": {"driver": {"name": "Checkov", "rules": [rule]}},
+                                                           "results": [{"ruleId": "CKV_AWS_23", "level": "error",
+                                                                        "message": {"text": "m"}, "locations": loc}]}]})
+    code, (f,), _ = run_command(Parse, ["-q"], stdin=doc({}))
+    assert code == 0 and f["severity"] == "medium" and "tool_severity" not in f
+    code, (f,), _ = run_command(Parse, ["-q"], stdin=doc({"properties": {"security-severity": "7.5"}}))
+    assert code == 0 and f["severity"] == "high" and f["tool_severity"] == "7.5"
+    # another producer's error is a rating
+    code, records, _ = run_command(Parse, ["-q"], stdin=sarif([{"ruleId": "R", "level": "error", "message": {"text": "m"}}]))
+    assert records[0]["severity"] == "high" and records[0]["tool_severity"] == "error"

@@ -6,7 +6,9 @@ Meaning follows the OASIS SARIF 2.1.0 specification:
 - level: the result's `level`, else the rule configuration override of the invocation, else the
   rule's `defaultConfiguration.level`, else `warning` (§3.27.10); severity error→high,
   warning→medium, note→low, none→info; a `security-severity` property (result, then rule) is a
-  CVSS-style score and wins: ≥9 critical, ≥7 high, ≥4 medium, >0 low, 0 info;
+  CVSS-style score and wins: ≥9 critical, ≥7 high, ≥4 medium, >0 low, 0 info; a level that a
+  producer writes on every result it has no severity for (Checkov's `error`) rates nothing: the
+  finding is medium with no tool_severity, as from that producer's JSON;
 - rules are found by `ruleIndex`, by `rule.index`/`rule.toolComponent`, or by `ruleId`
   (hierarchical ids fall back to their first component); message templates use the rule's
   `messageStrings` and the result's `arguments`;
@@ -56,6 +58,10 @@ TRIVY_CLASS_CATEGORY = {
 }
 # the spec's default level is warning; tools that never set one get their JSON parser's severity
 DEFAULT_LEVEL = {"gitleaks": "error"}
+# tools that write this level on every failed result that has no severity (Checkov: "error", unless the
+# platform's severity was downloaded, which also adds `security-severity`): the level then rates
+# nothing, so the finding gets its JSON parser's unrated default, medium, and no tool_severity
+UNRATED_LEVEL = {"checkov": "error"}
 _SLUG = re.compile(r"[^a-z0-9._-]+")
 _TRIVY_MSG = re.compile(r"^(Package|Installed Version|Fixed Version): ?(.*)$", re.MULTILINE)
 
@@ -386,8 +392,11 @@ def parse(doc: dict):
                 level = level.strip() or run.overrides.get(override_key) or rule_level or default_level
                 sec = rule_sec if sec is None else sec
                 severity = severity_from_score(sec) if sec is not None else None
+                unrated = severity is None and UNRATED_LEVEL.get(run.tool) == level
                 base = base_by_key[key] = {**facts, "severity": severity or LEVEL_SEVERITY.get(level, "medium"),
                                            "tool_severity": text(sec) if severity else level}
+                if unrated:
+                    base.update(severity="medium", tool_severity="")
             f = base.copy()
             if message := _message(result, rule):
                 f["message"] = message
