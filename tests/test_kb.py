@@ -111,6 +111,21 @@ def test_every_example_finding_has_a_specific_entry():
     assert not generic
 
 
+def test_the_risk_names_the_scanners_own_rating_only_when_it_gave_one():
+    """Checkov's JSON has no severity without its platform: its findings are medium by default, and
+    the analysis must not say that checkov rated them."""
+    from secai.analysis.compose import compose
+
+    findings = [f for f in parse(ROOT / "examples" / "artifacts") if f["tool"] in ("checkov", "semgrep")]
+    for f in findings:
+        rationale = compose(f, None, None)["risk"]["rationale"]
+        if f.get("tool_severity"):
+            assert rationale.startswith(f"{f['tool']} rates it {f['tool_severity']};"), rationale
+        else:
+            assert "rates it" not in rationale and "no severity of its own" in rationale, rationale
+    assert {bool(f.get("tool_severity")) for f in findings} == {True, False}  # both cases are seen
+
+
 def test_dependency_findings_get_the_dependency_explanation_not_the_cwe_one():
     finding = {"category": "sca", "tool": "osv-scanner", "rule_id": "GHSA-xpfp-f569-q3p2", "cwe": ["CWE-89"]}
     assert KB.match(finding).id == "vulnerable-dependency"

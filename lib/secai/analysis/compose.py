@@ -92,7 +92,9 @@ def manifest_line(root: Path | None, finding: dict) -> tuple[str, int, str] | No
 
 
 def _risk(finding: dict, entry: dict) -> dict:
-    rating, reasons = finding["severity"], [f"{finding['tool']} rates it {finding.get('tool_severity', finding['severity'])}"]
+    rating, own = finding["severity"], finding.get("tool_severity")
+    reasons = [f"{finding['tool']} rates it {own}" if own else
+               f"{finding['tool']} gives it no severity of its own ({rating} is the default for that)"]
     if finding.get("suppressed"):
         rating = _STEP_DOWN[rating]
         why = (finding.get("suppression") or {}).get("justification")
