@@ -359,7 +359,7 @@ def test_a_broken_fix_rule_file_is_a_user_error(tmp_path, monkeypatch, findings)
 
 
 def test_a_report_its_parser_cannot_read_is_a_user_error():
-    from secai.cli import UserError
+    from secai.errors import UserError
     from secai.parsing.finding import ParseError
 
     err = ParseError("expected array, got str", "$.results")

@@ -14,7 +14,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 from conftest import CORPUS, FIXTURES, run_command  # noqa: E402
 
 from secai.parsing import formats as parsers  # noqa: E402
-from secai.cli import InputError  # noqa: E402
+from secai.errors import InputError  # noqa: E402
 from secai.commands.parse import Parse  # noqa: E402
 from secai.parsing.reports import NotAReport, Unit, load  # noqa: E402
 from secai.parsing.formats import snyk, trufflehog  # noqa: E402

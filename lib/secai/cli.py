@@ -30,12 +30,12 @@ import orjson
 from secai import __version__
 from secai import config
 from secai.config import ROOT
-from secai.errors import EXIT_ERROR, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, InputError, UsageError, UserError
+from secai.errors import EXIT_ERROR, EXIT_INTERRUPTED, EXIT_OK, InputError, UsageError, UserError
 from secai.files import AtomicOutput
 
 SCHEMA_DIR = ROOT / "schemas"
-__all__ = ["EXIT_ERROR", "EXIT_OK", "EXIT_USAGE", "Command", "InputError", "UsageError", "UserError", "dumps",
-           "entry", "escape", "parse_lines", "read_jsonl", "read_jsonl_strict", "render", "schema", "schema_error"]
+__all__ = ["Command", "dumps", "entry", "escape", "parse_lines", "read_jsonl", "read_jsonl_strict", "render", "schema",
+           "schema_error"]
 
 
 # ---------------------------------------------------------------- terminal text

@@ -7,7 +7,8 @@ from pathlib import Path
 from secai import config
 from secai.analysis.explain import Stats, analyses, similar_findings
 from secai.cache import Cache
-from secai.cli import Command, UsageError, entry
+from secai.cli import Command, entry
+from secai.errors import UsageError
 
 
 class Analyze(Command):

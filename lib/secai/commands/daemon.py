@@ -6,7 +6,8 @@ from __future__ import annotations
 import sys
 
 from secai import config
-from secai.cli import EXIT_ERROR, EXIT_OK, Command, entry
+from secai.cli import Command, entry
+from secai.errors import EXIT_ERROR, EXIT_OK
 from secai.ops.cycle import cycle, status
 from secai.ops.units import install, platform_name, uninstall, unit_dir
 

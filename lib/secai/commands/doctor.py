@@ -5,7 +5,8 @@ from __future__ import annotations
 import json
 import sys
 
-from secai.cli import EXIT_ERROR, EXIT_OK, Command, entry
+from secai.cli import Command, entry
+from secai.errors import EXIT_ERROR, EXIT_OK
 from secai.ops.checks import FAIL, NAMES, diagnose, render_human
 
 

@@ -4,7 +4,8 @@
 from __future__ import annotations
 
 from secai import config
-from secai.cli import EXIT_OK, Command, UsageError, entry
+from secai.cli import Command, entry
+from secai.errors import EXIT_OK, UsageError
 from secai.ops.github import fetch_from_config
 
 

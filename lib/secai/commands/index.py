@@ -4,7 +4,8 @@ its embedder: secai.analysis.similar)."""
 from __future__ import annotations
 
 from secai.analysis.similar import Embedder, SimilarityIndex, build, finding_of, update
-from secai.cli import EXIT_OK, Command, UsageError, entry
+from secai.cli import Command, entry
+from secai.errors import EXIT_OK, UsageError
 
 
 class Index(Command):

@@ -16,7 +16,8 @@ from dataclasses import fields
 from pathlib import Path
 
 from secai import config
-from secai.cli import EXIT_ERROR, EXIT_OK, Command, dumps, entry, escape
+from secai.cli import Command, dumps, entry, escape
+from secai.errors import EXIT_ERROR, EXIT_OK
 from secai.training import store as models
 from secai.training.settings import Settings
 from secai.training.evaluate import eval_summary, evaluate_model, save_eval

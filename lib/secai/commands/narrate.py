@@ -8,7 +8,8 @@ from pathlib import Path
 import orjson
 
 from secai import config
-from secai.cli import Command, UsageError, entry
+from secai.cli import Command, entry
+from secai.errors import UsageError
 from secai.dataset.examples import STAGES, Tally, stage_examples
 from secai.files import AtomicOutput
 

@@ -7,7 +7,8 @@ import gc
 import sys
 
 from secai import config
-from secai.cli import EXIT_OK, Command, entry
+from secai.cli import Command, entry
+from secai.errors import EXIT_OK
 from secai.parsing import formats as parsers
 from secai.parsing.reports import base_source, findings, format_listing
 

@@ -6,7 +6,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from secai import config
-from secai.cli import EXIT_OK, Command, UsageError, entry
+from secai.cli import Command, entry
+from secai.errors import EXIT_OK, UsageError
 from secai.publishing.hub import KINDS, publish
 
 

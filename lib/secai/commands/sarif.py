@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import argparse
 
-from secai.cli import EXIT_OK, Command, entry
+from secai.cli import Command, entry
+from secai.errors import EXIT_OK
 from secai.publishing import sarif as log_model
 from secai.publishing.sarif import DEFAULT_CATEGORY, MAX_RESULTS, MAX_RULES
 

@@ -7,7 +7,8 @@ import argparse
 from pathlib import Path
 
 from secai import config
-from secai.cli import EXIT_OK, Command, UsageError, entry
+from secai.cli import Command, entry
+from secai.errors import EXIT_OK, UsageError
 from secai.dataset.build import Settings, build_dataset
 from secai.dataset.split import KIND
 

@@ -40,7 +40,7 @@ from pathlib import Path
 
 import orjson
 
-from secai.cli import InputError
+from secai.errors import InputError
 
 KIND = "example/1"
 MANIFEST_KIND = "dataset/1"

@@ -36,7 +36,7 @@ import time
 from pathlib import Path
 
 from secai import config
-from secai.cli import InputError
+from secai.errors import InputError
 from secai.files import now_iso, try_lock
 from secai.ops.units import control_commands, label, render, run_control
 

@@ -50,7 +50,7 @@ import orjson
 
 from secai import __version__
 from secai import config
-from secai.cli import InputError
+from secai.errors import InputError
 from secai.files import building, extract_zip, now_iso, read_state, remove_stale, try_lock, write_state
 
 API_VERSION = "2022-11-28"

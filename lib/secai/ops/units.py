@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 
 from secai import config
-from secai.cli import InputError
+from secai.errors import InputError
 from secai.config import ROOT
 from secai.files import write_atomic
 

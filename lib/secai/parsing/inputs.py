@@ -30,7 +30,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import PurePosixPath
 
-from secai.cli import InputError
+from secai.errors import InputError
 from secai.files import ZipRefused, zip_member_blocks, zip_member_problem
 
 ZIP_MAGIC = (b"PK\x03\x04", b"PK\x05\x06")
