@@ -137,14 +137,14 @@ def _p(name, regex, description, needles, keep=None, inner=None, flags=0) -> Pat
                    re.compile(inner) if inner else None)
 
 
-_PEM_MARK = r"-----(?:BEGIN|END) (?:[A-Z0-9]{1,20} ){0,4}PRIVATE KEY(?: BLOCK)?-----"
+_PEM_LABEL = r"(?:[A-Z0-9]{1,20} ){0,4}PRIVATE KEY(?: BLOCK)?-----"  # after "-----BEGIN " or "-----END "
 _CALLS = (r"connect|login|log_in|signin|sign_in|authenticate|(?:http)?(?:basic|digest)?auth|bind|simple_bind_s?"
           r"|getconnection|open_session")
 _ARG = r"(?:\\?\"[^\"\\\n]{0,128}+\\?\"|\\?'[^'\\\n]{0,128}+\\?'|[\w.]{1,64}+)"  # JSON-escaped quotes too
 
 PATTERNS: tuple[Pattern, ...] = (
     _p("private-key",
-       r"-----BEGIN (?:[A-Z0-9]{1,20} ){0,4}PRIVATE KEY(?: BLOCK)?-----"
+       r"-----BEGIN " + _PEM_LABEL +
        r"(?P<secret>(?:[^\"'\\-]|\\[nrt]|-(?!----(?:BEGIN|END) ))*+)",
        "the body of a PEM/OpenSSH/PGP private key block (to its END line, the next block, the end of "
        "the text or of the quoted string when it is cut off)", ("private key",),
@@ -329,8 +329,8 @@ def hashed_lines(lines: list) -> list[tuple[int, dict]]:
 # ---------------------------------------------------------------- lines of code (secai-analyze's context)
 
 _KEY_PREFIX = re.compile(r"""[ \t]{0,200}+(?:-[ \t]{1,8})?(?P<key>[\w$@.\-\[\]"' ]{1,120}?)[ \t]{0,8}(?::=|=>|=|:(?!//))[ \t]{0,8}""")
-_PEM_BEGIN = re.compile(r"-----BEGIN (?:[A-Z0-9]{1,20} ){0,4}PRIVATE KEY(?: BLOCK)?-----")
-_PEM_END = re.compile(r"-----END (?:[A-Z0-9]{1,20} ){0,4}PRIVATE KEY(?: BLOCK)?-----")
+_PEM_BEGIN = re.compile("-----BEGIN " + _PEM_LABEL)
+_PEM_END = re.compile("-----END " + _PEM_LABEL)
 
 
 def key_prefix(line: str) -> int | None:
