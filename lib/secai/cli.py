@@ -177,6 +177,7 @@ class Command:
     writes: str | None = "stream"   # "stream": -o FILE (default stdout); "dir": -o DIR, required; None
     output_kind: str | None = None  # record kind written
     subcommands: dict = {}   # name -> help, or (help, description); the chosen one is args.action
+    config_section: str | None = None  # the section of config/secai.yaml whose settings its flags override
 
     def __init__(self):
         self.args = None
@@ -242,6 +243,12 @@ class Command:
         if self.writes == "dir" and args.output == "-":
             raise UsageError("-o/--output must be a directory, not stdout")
         self.check(args)
+
+    def setting(self, flag: str, key: str | None = None):
+        """The value of the flag `flag` when it was given, else the setting `key` (default: the
+        flag's own name) of the command's section of config/secai.yaml (`config_section`)."""
+        value = getattr(self.args, flag)
+        return config.get(self.config_section, key or flag) if value is None else value
 
     # -- messages: every one goes through escape(), since file names, member names, JSON keys and
     #    reasons quoting data are untrusted text

@@ -31,6 +31,7 @@ content hashes, prompt version, knowledge-base version and code context: a re-ru
 findings costs no model call; one new finding costs one analysis. A corrupt entry is recomputed."""
     input_kind = "finding/1"
     output_kind = "analysis/1"
+    config_section = "analyze"
 
     def add_arguments(self, p):
         p.add_argument("--backend", choices=("kb", "mlx"), help="who writes the analysis (default: analyze.backend)")
@@ -50,13 +51,8 @@ findings costs no model call; one new finding costs one analysis. A corrupt entr
         p.add_argument("--similar", type=int, metavar="K", help="similar findings per finding with --index (default: analyze.similar)")
 
     def check(self, args):
-        self.args = args
         if self.setting("backend") == "mlx" and not self.setting("model"):
             raise UsageError("--backend mlx needs --model DIR (or analyze.model)")
-
-    def setting(self, name: str):
-        value = getattr(self.args, name)
-        return config.get("analyze", name) if value is None else value
 
     def process(self, findings):
         a = self.args

@@ -32,6 +32,7 @@ class Lora(Command):
     examples = __doc__.split("\n\n")[1]
     reads = False
     writes = None
+    config_section = "lora"
     subcommands = {
         "train": ("train one stage; writes <models_dir>/fine-tuned/NAME/",
                   "Train a LoRA adapter on a dataset directory (secai-split's). Defaults: "
@@ -112,8 +113,7 @@ class Lora(Command):
         elif a.action == "eval":
             report = evaluate_model(
                 settings(), self.log, adapter=a.adapter, base_model=a.base_model, data=a.data, stage=a.stage,
-                samples=config.get("lora", "eval_samples") if a.samples is None else a.samples,
-                max_tokens=config.get("lora", "eval_max_tokens") if a.max_tokens is None else a.max_tokens)
+                samples=self.setting("samples", "eval_samples"), max_tokens=self.setting("max_tokens", "eval_max_tokens"))
             sys.stdout.buffer.write(save_eval(report, a.output, a.plot))
             self.log(eval_summary(report))
         elif a.action == "validate":

@@ -28,6 +28,7 @@ Files found by walking a directory or a zip that are not a known report are skip
 a file named explicitly must be one. With --rejects, unreadable reports are listed there and the
 rest are still parsed (exit 0); without it, the first one stops the run (exit 1)."""
     output_kind = "finding/1"
+    config_section = "parse"
 
     def add_arguments(self, p):
         p.add_argument("--list-formats", action="store_true", help="list the formats read and what identifies each (with -v: how each is mapped)")
@@ -48,7 +49,7 @@ rest are still parsed (exit 0); without it, the first one stops the run (exit 1)
         gc.disable()
         lines, tally = findings(
             a.inputs, forced=parsers.BY_NAME.get(a.format or ""), base=base_source(a.run_id, a.commit, a.branch),
-            max_mb=a.max_file_mb if a.max_file_mb is not None else config.get("parse", "max_file_mb"),
+            max_mb=self.setting("max_file_mb"),
             zip_ratio=config.get("parse", "max_zip_ratio"), max_text=config.get("parse", "max_text_chars"),
             max_instances=config.get("parse", "max_instances"), reject=self.reject, log=self.log, verbose=a.verbose,
             progress=lambda found: self.progress(found, unit="report"))

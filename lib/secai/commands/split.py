@@ -36,6 +36,7 @@ fraction of another file's (or dataset directory's train.jsonl's) stage-1 exampl
 leaving out those of findings held out here. Same inputs and flags give a byte-identical directory."""
     input_kind = KIND
     writes = "dir"
+    config_section = "split"  # secai.config checks a setting, argparse its flag
 
     def add_arguments(self, p):
         p.add_argument("--valid", type=_fraction, metavar="FRACTION",
@@ -57,21 +58,11 @@ leaving out those of findings held out here. Same inputs and flags give a byte-i
                                                        f"(default: split.license, {config.default('split', 'license')})")
 
     def check(self, ns) -> None:
-        valid, test = self._setting(ns, "valid"), self._setting(ns, "test")
+        valid, test = self.setting("valid"), self.setting("test")
         if valid + test >= 1:
             raise UsageError(f"--valid {valid} and --test {test} leave nothing for train")
         if ns.replay_fraction is not None and not ns.replay:
             raise UsageError("--replay-fraction needs --replay FILE")
-
-    @staticmethod
-    def _setting(ns, name: str):
-        value = getattr(ns, name)
-        if value is not None:
-            return value
-        return config.get("split", name)  # secai.config checks the setting, argparse the flag
-
-    def setting(self, name: str):
-        return self._setting(self.args, name)
 
     def run(self) -> int:
         a = self.args
