@@ -24,6 +24,7 @@ inside a defused one and one pass is a fixed point: `neutralise(neutralise(t)) =
 from __future__ import annotations
 
 import re
+from functools import lru_cache
 from urllib.parse import urlsplit
 
 # Delimiters and their compatibility twins, which NFKC (used by some tokenizers) folds into them.
@@ -74,8 +75,11 @@ def quote(text: str, limit: int = QUOTE_CHARS) -> str:
 def http_url(value) -> str | None:
     """`value` when it is an absolute http(s) URL with a host, and nothing in it can break out of a
     link (whitespace, quotes, angle brackets, backslashes, control characters); else None."""
-    if not isinstance(value, str):
-        return None
+    return _http_url(value) if isinstance(value, str) else None
+
+
+@lru_cache(maxsize=4096)  # a report repeats each rule's few links in all its findings
+def _http_url(value: str) -> str | None:
     value = value.strip()
     if not value or any(c.isspace() or not c.isprintable() or c in '<>"{}|\\^`' for c in value):
         return None

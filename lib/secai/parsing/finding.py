@@ -12,12 +12,11 @@ from __future__ import annotations
 import hashlib
 import re
 from collections.abc import Iterable
-from functools import lru_cache
 from urllib.parse import urlsplit
 
 from secai.errors import UserError
 from secai.secrets import scrub_tree
-from secai.untrusted import http_url
+from secai.untrusted import http_links, http_url
 
 SCHEMA = "finding/1"
 _sha256 = hashlib.sha256
@@ -182,12 +181,6 @@ def site_of(url: str) -> str:
     return f"{parts.scheme}://{parts.netloc}" if parts.netloc else url
 
 
-# Links are kept only when they are absolute http(s) URLs (secai.untrusted.http_url, the one rule for
-# every output): javascript:, data:, file:, relative and scheme-less values are dropped, since a
-# reader may turn a link into a click. Cached: a report repeats each rule's few links in all its findings.
-_http_url = lru_cache(maxsize=4096)(http_url)
-
-
 # ---------------------------------------------------------------- free text
 
 # The fields that carry the scanner's prose or quoted code, capped by finalize (max_text).
@@ -273,9 +266,9 @@ def finalize(f: dict, source: dict, clean: bool = False, max_text: int | None = 
         del f["description"]
     if "message" in f and (f["message"] == f.get("title") or f["message"] == f.get("description")):
         del f["message"]
-    refs = f.get("references")
-    if refs and not all(type(u) is str and _http_url(u) == u for u in refs):
-        refs = list(dict.fromkeys(u for u in map(_http_url, refs) if u))
+    refs = f.get("references")  # links: absolute http(s) URLs only (javascript:, data:, file: are dropped)
+    if refs and not all(type(u) is str and http_url(u) == u for u in refs):
+        refs = http_links(refs)
         if refs:
             f["references"] = refs
         else:
