@@ -79,7 +79,7 @@ def _batch(findings, backend, model, root, context_lines, cache, hashes, similar
                 record["code_context"] = context
             todo.append((k, record))
         else:  # computed from this finding's content; the record carries this run's `source`
-            record = {**record, "finding": finding}
+            record = scrub_tree({**record, "finding": finding}, hashes)
             stats.cached += 1
         out.append(record)
     if model and todo:
@@ -94,10 +94,10 @@ def _batch(findings, backend, model, root, context_lines, cache, hashes, similar
             else:
                 record["analysis"] = analysis
     for k, record in todo:  # no secret in any field, whoever wrote it: scanner, code or model (secai.secrets)
-        record.update(scrub_tree(record, hashes))
+        record.update(scrub_tree(record, hashes))  # in place: `out` holds the same record
         cache.put(k, record)
         stats.analysed += 1
-    return [scrub_tree(r, hashes) for r in out]
+    return out
 
 
 def _context(finding, root, context_lines, hashes, stats, log):
