@@ -209,6 +209,9 @@ def test_a_bad_value_in_a_file_names_the_file_line_and_setting(tmp_path, text, m
     ("lora:\n  rnak: 4\n", 2, "lora.rnak: unknown setting (did you mean lora.rank?)"),
     ("types:\n  lora.rank: str\n", 1, "unknown section 'types'"),
     ("lora:\n  rank: 4\n  rank: 5\n", 3, "lora.rank: set twice (first at line 2)"),
+    ("lora: {}\nlora: {}\n", 2, "lora: set twice (first at line 1)"),
+    ("? [a, b]\n: {x: 1}\n", 1, "['a', 'b']: a section name must be a string"),  # a list key, not a TypeError
+    ("parse:\n  ? [a, b]\n  : 1\n", 2, "parse: ['a', 'b']: a setting name must be a string"),
     ("lora: 4\n", 1, "lora: expected a mapping of settings"),
     ("- lora\n", 1, "expected sections of `key: value` settings"),
     ("lora:\n  rank: [4\n", 3, "not valid YAML: expected ',' or ']', but got '<stream end>'"),

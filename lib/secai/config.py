@@ -203,6 +203,23 @@ def _check(name: str, value):
     return value
 
 
+def _named(loader, mapping, where: str, problems: list, noun: str, section: str = ""):
+    """(line, name, value node) of each entry of a YAML mapping (the file's sections, or a
+    section's settings) that a string names for the first time; each other entry is a problem."""
+    seen: dict[str, int] = {}
+    for knode, vnode in mapping.value:
+        line, name = knode.start_mark.line + 1, loader.construct_object(knode, deep=True)
+        if not isinstance(name, str):
+            why = f"{section + ': ' if section else ''}{_show(name)}: a {noun} name must be a string"
+        elif name in seen:
+            why = f"{section + '.' if section else ''}{name}: set twice (first at line {seen[name]})"
+        else:
+            seen[name] = line
+            yield line, name, vnode
+            continue
+        problems.append(ConfigError(where, line, why))
+
+
 def _parse(path: Path, where: str, chooser: str | None) -> tuple[dict, list]:
     """({section: (line, {key: (line, value)})}, problems) of one YAML file."""
     try:
@@ -218,28 +235,14 @@ def _parse(path: Path, where: str, chooser: str | None) -> tuple[dict, list]:
             return {}, []
         if not isinstance(root, yaml.MappingNode):
             return {}, [ConfigError(where, root.start_mark.line + 1, "expected sections of `key: value` settings")]
-        for knode, vnode in root.value:
-            line, section = knode.start_mark.line + 1, loader.construct_object(knode)
-            if not isinstance(section, str) or section in tree:
-                why = f"{section}: set twice (first at line {tree[section][0]})" if section in tree else \
-                    f"{_show(section)}: a section name must be a string"
-                problems.append(ConfigError(where, line, why))
-                continue
+        for line, section, vnode in _named(loader, root, where, problems, "section"):
             if not isinstance(vnode, yaml.MappingNode):
                 if loader.construct_object(vnode) is not None:
                     problems.append(ConfigError(where, line, f"{section}: expected a mapping of settings"))
                 tree[section] = (line, {})
                 continue
-            keys: dict = {}
-            for k, v in vnode.value:
-                kline, key = k.start_mark.line + 1, loader.construct_object(k)
-                if not isinstance(key, str) or key in keys:
-                    why = f"{section}.{key}: set twice (first at line {keys[key][0]})" if key in keys else \
-                        f"{section}: {_show(key)}: a setting name must be a string"
-                    problems.append(ConfigError(where, kline, why))
-                    continue
-                keys[key] = (kline, loader.construct_object(v, deep=True))
-            tree[section] = (line, keys)
+            tree[section] = (line, {key: (kline, loader.construct_object(v, deep=True))
+                                    for kline, key, v in _named(loader, vnode, where, problems, "setting", section)})
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         why = getattr(exc, "problem", None) or str(exc).splitlines()[0]
