@@ -15,6 +15,7 @@ SCANNERS_VENV ?= .scanners
 SCANNERS  ?= $(if $(wildcard $(SCANNERS_VENV)/bin/bandit),$(SCANNERS_VENV)/bin,)
 SEMGREP_RULES ?= examples/semgrep-rules
 SOURCE_ROOT ?= examples/demo-app
+REALSCANS ?= ../shared/realscans
 BACKEND   ?= kb
 BASE_MODEL ?=
 MODELS_DIR ?= $(or $(SECAI_MODELS_DIR),$(HOME)/shared-olmo-models)
@@ -53,7 +54,7 @@ FT_BASE_DEP := $(if $(filter $(TINY_MODEL),$(FT_BASE)),$(TINY_MODEL)/secai-model
 ANALYZE_DEPS := $(if $(filter mlx,$(BACKEND)),$(FT_BASE_DEP))
 
 .PHONY: scanners help install all parse analyze index dataset dataset-codefix sarif finetune finetune-stage1 finetune-stage2 eval base-model status \
-        demo-model test lint bench clean examples examples-checkov examples-semgrep examples-bandit
+        quality quality-realscans demo-model test lint bench clean examples examples-checkov examples-semgrep examples-bandit
 
 help: ## this list
 	@echo "secai — make targets"
@@ -68,6 +69,7 @@ help: ## this list
 	@echo "  SCANNERS=$(SCANNERS)                   directory holding checkov, semgrep and bandit (default: $(SCANNERS_VENV)/bin after \`make scanners\`, else PATH)"
 	@echo "  VERIFY=$(VERIFY)                    1: keep only code fixes the reporting scanner confirms (default: 1 when all three scanners are found)"
 	@echo "  SEMGREP_RULES=$(SEMGREP_RULES)  Semgrep rules the reports were made with (for VERIFY)"
+	@echo "  REALSCANS=$(REALSCANS)  real scans with their sources: make quality-realscans measures each"
 	@echo "  SOURCE_ROOT=$(SOURCE_ROOT) checkout the findings' paths refer to (code context; empty: none)"
 	@echo "  BACKEND=$(BACKEND)                  analysis backend: kb (offline knowledge base) or mlx (a model)"
 	@echo "  BASE_MODEL=$(BASE_MODEL)                 base MLX model for BACKEND=mlx and fine-tuning (empty: MODELS_DIR's OLMo-2-1B-mlx-q4, else the tiny test model)"
@@ -200,9 +202,24 @@ base-model: ## convert allenai/OLMo-2-0425-1B to MLX 4-bit in MODELS_DIR/base/OL
 status: | $(STAMP) ## what is built and when, counts per stage, the latest model and its eval, the last daemon cycle
 	@SECAI_MODELS_DIR=$(MODELS_DIR) $(PY) -m secai.ops.status --build $(BUILD)
 
-$(BUILD)/summary.json: $(BUILD)/analyses.sarif $(BUILD)/datasets/analysis/manifest.json \
+$(BUILD)/summary.json: $(BUILD)/analyses.sarif $(BUILD)/datasets/analysis/manifest.json $(BUILD)/quality.json \
                        $(if $(SKIP_FINETUNE),,$(FT_EVALS)) $(call code,secai.ops.status) | $(STAMP)
 	SECAI_MODELS_DIR=$(MODELS_DIR) $(PY) -m secai.ops.status --build $(BUILD) --write $@
+
+# ---------------------------------------------------------------- quality
+quality: $(BUILD)/quality.json ## per tool and language: templates, verified fixes, private text, unsupported severity claims
+
+$(BUILD)/quality.json: $(BUILD)/analyses.jsonl $(BUILD)/training/analysis.jsonl $(BUILD)/training/codefix.jsonl \
+                       $(call code,secai.dataset.quality) | $(STAMP)
+	$(PY) -m secai.dataset.quality --build $(BUILD) -o $@ $(if $(filter quality,$(MAKECMDGOALS)),,-q)
+
+# the yardstick: the whole pipeline (no fine-tuning) and its quality on each project of REALSCANS
+quality-realscans: | $(STAMP) ## make all + quality on each project of REALSCANS into BUILD/realscans/ (skipped when absent)
+	@if [ ! -f $(REALSCANS)/README.md ]; then echo "quality-realscans: $(REALSCANS) is absent; skipped" >&2; exit 0; fi; \
+	for dir in $(REALSCANS)/*/reports; do p=$$(basename $$(dirname $$dir)); \
+	  $(MAKE) --no-print-directory all quality SKIP_FINETUNE=1 ARTIFACTS=$$dir SOURCE_ROOT=$$(dirname $$dir)/src \
+	    SEMGREP_RULES=$(REALSCANS)/semgrep-rules BUILD=$(BUILD)/realscans/$$p || exit 1; \
+	done
 
 # ---------------------------------------------------------------- models
 # The offline test and demo model: random weights, a locally trained tokenizer, nothing downloaded.

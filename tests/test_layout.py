@@ -20,7 +20,7 @@ STAGES = ("parsing", "analysis", "dataset", "training", "publishing", "ops")
 BASE = ("cli", "errors", "config", "files", "secrets", "cache", "untrusted")
 COMMANDS = ("parse", "analyze", "narrate", "split", "index", "sarif", "lora", "push", "fetch", "daemon", "doctor")
 # make's own helpers (not user commands): they keep a small argparse main of their own
-INTERNAL_TOOLS = {"secai.ops.status", "secai.training.store", "secai.training.tinymodel"}
+INTERNAL_TOOLS = {"secai.ops.status", "secai.dataset.quality", "secai.training.store", "secai.training.tinymodel"}
 
 
 def modules() -> dict[str, Path]:

@@ -82,7 +82,9 @@ def collect(build: Path) -> dict:
     if daemon_log.is_file():
         lines = daemon_log.read_text(encoding="utf-8", errors="replace").splitlines()
         last = lines[-1] if lines else None
+    quality = _json(build / "quality.json")
     return {"build": str(build), "stages": stages, "rejects": rejects, "models": models,
+            "quality": quality["total"] if quality else None,
             "daemon": {"log": str(daemon_log), "last_cycle": last}}
 
 
@@ -117,6 +119,12 @@ def render(state: dict) -> str:
         out.append(f"    {m['path']}")
     if not state["models"]:
         out.append("  no fine-tuned model yet (make finetune)")
+    q = state.get("quality")
+    if q:
+        verified = "not verified" if q["verified_fix_share"] is None else f"{q['verified_fix_share']:.0%} verified"
+        out.append(f"  quality: {q['template_share']:.0%} of analyses are templates; fixes for {q['fixes']} findings "
+                   f"({verified}); {q['local_paths']} local paths and {q['emails']} e-mail addresses in training text; "
+                   f"{q['unsupported_severity_claims']} unsupported severity claims (make quality)")
     out.append(f"  daemon: {state['daemon']['last_cycle'] or 'no cycle yet'}")
     return "\n".join(out)
 
