@@ -343,6 +343,15 @@ def test_a_check_that_crashes_fails_only_where_it_guards_the_pipeline():
     assert optional.status == WARN and "unreadable" in optional.detail and optional.fix
 
 
+def test_a_check_stopped_by_a_user_error_says_so_without_a_type_name():
+    def bad_setting(opts):
+        raise config.ConfigError("SECAI_LORA_RANK", None, "expected an integer, got 'abc'")
+
+    c = doctor.run_check("x", "g", True, bad_setting, doctor.Options())
+    assert c.status == FAIL and c.detail == "could not check: SECAI_LORA_RANK: expected an integer, got 'abc'"
+    assert "-v" not in c.fix
+
+
 def test_version_and_usage_error():
     code, out, _ = run_command(Doctor, ["--version"], raw=True)
     assert code == 0 and "secai-doctor" in out

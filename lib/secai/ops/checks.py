@@ -18,6 +18,7 @@ from dataclasses import asdict
 
 from secai import __version__
 from secai.config import ROOT
+from secai.errors import UserError
 from secai.ops.installation import (check_base_models, check_config, check_daemon, check_github_token,
                                     check_hf_token, check_scanners)
 from secai.ops.machine import (check_disk, check_embedder, check_grammars, check_memory, check_mlx,
@@ -52,6 +53,8 @@ def run_check(name: str, group: str, blocking: bool, func, opts: Options) -> Che
         r = func(opts)
     except Result as res:
         r = res
+    except UserError as exc:  # a bad setting or input it reads (secai.errors): its message, no type name
+        r = Result(FAIL if blocking else WARN, f"could not check: {exc}", "fix what it names, then run secai-doctor again")
     except Exception as exc:
         if opts.verbose:
             import traceback
