@@ -62,10 +62,6 @@ class Encoded:
     def __len__(self) -> int:
         return len(self.tokens)
 
-    @property
-    def n_tokens(self) -> int:
-        return sum(len(t) for t in self.tokens)
-
 
 def encode_all(tokenizer, conversations: list[list[dict]], settings: Settings) -> Encoded:
     out = Encoded([], [])
