@@ -11,7 +11,9 @@ Paths. A scanner path is read only under the root, never outside it:
   `C:/src/app.py`) is never opened as such: it names a file under the root when the root holds a
   suffix of it. So does a relative path that is not under the root as given (a scan of the parent
   directory). The longest suffix that exists under the root wins, which is deterministic;
-- `path` in the result is the path relative to the root that was read.
+- `path` in the result is the path relative to the root that was read;
+- `under_root` makes a finding's absolute path under the root relative to it before analysis, so
+  no local directory reaches an analysis or the training data.
 
 Why there is no context is a `Skip(code, detail)`: `read_context` returns it beside None.
 `Skip.code` is one of SKIP_CODES; `refused` (an escape from the root: worth a warning) is the
@@ -82,6 +84,20 @@ class NoContext(Exception):
 # ---------------------------------------------------------------- paths
 
 _DRIVE = re.compile(r"^[A-Za-z]:/")
+
+
+def under_root(finding: dict, root: Path | None) -> dict:
+    """The finding, or a copy whose absolute location path lying under `root` (as given or as
+    resolved) is relative to it: no local directory reaches an analysis (or the training data)."""
+    loc = finding.get("location")
+    path = norm_path(loc.get("path")) if root is not None and isinstance(loc, dict) else ""
+    if not path.startswith("/"):
+        return finding
+    parts = tuple(p for p in path.split("/") if p not in ("", "."))
+    for prefix in dict.fromkeys((tuple(root.absolute().parts), tuple(root.resolve().parts))):
+        if ("/",) + parts[:len(prefix) - 1] == prefix and len(parts) >= len(prefix) and ".." not in parts:
+            return {**finding, "location": {**loc, "path": "/".join(parts[len(prefix) - 1:])}}
+    return finding
 
 
 def locate(root: Path, scanner_path: str) -> tuple[Path, str]:

@@ -18,6 +18,7 @@ from itertools import islice
 from pathlib import Path
 
 from secai.analysis import compose as kb_backend
+from secai.analysis.context import under_root
 from secai.cache import Cache, content_hash, key
 from secai.secrets import scrub_tree
 
@@ -66,6 +67,7 @@ def _batch(findings, backend, model, root, context_lines, cache, hashes, similar
             producer.update(adapter=model.adapter, adapter_hash=model.adapter_hash)
     out, todo = [], []
     for finding in findings:
+        finding = under_root(finding, root)
         context = _context(finding, root, context_lines, hashes, stats, log)
         sim = similar[finding["id"]] if similar is not None else []  # secai-index: ids key the cache
         k = key(finding["id"], content_hash(finding), producer, context,

@@ -10,8 +10,9 @@ computes the id, so that every format fingerprints and bounds findings the same 
 from __future__ import annotations
 
 import hashlib
+import posixpath
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from urllib.parse import urlsplit
 
 from secai.errors import UserError
@@ -173,6 +174,46 @@ def norm_path(path) -> str:
     while p.startswith("./"):
         p = p[2:]
     return p
+
+
+_ABSOLUTE = re.compile(r"/|[A-Za-z]:/")
+
+
+def _local_path(f: dict) -> str | None:
+    """A finding's location path when it is absolute on the scanning machine (a container's paths
+    are inside its image: they name no local directory and stay as they are)."""
+    loc = f.get("location")
+    path = loc.get("path") if type(loc) is dict else None
+    return path if type(path) is str and _ABSOLUTE.match(path) and f.get("category") != "container" else None
+
+
+def scan_root(paths: Iterable[str]) -> dict[str, str]:
+    """The scan root of absolute paths: the deepest directory their directories share, per drive
+    ('/' or 'C:'): '/home/runner/work/app/app/src' for a bandit run with `-r` on it."""
+    groups: dict[str, list[str]] = {}
+    for p in paths:
+        groups.setdefault("/" if p.startswith("/") else p[:2], []).append(posixpath.dirname(p))
+    return {drive: posixpath.commonpath(dirs) for drive, dirs in groups.items()}
+
+
+def relative_paths(partials: Iterable[dict]) -> Iterator[dict]:
+    """A parser's findings in their order, each absolute location path made relative to the scan
+    root of the report's absolute paths (secai-parse: a report names no local directory). The
+    findings from the first with an absolute path on are held until the report's end, to know it;
+    ids of findings whose paths were relative are unchanged."""
+    held: list[dict] = []
+    for f in partials:
+        if held or _local_path(f) is not None:
+            held.append(f)
+        else:
+            yield f
+    roots = scan_root(p for f in held if (p := _local_path(f)) is not None)
+    for f in held:
+        path = _local_path(f)
+        if path is not None:
+            root = roots["/" if path.startswith("/") else path[:2]]
+            f["location"]["path"] = posixpath.relpath(path, root) if root != path[:2] else path[3:]
+        yield f
 
 
 def site_of(url: str) -> str:

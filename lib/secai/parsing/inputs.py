@@ -17,6 +17,11 @@ The policy:
   leave the archive, symlinks, special files, encryption, zip bombs); a refused member, a nested
   zip or a member that fails to extract is rejected alone.
 - A file or member larger than the size limit is refused.
+- A unit's `source` (what findings record as source.file, and so the training data's provenance)
+  names no local directory: a path given relative, and inside the working directory, as given
+  (examples/artifacts/semgrep.json); otherwise relative to the argument it was found under (a
+  directory's `checkov/results_json.json`, a file's own name `semgrep.json`). Messages name `name`,
+  the path as the user can open it.
 """
 
 from __future__ import annotations
@@ -41,10 +46,20 @@ class Unit:
     """One report to read: a file, a zip member or stdin. `explicit` is False for files found by
     walking a directory or a zip, whose unknown content is skipped rather than an error."""
 
-    __slots__ = ("data", "explicit", "name")
+    __slots__ = ("data", "explicit", "name", "source")
 
-    def __init__(self, name: str, data: bytes, explicit: bool):
+    def __init__(self, name: str, data: bytes, explicit: bool, source: str | None = None):
         self.name, self.data, self.explicit = name, data, explicit
+        self.source = name if source is None else source
+
+
+def provenance(path: str, given: str) -> str:
+    """The name a report found at `path` under the argument `given` is recorded by (see above)."""
+    if path == "-" or not (os.path.isabs(given) or ".." in given.replace("\\", "/").split("/")):
+        return path
+    if os.path.normpath(path) == os.path.normpath(given):
+        return os.path.basename(os.path.normpath(given))
+    return os.path.relpath(path, given).replace(os.sep, "/")
 
 
 @dataclass(frozen=True)
@@ -65,7 +80,7 @@ def units(paths: Iterable[str], limits: Limits, reject: Reject, log: Callable[[s
         if path != "-" and os.path.isdir(path):
             yield from _walk(path, limits, reject, log)
         else:
-            yield from _guarded(_file(path, limits, reject, None), reject)
+            yield from _guarded(_file(path, limits, reject, None, provenance(path, path)), reject)
 
 
 def _guarded(found: Iterator[Unit], reject: Reject) -> Iterator[Unit]:
@@ -97,7 +112,8 @@ def _walk(top: str, limits: Limits, reject: Reject, log: Callable[[str], None]) 
                 reject(InputError(path, None, "symlink to a directory outside the walked tree (refused)"))
         dirs[:] = kept
         for name in sorted(f for f in files if not f.startswith(".")):
-            yield from _guarded(_file(os.path.join(where, name), limits, reject, root), reject)
+            path = os.path.join(where, name)
+            yield from _guarded(_file(path, limits, reject, root, provenance(path, top)), reject)
 
 
 def _kind(mode: int) -> str:
@@ -108,18 +124,18 @@ def _kind(mode: int) -> str:
     return "not a regular file"
 
 
-def _file(path: str, limits: Limits, reject: Reject, root: str | None) -> Iterator[Unit]:
+def _file(path: str, limits: Limits, reject: Reject, root: str | None, source: str) -> Iterator[Unit]:
     """The unit(s) of one file: itself, or its members when it is a zip. `root` is the walked
-    directory's real path (None for a path named on the command line)."""
+    directory's real path (None for a path named on the command line); `source` its provenance."""
     try:
         data = sys.stdin.buffer.read(limits.max_bytes + 1) if path == "-" else _read(path, limits, root)
     except OSError as exc:
         raise InputError(path, None, exc.strerror or str(exc)) from None
     limits.refuse(path, len(data), read=True)
     if data.startswith(ZIP_MAGIC):
-        yield from _zip_members(path, data, limits, reject)
+        yield from _zip_members(path, data, limits, reject, source)
     else:
-        yield Unit(path, data, root is None)
+        yield Unit(path, data, root is None, source)
 
 
 def _read(path: str, limits: Limits, root: str | None) -> bytes:
@@ -148,7 +164,7 @@ def _read(path: str, limits: Limits, root: str | None) -> bytes:
 
 # ---------------------------------------------------------------- zip artifacts
 
-def _zip_members(name: str, data: bytes, limits: Limits, reject: Reject) -> Iterator[Unit]:
+def _zip_members(name: str, data: bytes, limits: Limits, reject: Reject, source: str) -> Iterator[Unit]:
     """The members of an artifact zip; a refused member is rejected alone, the others still read."""
     try:
         zf = zipfile.ZipFile(io.BytesIO(data))
@@ -160,7 +176,7 @@ def _zip_members(name: str, data: bytes, limits: Limits, reject: Reject) -> Iter
             continue
         member = f"{name}!{info.filename}"
         try:
-            yield Unit(member, _zip_member(zf, info, member, limits), False)
+            yield Unit(member, _zip_member(zf, info, member, limits), False, f"{source}!{info.filename}")
         except InputError as err:
             reject(err)
 

@@ -24,10 +24,10 @@ from typing import NamedTuple
 import orjson
 
 from secai import secrets
-from secai.cli import dumps, render, schema_error
+from secai.records import dumps, render, schema_error
 from secai.errors import InputError
 from secai.parsing import formats as parsers
-from secai.parsing.finding import ParseError, finalize, merge_duplicates, text
+from secai.parsing.finding import ParseError, finalize, merge_duplicates, relative_paths, text
 from secai.parsing.formats import Format
 from secai.parsing.inputs import Limits, Reject, Unit, units
 
@@ -178,10 +178,10 @@ def render_report(unit: Unit, fmt: Format, doc, base: dict, max_text: int, rejec
     any other exception out of the parser, is an InputError for the whole report."""
     ids, ends, buf = [], [], io.BytesIO()
     sources: dict[tuple, dict] = {}  # a report's findings share a few sources: build each once
-    source = {"file": unit.name, "format": fmt.name}
+    source = {"file": unit.source, "format": fmt.name}
     n = 0
     try:
-        for partial in fmt.parse(doc):
+        for partial in relative_paths(fmt.parse(doc)):  # no local directory in any path
             n += 1
             try:
                 found = partial.pop("source", None) or {}
