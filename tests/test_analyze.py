@@ -13,7 +13,7 @@ from conftest import FIXTURES, ROOT, run_command
 
 from secai.commands.analyze import Analyze
 from secai.analysis.mlx import messages, parse_reply
-from secai.cli import dumps, schema_error
+from secai.records import dumps, schema_error
 from secai.commands.parse import Parse
 
 EXAMPLES = ROOT / "examples"

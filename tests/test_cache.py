@@ -8,7 +8,7 @@ import pytest
 from conftest import run_command
 
 from secai.cache import Cache, content_hash
-from secai.cli import dumps, schema_error
+from secai.records import dumps, schema_error
 from secai.commands.analyze import Analyze
 
 

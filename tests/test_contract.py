@@ -11,7 +11,8 @@ import pytest
 from conftest import FIXTURES, ROOT, run_command
 
 from secai import __version__
-from secai.cli import escape, schema, schema_error
+from secai.cli import escape
+from secai.records import schema, schema_error
 from secai.commands.analyze import Analyze
 from secai.commands.daemon import Daemon
 from secai.commands.doctor import Doctor
@@ -203,7 +204,7 @@ def _with_garbage(lines: list[bytes], at: int = 4) -> bytes:
 
 
 def _jsonl(records) -> list[bytes]:
-    from secai.cli import dumps
+    from secai.records import dumps
 
     return [dumps(r) for r in records]
 

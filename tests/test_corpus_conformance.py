@@ -18,7 +18,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 from conftest import CORPUS, run_command  # noqa: E402
 
 from secai.parsing import formats as parsers  # noqa: E402
-from secai.cli import schema_error  # noqa: E402
+from secai.records import schema_error  # noqa: E402
 from secai.commands.parse import Parse  # noqa: E402
 from secai.parsing.reports import Unit, load  # noqa: E402
 

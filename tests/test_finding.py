@@ -11,7 +11,7 @@ import pytest
 from conftest import run_command
 
 from secai import config
-from secai.cli import schema_error
+from secai.records import schema_error
 from secai.parsing.finding import TRUNCATED, capped, finalize, merge_duplicates
 from secai.commands.parse import Parse
 

@@ -19,7 +19,7 @@ from conftest import run_command  # noqa: E402
 from secai import __version__  # noqa: E402
 from secai.analysis import similar as ix  # noqa: E402
 from secai.commands.analyze import Analyze  # noqa: E402
-from secai.cli import dumps, schema_error  # noqa: E402
+from secai.records import dumps, schema_error  # noqa: E402
 from secai.commands.index import Index  # noqa: E402
 
 

@@ -23,7 +23,7 @@ pytestmark = pytest.mark.usefixtures("no_network")
 
 from secai.training import adapters, batches, evaluate, run as lora  # noqa: E402
 from secai.training.settings import TrainError  # noqa: E402
-from secai.cli import schema_error  # noqa: E402
+from secai.records import schema_error  # noqa: E402
 from secai.commands.lora import Lora  # noqa: E402
 
 RULES = ["sql injection", "cross-site scripting", "path traversal", "hardcoded secret", "open redirect",

@@ -16,7 +16,7 @@ from conftest import FIXTURES, ROOT, run_command
 from secai.commands.analyze import Analyze
 from secai.analysis.mlx import messages as mlx_messages
 from secai.analysis.mlx import parse_reply
-from secai.cli import dumps, schema, schema_error
+from secai.records import dumps, schema, schema_error
 from secai.analysis.languages import parses
 from secai.commands.narrate import Narrate
 from secai.dataset.examples import PLACEHOLDERS, PLACEHOLDER_TEXT, fence

@@ -17,7 +17,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).parent))
 from conftest import FIXTURES, run_command  # noqa: E402
 
-from secai.cli import dumps, schema_error  # noqa: E402
+from secai.records import dumps, schema_error  # noqa: E402
 from secai.commands.parse import Parse  # noqa: E402
 
 CASES = sorted(p for p in (FIXTURES / "parse").glob("*/*")

@@ -9,7 +9,7 @@ import orjson
 import pytest
 from conftest import FIXTURES, run_command
 
-from secai.cli import schema_error
+from secai.records import schema_error
 from secai.commands.parse import Parse
 
 SPEC = FIXTURES / "parse" / "sarif" / "spec-features.sarif"

@@ -15,7 +15,7 @@ import pytest
 from conftest import run_command
 from loopback import FakeHub
 
-from secai.cli import dumps
+from secai.records import dumps
 from secai.commands.push import Push
 from secai.commands.split import Split
 

@@ -15,7 +15,7 @@ import pytest
 from conftest import FIXTURES, ROOT, run_command
 
 from secai.commands.analyze import Analyze
-from secai.cli import SCHEMA_DIR, dumps, schema_error
+from secai.records import SCHEMA_DIR, dumps, schema_error
 from secai.commands.parse import Parse
 from secai.parsing.finding import severity_from_score
 from secai.publishing import sarif as sarif_out

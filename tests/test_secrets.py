@@ -16,7 +16,7 @@ import orjson
 import pytest
 from conftest import FIXTURES, ROOT, run_command
 
-from secai.cli import dumps
+from secai.records import dumps
 from secai.commands.analyze import Analyze
 from secai.commands.narrate import Narrate
 from secai.commands.push import Push

@@ -16,7 +16,7 @@ import pytest
 import yaml
 from conftest import run_command
 
-from secai.cli import dumps, schema_error
+from secai.records import dumps, schema_error
 from secai.commands.split import Split
 from secai.dataset.split import assign, unit
 
@@ -250,7 +250,7 @@ def test_usage_errors(tmp_path, argv):
 def test_the_manifest_schema_is_valid_draft_2020_12():
     import jsonschema
 
-    from secai.cli import schema
+    from secai.records import schema
 
     jsonschema.Draft202012Validator.check_schema(schema("dataset/1"))
 

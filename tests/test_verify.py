@@ -23,7 +23,7 @@ from conftest import ROOT, run_command
 from secai import config
 from secai.commands.analyze import Analyze
 from secai.analysis import fixrules
-from secai.cli import dumps
+from secai.records import dumps
 from secai.analysis.languages import parses
 from secai.commands.narrate import Narrate
 from secai.commands.parse import Parse

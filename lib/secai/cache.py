@@ -14,7 +14,7 @@ from pathlib import Path
 
 import orjson
 
-from secai.cli import schema_error
+from secai.records import schema_error
 from secai.files import write_atomic
 
 

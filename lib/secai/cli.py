@@ -8,7 +8,7 @@ A command subclasses `Command`, sets `name`, `description`, `examples`, and decl
 - `subcommands`: {name: help or (help, description)}, each given the same common flags.
 It implements `add_arguments(p)` (or `add_subcommand_arguments(action, p)`), `check(args)` for flag
 combinations (raise UsageError), and `process(records)` or `run()`, which returns the exit code.
-The base gives it: the common flags (-q, -v, --config FILE, --version), one lazy JSONL reader that
+The base gives it: the common flags (-q, -v, --config FILE, --version), the one lazy JSONL reader of secai.records, which
 yields every bad line as a reject and goes on, deterministic JSONL output validated record by record
 and written atomically, `--rejects`, the error model of secai.errors (one line, no type name; exit
 codes 0/1/2, 130 on Ctrl-C), progress on stderr only on a terminal, quiet SIGPIPE handling, and
@@ -23,19 +23,15 @@ import signal
 import sys
 import traceback
 from collections.abc import Iterable, Iterator
-from functools import cache
 
-import orjson
 
 from secai import __version__
 from secai import config
-from secai.config import ROOT
 from secai.errors import EXIT_ERROR, EXIT_INTERRUPTED, EXIT_OK, InputError, UsageError, UserError
 from secai.files import AtomicOutput
+from secai.records import Kinds, dumps, read_jsonl, render
 
-SCHEMA_DIR = ROOT / "schemas"
-__all__ = ["Command", "dumps", "entry", "escape", "parse_lines", "read_jsonl", "read_jsonl_strict", "render", "schema",
-           "schema_error"]
+__all__ = ["Command", "entry", "escape"]
 
 
 # ---------------------------------------------------------------- terminal text
@@ -49,113 +45,6 @@ def escape(text) -> str:
     carriage returns, newlines, bidi overrides) is shown as its Python escape (ESC as `\\x1b`)."""
     text = str(text)
     return _CONTROL.sub(lambda m: m.group().encode("unicode_escape").decode("ascii"), text)
-
-
-# ---------------------------------------------------------------- schemas
-
-@cache
-def schema(kind: str) -> dict:
-    """The JSON Schema of a record kind ('finding/1' -> schemas/finding.schema.json)."""
-    name = kind.split("/")[0]
-    return orjson.loads((SCHEMA_DIR / f"{name}.schema.json").read_bytes())
-
-
-@cache
-def validator(kind: str):
-    """Compiled validator for a record kind (jsonschema-rs: ~30x faster than jsonschema here).
-    Schemas refer to each other by $id; all of schemas/ is registered and nothing is fetched."""
-    import jsonschema_rs
-
-    others = [orjson.loads(p.read_bytes()) for p in sorted(SCHEMA_DIR.glob("*.schema.json"))]
-    registry = jsonschema_rs.Registry([(s["$id"], s) for s in others])
-    return jsonschema_rs.validator_for(schema(kind), registry=registry, offline=True)
-
-
-def schema_error(kind: str, record) -> str | None:
-    """None when `record` is a valid `kind`, else a one-line reason with the JSON path."""
-    v = validator(kind)
-    if v.is_valid(record):
-        return None
-    err = next(iter(v.iter_errors(record)))
-    path = "$" + "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in err.instance_path)
-    return f"{path}: {err.message}"
-
-
-# ---------------------------------------------------------------- JSONL in
-
-Kinds = str | tuple[str, ...] | None
-
-
-def check_line(name: str, lineno: int, raw: bytes, kind: Kinds) -> dict | InputError:
-    """One JSONL line as a record, or the InputError that says why it is not one: not JSON, not an
-    object, or not a valid `kind` (one kind, any of several, or None for any object)."""
-    try:
-        rec = orjson.loads(raw)
-    except orjson.JSONDecodeError as exc:
-        return InputError(name, lineno, f"invalid JSON: {exc.msg}")
-    if not isinstance(rec, dict):
-        return InputError(name, lineno, f"expected a JSON object, got {type(rec).__name__}")
-    if kind:
-        kinds = (kind,) if isinstance(kind, str) else kind
-        got = rec.get("schema")
-        if got not in kinds:
-            return InputError(name, lineno, f"expected a {' or '.join(kinds)} record, got schema {got!r}")
-        reason = schema_error(got, rec)
-        if reason:
-            return InputError(name, lineno, reason)
-    return rec
-
-
-def parse_lines(name: str, lines: Iterable[bytes], kind: Kinds) -> Iterator[tuple[int, dict | InputError]]:
-    """(line number, record or InputError) for each non-blank line: a bad line is yielded as its
-    error and the lines after it are still read, so that a caller with --rejects loses nothing."""
-    if isinstance(lines, (bytes, bytearray, memoryview)):
-        lines = bytes(lines).split(b"\n")
-    for lineno, raw in enumerate(lines, 1):
-        if raw.strip():
-            yield lineno, check_line(name, lineno, raw, kind)
-
-
-def read_jsonl(name: str, kind: Kinds) -> Iterator[tuple[int, dict | InputError]]:
-    """The one JSONL reader: (line number, record or InputError) for each non-blank line of a file
-    ('-' is stdin), lazily; a file that cannot be read is one InputError (line None)."""
-    try:
-        fh = sys.stdin.buffer if name == "-" else open(name, "rb")
-    except OSError as exc:
-        yield 0, InputError(name, None, exc.strerror or str(exc))
-        return
-    try:
-        yield from parse_lines(name, fh, kind)
-    except OSError as exc:  # a read error part-way (a directory, an I/O error)
-        yield 0, InputError(name, None, exc.strerror or str(exc))
-    finally:
-        if fh is not sys.stdin.buffer:
-            fh.close()
-
-
-def read_jsonl_strict(name: str, kind: Kinds) -> Iterator[tuple[int, dict]]:
-    """read_jsonl for inputs that must be whole (a dataset being trained on or published): the first
-    bad line is raised."""
-    for lineno, rec in read_jsonl(name, kind):
-        if isinstance(rec, InputError):
-            raise rec
-        yield lineno, rec
-
-
-# ---------------------------------------------------------------- output
-
-def dumps(record: dict) -> bytes:
-    """One deterministic JSONL line: sorted keys, UTF-8, newline-terminated."""
-    return orjson.dumps(record, option=orjson.OPT_SORT_KEYS | orjson.OPT_APPEND_NEWLINE)
-
-
-def render(kind: str | None, record: dict) -> bytes:
-    """A record as its JSONL line, once it is checked to be a valid `kind` (a bug if not)."""
-    if kind:
-        reason = schema_error(kind, record)
-        if reason:
-            raise RuntimeError(f"output record {record.get('id', '')} is not a valid {kind}: {reason}")
-    return dumps(record)
 
 
 # ---------------------------------------------------------------- the base command

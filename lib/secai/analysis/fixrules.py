@@ -23,7 +23,7 @@ from pathlib import Path
 
 from secai.analysis import kb as knowledge
 from secai.analysis.fixlines import BRACES, Line, block_end, indent_step, inner_indent, key_indent, leading_space
-from secai.cli import schema_error
+from secai.records import schema_error
 from secai.errors import UserError
 from secai.secrets import REDACTED
 

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import orjson
 
-from secai.cli import schema_error
+from secai.records import schema_error
 from secai.training.store import NotAModel, content_hash, identity
 from secai.untrusted import data, http_links, inline
 

@@ -16,7 +16,8 @@ from dataclasses import fields
 from pathlib import Path
 
 from secai import config
-from secai.cli import Command, dumps, entry, escape
+from secai.cli import Command, entry, escape
+from secai.records import dumps
 from secai.errors import EXIT_ERROR, EXIT_OK
 from secai.training import store as models
 from secai.training.settings import Settings

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from secai.cli import parse_lines
+from secai.records import parse_lines
 from secai.errors import InputError
 from secai.dataset.card import build_manifest, write_dataset
 from secai.dataset.split import (KIND, SPLITS, Example, assign, check_replaceable, group_key, order, public_name,

@@ -12,7 +12,7 @@ import orjson
 import yaml
 
 from secai import __version__
-from secai.cli import dumps, schema_error
+from secai.records import dumps, schema_error
 from secai.dataset.split import HF_SPLIT, MANIFEST_KIND, SEVERITIES, Example
 from secai.files import sha256_file
 

@@ -24,7 +24,7 @@ from typing import NamedTuple
 import orjson
 
 from secai import secrets
-from secai.cli import dumps, render, schema_error
+from secai.records import dumps, render, schema_error
 from secai.errors import InputError
 from secai.parsing import formats as parsers
 from secai.parsing.finding import ParseError, finalize, merge_duplicates, relative_paths, text

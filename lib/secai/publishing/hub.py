@@ -39,7 +39,7 @@ import orjson
 
 from secai import __version__
 from secai import config
-from secai.cli import read_jsonl_strict, schema_error
+from secai.records import read_jsonl_strict, schema_error
 from secai.errors import InputError
 from secai.files import building, front_matter, now_iso, read_state, sha256_file, write_state
 

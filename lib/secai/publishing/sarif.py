@@ -57,7 +57,7 @@ import orjson
 
 from secai import __version__
 from secai.analysis import placement
-from secai.cli import SCHEMA_DIR
+from secai.records import SCHEMA_DIR
 from secai.parsing.finding import severity_from_score
 from secai.secrets import REDACTED, scrub
 from secai.untrusted import http_links

@@ -33,7 +33,7 @@ import orjson
 from secai import __version__
 from secai import config
 from secai.training import store as models
-from secai.cli import read_jsonl_strict, schema_error
+from secai.records import read_jsonl_strict, schema_error
 from secai.errors import InputError
 from secai.files import building, front_matter, sha256_file
 from secai.training.adapters import add_lora, load_adapter_weights
