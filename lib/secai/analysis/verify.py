@@ -7,6 +7,9 @@ For each candidate (a finding, its code context and a fix with `original` and `c
    (re-indented when the code comes dedented);
 2. the whole fixed file must parse for its language (secai.analysis.languages.parses), and the fix must
    not add a suppression comment (nosec, nosemgrep, checkov:skip, ...);
+   a YAML or JSON file must not gain a Kubernetes platform problem (secai.analysis.platform: an
+   object the API server or the kubelet refuses, or a setting a privileged container ignores) that
+   the original did not have: PLATFORM_REJECTED or NO_EFFECT, with the problem as the detail;
 3. the scanner that reported the finding runs again on the copy, with the same rule only; the fix
    is verified when that rule reports nothing in the fixed lines of that file, and the scanner
    demonstrably read the file (Checkov: it has a result, pass or fail, of some check of the run
@@ -40,7 +43,7 @@ from pathlib import Path, PurePosixPath
 
 import yaml
 
-from secai.analysis import placement
+from secai.analysis import placement, platform
 
 VERIFIERS = ("bandit", "checkov", "semgrep")   # tools whose findings can be re-checked
 LANGUAGES = {"bandit": {"python"}, "semgrep": {"python"},
@@ -66,6 +69,8 @@ NO_LANGUAGE = "language not verifiable"
 NO_RULE = "rule unknown to the scanner"
 NO_SOURCE = "source file not readable"
 FAILED = "scanner failed"
+PLATFORM_REJECTED = "platform rejects the fixed file"    # the API server or the kubelet refuses it
+NO_EFFECT = "fix has no effect on the platform"          # it relies on a setting the platform ignores
 
 
 @dataclass
@@ -84,6 +89,7 @@ class Verdict:
     verified: bool
     reason: str                 # VERIFIED or why not (one of the reasons above, maybe with detail)
     scanner: str | None = None  # the scanner that re-checked (None when none could)
+    detail: str | None = None   # what exactly (the platform problems of PLATFORM_REJECTED, NO_EFFECT)
 
 
 @dataclass
@@ -117,7 +123,11 @@ class Scanners:
 # ---------------------------------------------------------------- placing a fix
 
 class _Reject(Exception):
-    """A candidate rejected before any scanner runs; the message is the reason."""
+    """A candidate rejected before any scanner runs; the message is the reason, `detail` what exactly."""
+
+    def __init__(self, reason: str, detail: str | None = None):
+        super().__init__(reason)
+        self.detail = detail
 
 
 def place(text: str, context: dict, fix: dict) -> tuple[str, int, int]:
@@ -152,6 +162,11 @@ def _prepare(c: Candidate, root: Path) -> tuple[str, int, int, Path, str]:
     fixed, first, last = place(text, c.context, c.fix)
     if not parses(fixed, language):
         raise _Reject(NO_PARSE if parses(text, language) else WAS_BROKEN)
+    if language in platform.LANGUAGES:
+        problems = platform.introduced(text, fixed)
+        if problems:
+            raise _Reject(PLATFORM_REJECTED if problems[0].kind == platform.REJECTED else NO_EFFECT,
+                          "; ".join(map(str, problems)))
     return fixed, first, last, real, rel
 
 
@@ -392,7 +407,7 @@ def verify(candidates: list[Candidate], root: Path | str, scanners: Scanners) ->
             try:
                 fixed, first, last, real, rel = _prepare(c, root)
             except _Reject as why:
-                verdicts[c.key] = Verdict(False, str(why), tool)
+                verdicts[c.key] = Verdict(False, str(why), tool, why.detail)
                 continue
             if tool not in scanners.paths:
                 verdicts[c.key] = Verdict(False, NO_SCANNER, tool)
@@ -416,21 +431,28 @@ def verify(candidates: list[Candidate], root: Path | str, scanners: Scanners) ->
     return verdicts
 
 
+def _language(c: Candidate) -> str:
+    return c.context.get("language") or c.fix.get("language") or "?"
+
+
 def summary(candidates: list[Candidate], verdicts: dict[str, Verdict]) -> dict:
-    """Counts: verified and total, per scanner (the finding's tool) and per reason not verified."""
-    per_tool: dict[str, Counter] = {}
+    """Counts: verified and total, per scanner (the finding's tool), per language (the code
+    context's) and per reason not verified."""
+    groups: dict[str, dict[str, Counter]] = {"by_tool": {}, "by_language": {}}
     reasons = Counter()
     for c in candidates:
         v = verdicts[c.key]
-        counts = per_tool.setdefault(c.finding.get("tool", "?"), Counter())
-        counts["total"] += 1
-        counts["verified"] += v.verified
+        for group, name in (("by_tool", c.finding.get("tool", "?")), ("by_language", _language(c))):
+            counts = groups[group].setdefault(name, Counter())
+            counts["total"] += 1
+            counts["verified"] += v.verified
         if not v.verified:
             reasons[v.reason] += 1
     verified = sum(v.verified for v in verdicts.values())
     return {"verified": verified, "total": len(candidates),
             "ratio": round(verified / len(candidates), 4) if candidates else None,
-            "by_tool": {t: {"verified": c["verified"], "total": c["total"]} for t, c in sorted(per_tool.items())},
+            **{group: {n: {"verified": c["verified"], "total": c["total"]} for n, c in sorted(per.items())}
+               for group, per in groups.items()},
             "not_verified": dict(sorted(reasons.items(), key=lambda kv: (-kv[1], kv[0])))}
 
 
@@ -439,8 +461,9 @@ def report(candidates: list[Candidate], verdicts: dict[str, Verdict], counts: di
     return {**counts,
             "scanners": {name: scanners.paths.get(name) for name in sorted(("bandit", "checkov", "semgrep"))},
             "fixes": [{"example_id": c.key, "finding_id": c.finding["id"], "tool": c.finding["tool"],
-                       "rule_id": c.finding["rule_id"], "path": c.context["path"],
-                       "verified": verdicts[c.key].verified, "reason": verdicts[c.key].reason}
+                       "rule_id": c.finding["rule_id"], "path": c.context["path"], "language": _language(c),
+                       "verified": verdicts[c.key].verified, "reason": verdicts[c.key].reason,
+                       **({"detail": verdicts[c.key].detail} if verdicts[c.key].detail else {})}
                       for c in candidates]}
 
 

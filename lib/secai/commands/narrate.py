@@ -47,7 +47,8 @@ lib/secai/secrets.py; secai-split and secai-push check them too."""
                        help="keep only fixes the scanner that reported the finding confirms: each fix is applied "
                             "to a copy of its file under --source-root, the file must still parse, and a re-run "
                             "of that scanner (bandit, checkov or semgrep, same rule) must no longer report the "
-                            "finding; fixes that cannot be checked are dropped too. Prints `verified N/M fixes` "
+                            "finding, and a Kubernetes manifest must gain nothing the platform refuses or ignores; "
+                            "fixes that cannot be checked are dropped too. Prints `verified N/M fixes` "
                             "with per-scanner counts")
         v.add_argument("--source-root", metavar="DIR",
                        help="checkout the analyses' code context was read from (secai-analyze --source-root); "
@@ -94,7 +95,9 @@ lib/secai/secrets.py; secai-split and secai-push check them too."""
         self.log(describe(counts))
         if a.verbose:
             for c in candidates:
-                self.log(f"  {c.finding['tool']} {c.finding['rule_id']} {c.context['path']}: {verdicts[c.key].reason}")
+                v = verdicts[c.key]
+                self.log(f"  {c.finding['tool']} {c.finding['rule_id']} {c.context['path']}: {v.reason}"
+                         + (f" ({v.detail})" if v.detail else ""))
         if a.verify_report:
             with AtomicOutput(a.verify_report) as out:
                 out.write(orjson.dumps(report(candidates, verdicts, counts, scanners),
