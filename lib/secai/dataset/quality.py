@@ -29,6 +29,7 @@ from pathlib import Path
 
 import orjson
 
+from secai import secrets
 from secai.analysis.languages import detect_language
 from secai.files import write_atomic
 
@@ -44,8 +45,8 @@ _ABSOLUTE = re.compile(r"(?<![\w.~:/-])/(?:[\w.-]+/)+[\w.-]*")
 # the system's own folders (FHS): a path under them names no user's files, whoever's machine it is
 _SYSTEM = ("/etc/", "/usr/", "/bin/", "/sbin/", "/lib/", "/lib64/", "/var/", "/proc/", "/dev/", "/sys/", "/run/",
            "/tmp/", "/opt/", "/srv/", "/boot/", "/root/")
-_EMAIL = re.compile(r"(?<![\w.+-])[\w.+-]+@((?:[A-Za-z0-9-]+\.)+[A-Za-z]{2,})(?![\w-])")
-_EXAMPLE_DOMAIN = re.compile(r"(?:^|\.)(?:example\.(?:com|org|net)|[\w-]+\.(?:example|test|invalid|localhost))$", re.I)
+# the e-mail addresses secai.secrets redacts (personal data; example domains and git@ are kept)
+_EMAIL = next(p for p in secrets.PATTERNS if p.name == "email-address")
 
 
 def template_key(analysis: dict) -> str:
@@ -85,7 +86,7 @@ def private_text(text: str, prefixes: tuple[str, ...]) -> dict[str, int]:
     paths = len(_HOME_USER.findall(text))
     paths += sum(1 for m in _ABSOLUTE.finditer(text) if not _HOME_USER.match(m[0])
                  and (m[0].startswith(prefixes) or not m[0].startswith(_SYSTEM) and _exists(m[0])))
-    emails = sum(1 for m in _EMAIL.finditer(text) if not _EXAMPLE_DOMAIN.search(m.group(1)))
+    emails = sum(1 for m in _EMAIL.regex.finditer(text) if not _EMAIL.keep(m))
     return {"local_paths": paths, "emails": emails}
 
 
