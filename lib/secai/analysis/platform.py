@@ -158,7 +158,7 @@ def pod_problems(kind: str, name: str, spec: dict) -> set[Problem]:
             found.add(Problem(REJECTED, where, "non-root-uid-0",
                               "runAsNonRoot is true and runAsUser is 0: the kubelet refuses to start the "
                               "container (container's runAsUser breaks non-root policy)"))
-        if "seccompProfile" not in own:
+        if own.get("seccompProfile") is None:
             inheritors.append(privileged)
         if not privileged:
             continue
