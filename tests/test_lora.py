@@ -79,6 +79,13 @@ def train(argv):
     return orjson.loads(out)
 
 
+def where(meta: dict) -> str:
+    """The folder of a model whose metadata `secai-lora train` printed (its path is recorded portably)."""
+    found = lora.models.local(meta["path"])
+    assert found is not None, meta["path"]
+    return str(found)
+
+
 @pytest.fixture(scope="module")
 def stage1(tiny_model, store, data):
     return train(["--stage", "analysis", "--data", str(data["analysis"]), "--base-model", str(tiny_model),
@@ -88,13 +95,13 @@ def stage1(tiny_model, store, data):
 @pytest.fixture(scope="module")
 def stage2(tiny_model, stage1, data):
     return train(["--stage", "codefix", "--data", str(data["codefix"]), "--base-model", str(tiny_model),
-                  "--from-adapter", stage1["path"], "--name", "s2", *FAST])
+                  "--from-adapter", where(stage1), "--name", "s2", *FAST])
 
 
 # ---------------------------------------------------------------- stage 1 and 2
 
 def test_stage1_learns_and_writes_a_complete_model_dir(stage1, store):
-    d = Path(stage1["path"])
+    d = Path(where(stage1))
     assert d == store / "fine-tuned" / "s1"
     assert {p.name for p in d.iterdir()} == {"adapters", "metadata.json", "training_log.jsonl", "README.md"}
     assert not list(d.parent.glob(".run-*")), "the work folder is removed once the model is in place"
@@ -133,13 +140,13 @@ def test_stage2_starts_from_stage1_weights_not_from_scratch(tiny_model, stage1, 
     fresh = train(["--stage", "codefix", "--data", str(data["codefix"]), "--base-model", str(tiny_model),
                    "--name", "fresh", "--out", str(tmp_path), "--iters", "2", *FAST[2:]])
     cont = train(["--stage", "codefix", "--data", str(data["codefix"]), "--base-model", str(tiny_model),
-                  "--from-adapter", stage1["path"], "--name", "cont", "--out", str(tmp_path), "--iters", "2", *FAST[2:]])
+                  "--from-adapter", where(stage1), "--name", "cont", "--out", str(tmp_path), "--iters", "2", *FAST[2:]])
     assert abs(fresh["eval"]["val_loss_before"] - cont["eval"]["val_loss_before"]) > 1e-3
 
 
 def test_a_mismatched_stage1_adapter_is_a_clear_error(tiny_model, stage1, data, tmp_path):
     code, out, err = run_command(Lora, ["train", "--stage", "codefix", "--data", str(data["codefix"]),
-                                        "--base-model", str(tiny_model), "--from-adapter", stage1["path"],
+                                        "--base-model", str(tiny_model), "--from-adapter", where(stage1),
                                         "--rank", "4", "--out", str(tmp_path), *FAST], raw=True)
     assert code == 1 and out == ""
     last = err.splitlines()[-1]
@@ -149,7 +156,7 @@ def test_a_mismatched_stage1_adapter_is_a_clear_error(tiny_model, stage1, data, 
 def test_mlx_lm_generate_loads_the_adapter(tiny_model, stage1):
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
     proc = subprocess.run([sys.executable, "-m", "mlx_lm", "generate", "--model", str(tiny_model), "--adapter-path",
-                           str(Path(stage1["path"]) / "adapters"), "--prompt", "Finding 3: path traversal. Which CWE?",
+                           str(Path(where(stage1)) / "adapters"), "--prompt", "Finding 3: path traversal. Which CWE?",
                            "--max-tokens", "8"], capture_output=True, text=True, env=env, timeout=300)
     assert proc.returncode == 0, proc.stderr
     assert "Generation:" in proc.stdout
@@ -290,7 +297,7 @@ def test_resume_after_kill_ends_where_an_uninterrupted_run_ends(tiny_model, data
 # ---------------------------------------------------------------- eval
 
 def test_eval_reports_base_vs_adapter_with_a_plot_and_forgetting(stage2, stage1):
-    d = Path(stage2["path"])
+    d = Path(where(stage2))
     code, out, err = run_command(Lora, ["eval", "--adapter", str(d), "--samples", "4", "--max-tokens", "24"], raw=True)
     assert code == 0, err
     report = orjson.loads((d / "eval.json").read_bytes())
@@ -398,7 +405,7 @@ def validate(d: Path, *extra) -> tuple[int, str]:
 
 
 def test_validate_accepts_a_good_model(stage1):
-    code, err = validate(Path(stage1["path"]))
+    code, err = validate(Path(where(stage1)))
     assert code == 0, err
 
 
@@ -406,19 +413,19 @@ def test_validate_names_each_problem(stage1, tmp_path):
     import mlx.core as mx
 
     cases = {}
-    d = copy_model(stage1["path"], tmp_path / "nocard" / "s1")
+    d = copy_model(where(stage1), tmp_path / "nocard" / "s1")
     (d / "README.md").unlink()
     cases[d] = "README.md is missing"
-    d = copy_model(stage1["path"], tmp_path / "edited" / "s1")
+    d = copy_model(where(stage1), tmp_path / "edited" / "s1")
     w = mx.load(str(d / "adapters" / "adapters.safetensors"))
     mx.save_safetensors(str(d / "adapters" / "adapters.safetensors"), {k: v * 2 for k, v in w.items()})
     cases[d] = "adapters/adapters.safetensors: SHA-256 differs from metadata.json"
-    d = copy_model(stage1["path"], tmp_path / "incomplete" / "s1")
+    d = copy_model(where(stage1), tmp_path / "incomplete" / "s1")
     meta = orjson.loads((d / "metadata.json").read_bytes())
     del meta["settings"]["rank"]
     (d / "metadata.json").write_bytes(orjson.dumps(meta))
     cases[d] = "metadata.json is not a complete model/1: $.settings"
-    d = copy_model(stage1["path"], tmp_path / "shape" / "s1")
+    d = copy_model(where(stage1), tmp_path / "shape" / "s1")
     w = mx.load(str(d / "adapters" / "adapters.safetensors"))
     mx.save_safetensors(str(d / "adapters" / "adapters.safetensors"), {k: v[..., :4] if k.endswith("lora_a") else v[:4]
                                                                         for k, v in w.items()})
@@ -426,7 +433,7 @@ def test_validate_names_each_problem(stage1, tmp_path):
     meta["files"]["adapters/adapters.safetensors"] = meta["adapter_sha256"] = lora.sha256_file(d / "adapters" / "adapters.safetensors")
     (d / "metadata.json").write_bytes(orjson.dumps(meta))
     cases[d] = "does not load and generate: adapter"
-    d = copy_model(stage1["path"], tmp_path / "nobase" / "s1")
+    d = copy_model(where(stage1), tmp_path / "nobase" / "s1")
     meta = orjson.loads((d / "metadata.json").read_bytes())
     meta["base_model"]["path"] = str(tmp_path / "gone")
     (d / "metadata.json").write_bytes(orjson.dumps(meta))
@@ -452,10 +459,10 @@ def test_fuse_folds_the_adapter_into_a_model_mlx_lm_loads(tiny_model, stage1, tm
     import mlx.core as mx
     from mlx_lm import load
 
-    code, _, err = run_command(Lora, ["fuse", stage1["path"], "-o", str(tmp_path / "fused")], raw=True)
+    code, _, err = run_command(Lora, ["fuse", where(stage1), "-o", str(tmp_path / "fused")], raw=True)
     assert code == 0, err
     fused, tok = load(str(tmp_path / "fused"))
-    adapted, _ = load(str(tiny_model), adapter_path=str(Path(stage1["path"]) / "adapters"))
+    adapted, _ = load(str(tiny_model), adapter_path=str(Path(where(stage1)) / "adapters"))
     x = mx.array([tok.encode("Finding 7: weak hash. Which CWE?")])
     assert np.allclose(np.array(fused(x)), np.array(adapted(x)), atol=1e-4)
 

@@ -47,8 +47,11 @@ def test_all_trains_both_stages_evaluates_and_summarises(built):
     assert s1["stage"] == "analysis" and s2["stage"] == "codefix"
     assert s2["from_adapter"]["path"] == s1["path"]  # stage 2 continued from stage 1
     for meta in (s1, s2):
-        d = Path(meta["path"])
-        assert d.parent == tree / "models" / "fine-tuned" and (d / "adapters" / "adapters.safetensors").is_file()
+        # recorded relative to MODELS_DIR and to the project (secai.training.store.portable), never absolute
+        assert meta["path"] == f"fine-tuned/{meta['name']}" and meta["base_model"]["path"] == "build/models/base/tiny-olmo2"
+        assert meta["dataset"]["path"] == f"build/datasets/{meta['stage']}"
+        d = tree / "models" / meta["path"]
+        assert (d / "adapters" / "adapters.safetensors").is_file()
         assert meta["base_model"]["test_model"] and meta["training"]["steps"] == 2
         report = orjson.loads((ft / f"eval-{meta['stage']}.json").read_bytes())
         assert report == orjson.loads((d / "eval.json").read_bytes()) and (d / "loss.png").is_file()
@@ -130,7 +133,8 @@ def test_base_model_picks_the_model_fine_tuned(built, tmp_path):
     (tree / "build" / "finetune" / "analysis.json").unlink(missing_ok=True)
     make(tree, "finetune-stage1", f"BASE_MODEL={other}", "NAME=other")
     meta = orjson.loads((tree / "build" / "finetune" / "analysis.json").read_bytes())
-    assert meta["name"] == "other-analysis" and meta["base_model"]["path"] == str(other)
+    assert meta["name"] == "other-analysis" and not Path(meta["base_model"]["path"]).is_absolute()
+    assert (tree / "models" / meta["path"] / meta["base_model"]["path"]).resolve() == other.resolve()
     assert meta["base_model"]["content_hash"] == content_hash(other)
 
 

@@ -260,10 +260,10 @@ def make_model(d: Path) -> Path:
     (d / "adapters").mkdir(parents=True)
     (d / "README.md").write_text("---\nlicense: apache-2.0\nbase_model: allenai/OLMo-2-0425-1B\nlibrary_name: mlx\n"
                                  "tags: [lora, security]\n---\n\n# olmo2-secai\n\nA LoRA adapter.\n")
-    meta = {"schema": "model/1", "name": "olmo2-secai", "stage": "analysis", "path": str(d), "run_id": "r1",
-            "base_model": {"path": "/Users/dev/shared-olmo-models/base/OLMo-2-1B-mlx-q4", "name": "OLMo-2-1B-mlx-q4",
+    meta = {"schema": "model/1", "name": "olmo2-secai", "stage": "analysis", "path": f"fine-tuned/{d.name}", "run_id": "r1",
+            "base_model": {"path": "base/OLMo-2-1B-mlx-q4", "name": "OLMo-2-1B-mlx-q4",
                            "hf_id": "allenai/OLMo-2-0425-1B", "content_hash": "b" * 64, "test_model": False},
-            "dataset": {"path": "/Users/dev/secai/build/datasets/analysis", "name": "secai security findings",
+            "dataset": {"path": "build/datasets/analysis", "name": "secai security findings",
                         "manifest_sha256": "d" * 64, "examples": 16},
             "training": {"steps": 30, "epochs": 3}, "source_commit": SHA}
     (d / "metadata.json").write_text(orjson.dumps(meta).decode())
@@ -308,7 +308,7 @@ def test_model_push_sends_weights_over_lfs_and_the_card_in_the_same_commit(tmp_p
     desc = commit["header"]["description"]
     assert "base model: hf_id allenai/OLMo-2-0425-1B, name OLMo-2-1B-mlx-q4" in desc
     assert f"manifest_sha256 {'d' * 64}" in desc and "training steps: 30" in desc
-    assert "/Users/dev" not in desc  # no local paths in a published commit
+    assert "base/OLMo-2-1B-mlx-q4" not in desc and "build/datasets" not in desc  # no paths in a published commit
     calls = [p for _, p in hub.requests]
     assert "/octo/olmo2-secai.git/info/lfs/objects/batch" in calls and "/lfs-verify" in calls
     assert lora_stub.calls == [model]
@@ -342,6 +342,21 @@ def test_model_checks_card_metadata_weights_and_the_lora_validate_hook(tmp_path,
     (tmp_path / "n" / "adapters" / "0000010_adapters.safetensors").unlink()
     code, _, err = push(tmp_path, "model", str(tmp_path / "n"), "--repo", "octo/n", "--dry-run")
     assert code == 1 and "no *.safetensors" in err
+
+
+@pytest.mark.parametrize("name", ["metadata.json", "eval.json"])
+def test_a_model_that_records_a_local_path_is_refused(tmp_path, lora_stub, name):
+    """metadata.json and eval.json are published: an absolute path in either (a model trained before
+    paths were recorded relative to the models dir) stops the push before anything is staged."""
+    model = make_model(tmp_path / "m")
+    path = model / name
+    record = orjson.loads(path.read_bytes()) if path.is_file() else {"schema": "eval/1", "loss": {"adapter": 1.0}}
+    record["data"] = ["fine", {"deep": "/Users/dev/secai/build/datasets/analysis"}]
+    path.write_bytes(orjson.dumps(record))
+    code, report, err = push(tmp_path, "model", str(model), "--repo", "octo/m", "--dry-run")
+    assert code == 1 and report is None and len(err.strip().splitlines()) == 1
+    assert f"{name} records the local path '/Users/dev/secai/build/datasets/analysis'" in err
+    assert not (tmp_path / "build" / "push").exists()
 
 
 def test_the_real_lora_validate_is_called_and_its_refusal_stops_the_push(tmp_path, hub):

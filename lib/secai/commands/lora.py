@@ -115,7 +115,7 @@ class Lora(Command):
             report = evaluate_model(
                 settings(), self.log, adapter=a.adapter, base_model=a.base_model, data=a.data, stage=a.stage,
                 samples=self.setting("samples", "eval_samples"), max_tokens=self.setting("max_tokens", "eval_max_tokens"))
-            sys.stdout.buffer.write(save_eval(report, a.output, a.plot))
+            sys.stdout.buffer.write(save_eval(report, a.output, a.plot, a.adapter))
             self.log(eval_summary(report))
         elif a.action == "validate":
             problems = validate(Path(a.model_dir), generate=not a.no_generate)

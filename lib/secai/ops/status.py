@@ -17,6 +17,7 @@ import orjson
 
 from secai import config
 from secai.files import write_atomic
+from secai.training import store
 
 
 def _when(path: Path) -> str | None:
@@ -70,8 +71,9 @@ def collect(build: Path) -> dict:
         if "skipped" in meta:
             models.append({"stage": name, "skipped": meta["skipped"]})
             continue
-        report = _json(Path(meta["path"]) / "eval.json") or {}
-        models.append({"stage": name, "name": meta["name"], "path": meta["path"], "created": meta["created"],
+        where = store.local(meta["path"])  # recorded relative to the models dir (store.portable): found here
+        report = (_json(where / "eval.json") if where else None) or {}
+        models.append({"stage": name, "name": meta["name"], "path": str(where or meta["path"]), "created": meta["created"],
                        "base": meta["base_model"]["name"], "test_model": meta["base_model"]["test_model"],
                        "steps": meta["training"]["steps"], "tokens_per_second": meta["training"]["tokens_per_second"],
                        "val_loss": [meta["eval"]["val_loss_before"], meta["eval"]["val_loss_after"]],

@@ -74,6 +74,25 @@ def check_text(path: Path, rel: str) -> None:
                                                     f"{rel}; refusing to publish it")
 
 
+LOCAL_PATH = re.compile(r"^(?:/|~|[A-Za-z]:[\\/]|\\\\)")  # POSIX, home, Windows drive or UNC
+
+
+def check_no_local_path(path: Path, rel: str) -> None:
+    """InputError when a model's metadata.json or eval.json records an absolute local path (a model
+    trained before secai-lora recorded paths relative to the models dir: train it again)."""
+    def strings(value):
+        if isinstance(value, str):
+            yield value
+        elif isinstance(value, (dict, list)):
+            for v in value.values() if isinstance(value, dict) else value:
+                yield from strings(v)
+
+    found = next((s for s in strings(json_object(path, "missing")) if LOCAL_PATH.match(s)), None)
+    if found is not None:
+        raise InputError(str(path), None, f"{rel} records the local path {found!r}; refusing to publish it "
+                                          f"(secai-lora train records paths relative to the models dir: train it again)")
+
+
 def check_dataset(src: Path) -> dict:
     """Check a dataset folder (see the module docstring); returns facts for the commit message:
     manifest, files to publish, source commits and CI runs found in the examples' provenance."""
@@ -156,6 +175,9 @@ def check_model(src: Path, log=None) -> dict:
     for rel in files:
         if Path(rel).suffix in TEXT_SUFFIXES:
             check_text(src / rel, rel)
+    for rel in ("metadata.json", "eval.json"):
+        if rel in files:
+            check_no_local_path(src / rel, rel)
     commits = {metadata[k] for k in ("source_commit", "commit") if isinstance(metadata.get(k), str)}
     commits |= {c for c in metadata.get("source_commits") or [] if isinstance(c, str)}
     return {"metadata": metadata, "card": meta, "files": files, "commits": commits, "runs": set()}

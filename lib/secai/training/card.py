@@ -18,6 +18,12 @@ def perplexity(loss):
     return None if loss is None or math.isnan(loss) else math.exp(min(loss, 50))
 
 
+def base_reference(base: dict) -> str:
+    """The base model as `mlx_lm generate --model` takes it where the adapter is published: its
+    Hugging Face id when it was converted from one, else the path the metadata records."""
+    return base.get("hf_id") or base["path"]
+
+
 def card(meta: dict, report: dict | None) -> str:
     """README.md of a fine-tuned model: Hugging Face YAML metadata, then what it is and its numbers."""
     base, data, t, ev = meta["base_model"], meta["dataset"], meta["training"], meta["eval"]
@@ -69,6 +75,6 @@ def card(meta: dict, report: dict | None) -> str:
               f"- {t['train_tokens']:,} tokens in {t['train_seconds']:.1f} s of steps ({t['tokens_per_second']:.0f} tokens/s, "
               f"{t['world_size']} process{'es' if t['world_size'] > 1 else ''}), peak memory {t['peak_memory_bytes'] / 2**20:.0f} MiB",
               "", "## Use", "", "```bash",
-              f"mlx_lm generate --model {base['hf_id'] or base['path']} --adapter-path adapters --prompt \"...\"",
+              f"mlx_lm generate --model {base_reference(base)} --adapter-path adapters --prompt \"...\"",
               "```", ""]
     return "\n".join(lines)

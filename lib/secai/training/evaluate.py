@@ -16,7 +16,7 @@ from secai.training.adapters import load_adapter_weights
 from secai.training.batches import encode_all
 from secai.training.card import card, num, perplexity
 from secai.training.engine import evaluate
-from secai.training.run import apply_adapter, load_base, read_metadata, read_split, resolve_model_dir
+from secai.training.run import apply_adapter, base_dir, load_base, read_metadata, read_split, resolve_model_dir
 from secai.training.settings import Settings, TrainError
 
 HELD_OUT = ("test", "valid")  # eval uses the first of these a dataset has
@@ -58,10 +58,13 @@ def evaluate_model(s: Settings, say, *, samples: int, max_tokens: int, adapter: 
 
     adapter_dir = resolve_model_dir(adapter) if adapter else None
     meta = read_metadata(adapter_dir) if adapter_dir else None
-    base_path = models.check_model_dir(base_model or (meta and meta["base_model"]["path"]) or models.default_base()[0])
+    base_path = models.check_model_dir(base_model or (meta and base_dir(adapter_dir, meta)) or models.default_base()[0])
     if meta and models.content_hash(base_path) != meta["base_model"]["content_hash"]:
         raise TrainError(f"{base_path} is not the base model {adapter_dir} was trained on ({meta['base_model']['name']})")
-    data = data or (meta and meta["dataset"]["path"])
+    if not data and meta:
+        data = models.local(meta["dataset"]["path"], near=adapter_dir)
+        if data is None:
+            raise TrainError(f"{adapter_dir}: its dataset {meta['dataset']['path']} is not here; give --data DIR")
     if not data:
         raise TrainError("give --data DIR (or --adapter, whose dataset is used)")
     data = Path(data)
@@ -84,8 +87,10 @@ def evaluate_model(s: Settings, say, *, samples: int, max_tokens: int, adapter: 
         return sum(answer_ok(kind or stage, t) for kind, t in zip(kinds, texts)) / len(texts)
 
     say(f"{split}: {len(encoded)} examples; base model {base_path.name}")
-    report = {"schema": "eval/1", "stage": stage, "data": str(data), "split": split, "examples": len(encoded),
-              "base_model": str(base_path), "adapter": str(adapter_dir) if adapter_dir else None,
+    # published beside the adapter: paths as store.portable records them, never absolute
+    report = {"schema": "eval/1", "stage": stage, "data": models.portable(data, near=adapter_dir), "split": split,
+              "examples": len(encoded), "base_model": models.portable(base_path, near=adapter_dir),
+              "adapter": models.portable(adapter_dir) if adapter_dir else None,
               "loss": {}, "perplexity": {}, "generation": {"prompts": len(prompts), "max_tokens": max_tokens}}
     t0 = time.perf_counter()
     report["loss"]["base"], report["tokens"] = evaluate(model, encoded, s)
@@ -94,7 +99,7 @@ def evaluate_model(s: Settings, say, *, samples: int, max_tokens: int, adapter: 
         apply_adapter(model, adapter_dir, s)
         report["loss"]["adapter"], _ = evaluate(model, encoded, s)
         report["generation"]["adapter"] = generate()
-        report["forgetting"] = forgetting(model, tokenizer, meta, s, say)
+        report["forgetting"] = forgetting(model, tokenizer, adapter_dir, meta, s, say)
     else:
         report["loss"]["adapter"], report["generation"]["adapter"] = None, None
     report["perplexity"] = {k: perplexity(v) for k, v in report["loss"].items()}
@@ -102,15 +107,16 @@ def evaluate_model(s: Settings, say, *, samples: int, max_tokens: int, adapter: 
     return report
 
 
-def forgetting(model, tokenizer, meta: dict, s: Settings, say) -> dict | None:
+def forgetting(model, tokenizer, model_dir: Path, meta: dict, s: Settings, say) -> dict | None:
     """After stage 2: the stage-1 held-out loss with the stage-1 adapter (before) and with this one
     (after). model carries this adapter on entry and on return."""
     start = meta.get("from_adapter")
     if not start:
         return None
-    stage1_dir, stage1_data = Path(start["path"]), Path(start["dataset"])
-    if not (stage1_dir / "adapters" / "adapters.safetensors").is_file() or not (stage1_data / "train.jsonl").is_file():
-        say(f"forgetting check skipped: {stage1_dir} or its dataset {stage1_data} is gone")
+    stage1_dir, stage1_data = models.local(start["path"], near=model_dir), models.local(start["dataset"], near=model_dir)
+    if (stage1_dir is None or stage1_data is None or not (stage1_dir / "adapters" / "adapters.safetensors").is_file()
+            or not (stage1_data / "train.jsonl").is_file()):
+        say(f"forgetting check skipped: {start['path']} or its dataset {start['dataset']} is not here")
         return None
     import mlx.core as mx
 
@@ -122,7 +128,7 @@ def forgetting(model, tokenizer, meta: dict, s: Settings, say) -> dict | None:
     load_adapter_weights(model, stage1_dir / "adapters" / "adapters.safetensors", f"stage-1 adapter {stage1_dir}")
     before, _ = evaluate(model, encoded, s)
     model.load_weights(list(after_weights.items()), strict=False)
-    return {"stage1_model": start["name"], "data": str(stage1_data), "examples": len(encoded), "before": before,
+    return {"stage1_model": start["name"], "data": models.portable(stage1_data, near=model_dir), "examples": len(encoded), "before": before,
             "after": after, "increase": after - before}
 
 
@@ -154,12 +160,14 @@ def plot(log_path: Path, out: Path, title: str) -> None:
         plt.close(fig)
 
 
-def save_eval(report: dict, output: str | Path | None = None, plot_png: str | Path | None = None) -> bytes:
-    """Write an eval/1 report to `output` and, for an adapter, to ADAPTER/eval.json with its loss plot
-    (default ADAPTER/loss.png) and a model card that shows the numbers. Returns the report's JSON, which
-    the caller prints when it was written nowhere (no output, no adapter)."""
+def save_eval(report: dict, output: str | Path | None = None, plot_png: str | Path | None = None,
+              adapter: str | Path | None = None) -> bytes:
+    """Write an eval/1 report to `output` and, for the adapter it evaluated (as evaluate_model was
+    given it), to ADAPTER/eval.json with its loss plot (default ADAPTER/loss.png) and a model card that
+    shows the numbers. Returns the report's JSON, which the caller prints when it was written nowhere
+    (no output, no adapter)."""
     text = orjson.dumps(report, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS) + b"\n"
-    d = Path(report["adapter"]) if report["adapter"] else None
+    d = resolve_model_dir(adapter) if adapter else None
     targets = [Path(output)] if output else []
     if d:
         targets.append(d / "eval.json")

@@ -9,7 +9,9 @@ secai.commands.lora).
 
 `train` writes `<models_dir>/fine-tuned/<name>/` in one rename: `adapters/` (mlx-lm's adapter
 format: `mlx_lm generate --model BASE --adapter-path DIR/adapters` loads it), `metadata.json`
-(model/1, schemas/model.schema.json), `training_log.jsonl`, `README.md` (a Hugging Face model card
+(model/1, schemas/model.schema.json; the paths it records to the base model, the dataset and the
+stage-1 model are store.portable's, never absolute, and are found again with store.local),
+`training_log.jsonl`, `README.md` (a Hugging Face model card
 with the measured numbers) and, with `--fuse`, `fused/` (a whole model). The base model folder is
 only read. While it runs, its checkpoints live in `<models_dir>/fine-tuned/.run-<id>/`, where id
 names the run (base model, data, settings, stage and starting adapter): `--resume` continues that
@@ -38,7 +40,7 @@ from secai.errors import InputError
 from secai.files import building, front_matter, sha256_file
 from secai.training.adapters import add_lora, load_adapter_weights
 from secai.training.batches import check_chat_template, encode_all
-from secai.training.card import card, num
+from secai.training.card import base_reference, card, num
 from secai.training.engine import Interrupted, Run, environment
 from secai.training.settings import Settings, TrainError
 
@@ -120,11 +122,12 @@ def load_base(path: Path):
 
 
 def resolve_model_dir(path: str | Path) -> Path:
-    """A fine-tuned model directory from itself, its adapters/ folder or its metadata.json."""
+    """A fine-tuned model directory from itself, its adapters/ folder, its metadata.json or a copy of
+    that metadata elsewhere (what `secai-lora train` prints; its `path` is found through store.local)."""
     p = Path(path).expanduser()
     if p.is_file() and p.name.endswith(".json"):
-        meta = orjson.loads(p.read_bytes())
-        p = Path(meta.get("path", p.parent))
+        recorded = orjson.loads(p.read_bytes()).get("path")
+        p = p.parent if p.name == "metadata.json" or not recorded else (models.local(recorded) or Path(recorded))
     if (p / "adapter_config.json").is_file() and (p.parent / "metadata.json").is_file():
         p = p.parent
     if not (p / "metadata.json").is_file() or not (p / "adapters" / "adapter_config.json").is_file():
@@ -134,6 +137,15 @@ def resolve_model_dir(path: str | Path) -> Path:
 
 def read_metadata(model_dir: Path) -> dict:
     return orjson.loads((model_dir / "metadata.json").read_bytes())
+
+
+def base_dir(model_dir: Path, meta: dict) -> Path:
+    """The base model folder a fine-tuned model was trained on, on this machine (or TrainError)."""
+    base = models.local(meta["base_model"]["path"], near=model_dir)
+    if base is None:
+        raise TrainError(f"{model_dir}: its base model {meta['base_model']['path']} ({meta['base_model']['name']}) "
+                         f"is not in the models dir, the project or beside the model")
+    return base
 
 
 def apply_adapter(model, model_dir: Path, s: Settings | None = None) -> dict:
@@ -161,13 +173,13 @@ def train(s: Settings, say, *, stage: str, data: str | Path, base_model: str | P
     import mlx.core as mx
 
     t0 = time.perf_counter()
-    base_path = Path(base_model).expanduser() if base_model else models.default_base()[0]
+    base_path = Path(base_model).expanduser().absolute() if base_model else models.default_base()[0]
     models.check_model_dir(base_path)
     base_id = models.identity(base_path)
     test_model = models.is_test_model(base_path)
     if test_model and mx.distributed.init().rank() == 0:
         models.test_model_notice("secai-lora", base_path)
-    data_dir = Path(data)
+    data_dir = Path(data).expanduser().absolute()
     data = dataset_info(data_dir)
     if stage != "combined" and data["stages"] and not data["stages"].get(stage):
         raise TrainError(f"{data_dir}: the dataset has no {stage} examples (it has {', '.join(data['stages'])})")
@@ -215,20 +227,23 @@ def train(s: Settings, say, *, stage: str, data: str | Path, base_model: str | P
         adapters.mkdir()
         weights = dict(tree_flatten(model.trainable_parameters()))
         mx.save_safetensors(str(adapters / "adapters.safetensors"), weights)
-        (adapters / "adapter_config.json").write_text(json.dumps({**lora_cfg, "model": str(base_path)}, indent=2) + "\n")
+        # mlx-lm records its --model here and never reads it back (mlx_lm generate/fuse take --model)
+        base_record = {"path": models.portable(base_path, near=out), "name": base_id["name"],
+                       "content_hash": base_id["content_hash"], "hf_id": models.hf_base_id(base_path), "test_model": test_model}
+        (adapters / "adapter_config.json").write_text(json.dumps({**lora_cfg, "model": base_reference(base_record)}, indent=2) + "\n")
         if template_source != "tokenizer":
             (adapters / "chat_template.jinja").write_text(tokenizer.chat_template)
         shutil.copyfile(work / "training_log.jsonl", tmp / "training_log.jsonl")
         t = time.perf_counter() - t0
         meta = {
-            "schema": KIND, "name": name, "stage": stage, "path": str(out),
+            "schema": KIND, "name": name, "stage": stage, "path": models.portable(out),
             "created": datetime.now(timezone.utc).replace(microsecond=0).isoformat(), "secai_version": __version__,
             "license": config.get("lora", "license"), "run_id": rid,
-            "base_model": {"path": str(base_path), "name": base_id["name"], "content_hash": base_id["content_hash"],
-                           "hf_id": models.hf_base_id(base_path), "test_model": test_model},
-            "from_adapter": ({"path": str(from_dir), "name": from_meta["name"], "adapter_sha256": from_meta["adapter_sha256"],
-                              "dataset": from_meta["dataset"]["path"]} if from_dir else None),
-            "dataset": {"path": str(data_dir), "name": data["name"], "manifest_sha256": data["manifest_sha256"],
+            "base_model": base_record,
+            "from_adapter": ({"path": models.portable(from_dir, near=out), "name": from_meta["name"],
+                              "adapter_sha256": from_meta["adapter_sha256"],
+                              "dataset": models.recorded_again(from_meta["dataset"]["path"], from_dir, out)} if from_dir else None),
+            "dataset": {"path": models.portable(data_dir, near=out), "name": data["name"], "manifest_sha256": data["manifest_sha256"],
                         "files": data["files"], "stages": data["stages"], "replay": data["replay"],
                         "hub_id": config.get("lora", "dataset_repo"),
                         "examples": {"train": len(train_conv), "valid": len(valid_conv)}},
@@ -328,9 +343,9 @@ def validate(d: Path, generate: bool = True) -> list[str]:
             problems.append("README.md: no model card metadata (YAML front matter with license and library_name: mlx)")
         elif meta["eval"]["val_loss_after"] is not None and f"{meta['eval']['val_loss_after']:.4f}" not in text:
             problems.append("README.md: the card does not show the model's validation loss")
-    base = Path(meta["base_model"]["path"])
-    if not (base / "config.json").is_file():
-        return problems + [f"base model {base} not found: shapes and generation not checked"]
+    base = models.local(meta["base_model"]["path"], near=d)
+    if base is None or not (base / "config.json").is_file():
+        return problems + [f"base model {meta['base_model']['path']} not found: shapes and generation not checked"]
     if models.content_hash(base) != meta["base_model"]["content_hash"]:
         return problems + [f"base model {base} is not the one trained on (content hash differs)"]
     if problems or not generate:
@@ -389,12 +404,12 @@ def table(rows: list[dict]) -> str:
 def fuse_dir(model_dir: str | Path, out: str | Path | None = None, dequantize: bool = False) -> Path:
     """Write a whole model with a fine-tuned model's adapter folded in (default: MODEL_DIR/fused), atomically."""
     d = resolve_model_dir(model_dir)
-    meta = read_metadata(d)
-    model, tokenizer, _ = load_base(Path(meta["base_model"]["path"]))
+    base = base_dir(d, read_metadata(d))
+    model, tokenizer, _ = load_base(base)
     apply_adapter(model, d)
     out = Path(out) if out else d / "fused"
     with building(out) as tmp:
-        fuse(model, tokenizer, Path(meta["base_model"]["path"]), tmp, dequantize)
+        fuse(model, tokenizer, base, tmp, dequantize)
     return out
 
 

@@ -8,6 +8,7 @@ fine-tune metadata name a base model the same way on every machine.
 
 from __future__ import annotations
 
+import getpass
 import hashlib
 import json
 import os
@@ -30,6 +31,52 @@ def models_dir() -> Path:
 
 def fine_tuned_dir() -> Path:
     return models_dir() / "fine-tuned"
+
+
+def portable(path: str | os.PathLike, near: str | os.PathLike | None = None) -> str:
+    """A local path as published metadata records it: relative to the models dir ('base/NAME',
+    'fine-tuned/NAME'), else to the project root ('build/datasets/analysis'), else to the folder
+    `near` (the model's own) when the two share a folder below the filesystem root and the way
+    between them names neither the user nor the home folder ('../../data'), else its name alone
+    (the content hashes beside it still identify it). Never an absolute path or a user name."""
+    p = Path(os.path.abspath(os.path.expanduser(str(path))))
+    real = p.resolve()
+    for root in (models_dir(), config.ROOT):
+        for a, b in ((p, Path(os.path.abspath(os.path.expanduser(str(root))))), (real, Path(root).expanduser().resolve())):
+            if a.is_relative_to(b) and a != b:
+                return a.relative_to(b).as_posix()
+    if near is not None:
+        base = Path(near).expanduser().resolve()
+        rel = Path(os.path.relpath(real, base))
+        named = [part for part in rel.parts if part != ".."]
+        private = {getpass.getuser(), Path.home().name}
+        if Path(os.path.commonpath([real, base])) != Path(real.anchor) and not private & set(named):
+            return rel.as_posix()
+    return p.name
+
+
+def local(recorded: str | None, near: str | os.PathLike | None = None) -> Path | None:
+    """Where a path that metadata recorded (see portable) is on this machine: an absolute one (older
+    metadata) as it is, a relative one under the models dir, the folder `near` or the project root,
+    whichever has it; None when none does."""
+    if not recorded:
+        return None
+    p = Path(os.path.expanduser(recorded))
+    if p.is_absolute():
+        return p if p.exists() else None
+    nearby = [Path(near)] if near is not None else []
+    for root in nearby if p.parts[0] == ".." else (models_dir(), config.ROOT, *nearby):
+        if (root / p).exists():
+            return Path(os.path.normpath(root / p))
+    return None
+
+
+def recorded_again(recorded: str, was_near: str | os.PathLike, near: str | os.PathLike) -> str:
+    """A path another model's metadata recorded (beside was_near), as metadata beside `near` records it."""
+    found = local(recorded, was_near)
+    if found is not None or Path(recorded).is_absolute():
+        return portable(found or recorded, near)
+    return recorded
 
 
 def content_hash(model_dir: str | os.PathLike) -> str:
