@@ -55,7 +55,7 @@ def test_private_text_counts_local_paths_and_real_addresses_only():
              "mail alice@corp.io or ops@mail.acme-bank.de")
     assert quality.private_text(leaky, prefixes) == {"local_paths": 3, "emails": 2}
     harmless = ("download to /tmp/x.tgz, read /etc/passwd, run /usr/bin/python; user@example.com, "
-                "admin@example.org, a@b.test; @app.route('/x'); npm @types/node")
+                "admin@example.org, a@b.test; @app.route('/x'); res.redirect('/home/'); npm @types/node")
     assert quality.private_text(harmless, prefixes) == {"local_paths": 0, "emails": 0}
 
 

@@ -41,7 +41,7 @@ _DOTTED = re.compile(r"\b[\w-]+(?:\.[\w-]+)+\b")
 _NUMBER = re.compile(r"\d+")
 _SPACE = re.compile(r"\s+")
 _HOME_USER = re.compile(r"(?:/home/|/Users/|[A-Za-z]:\\\\?Users\\\\?)[\w.-]+")
-_ABSOLUTE = re.compile(r"(?<![\w.~:/-])/(?:[\w.-]+/)+[\w.-]*")
+_ABSOLUTE = re.compile(r"(?<![\w.~:/-])/(?:[\w.-]+/)+[\w.-]+")  # two names at least: "/home/" is a web route
 # the system's own folders (FHS): a path under them names no user's files, whoever's machine it is
 _SYSTEM = ("/etc/", "/usr/", "/bin/", "/sbin/", "/lib/", "/lib64/", "/var/", "/proc/", "/dev/", "/sys/", "/run/",
            "/tmp/", "/opt/", "/srv/", "/boot/", "/root/")
