@@ -20,6 +20,7 @@ from test_lora import FAST, write_dataset
 pytestmark = pytest.mark.usefixtures("no_network")
 
 from secai.commands.lora import Lora  # noqa: E402
+from secai.records import strings  # noqa: E402
 from secai.training import store  # noqa: E402
 
 PUBLISHED = ("metadata.json", "eval.json", "README.md", "adapters/adapter_config.json")
@@ -59,17 +60,6 @@ def tree(tiny_model, tmp_path, monkeypatch):
              "-o", str(build / f"eval-{stage}.json"))
     yield tmp_path / "site"
     store.config.load.cache_clear()
-
-
-def strings(value):
-    if isinstance(value, str):
-        yield value
-    elif isinstance(value, dict):
-        for v in value.values():
-            yield from strings(v)
-    elif isinstance(value, list):
-        for v in value:
-            yield from strings(v)
 
 
 def test_published_files_name_no_local_place(tree, tmp_path):

@@ -16,6 +16,7 @@ from conftest import FIXTURES, ROOT, run_command
 from secai.commands.analyze import Analyze
 from secai.analysis.mlx import messages as mlx_messages
 from secai.analysis.mlx import parse_reply
+from secai.records import strings
 from secai.records import dumps, schema, schema_error
 from secai.analysis.languages import parses
 from secai.commands.narrate import Narrate
@@ -71,17 +72,6 @@ def with_id(record: dict, n) -> dict:
 def data_json(user: str) -> dict:
     """The finding facts of an analysis-stage user turn (its first DATA block)."""
     return orjson.loads(user.split("<<<DATA\n", 1)[1].split("\nDATA>>>", 1)[0])
-
-
-def strings(value):
-    if isinstance(value, str):
-        yield value
-    elif isinstance(value, dict):
-        for v in value.values():
-            yield from strings(v)
-    elif isinstance(value, list):
-        for v in value:
-            yield from strings(v)
 
 
 def assert_no_empty_or_unknown(example: dict):

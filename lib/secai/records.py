@@ -123,3 +123,15 @@ def render(kind: str | None, record: dict) -> bytes:
         if reason:
             raise RuntimeError(f"output record {record.get('id', '')} is not a valid {kind}: {reason}")
     return dumps(record)
+
+
+def strings(value) -> Iterator[str]:
+    """Every string of a JSON value (values, not keys), depth first."""
+    if isinstance(value, str):
+        yield value
+    elif isinstance(value, dict):
+        for v in value.values():
+            yield from strings(v)
+    elif isinstance(value, list):
+        for v in value:
+            yield from strings(v)

@@ -32,6 +32,7 @@ import orjson
 from secai import secrets
 from secai.analysis.languages import detect_language
 from secai.files import write_atomic
+from secai.records import strings
 
 TEMPLATE_RULES = 3   # a remediation shared by this many distinct rules is a template
 
@@ -95,18 +96,7 @@ def severity_claim_unsupported(analysis: dict) -> bool:
     if f.get("tool_severity"):
         return False
     claim = f"{f['tool']} rates it"
-    return any(isinstance(v, str) and claim in v for v in _strings(analysis["analysis"]))
-
-
-def _strings(value):
-    if isinstance(value, str):
-        yield value
-    elif isinstance(value, dict):
-        for v in value.values():
-            yield from _strings(v)
-    elif isinstance(value, list):
-        for v in value:
-            yield from _strings(v)
+    return any(isinstance(v, str) and claim in v for v in strings(analysis["analysis"]))
 
 
 def _read(path: Path) -> list[dict]:
@@ -144,7 +134,7 @@ def figures(analyses: list[dict], examples: list[dict], verify: dict | None,
         meta = e.get("metadata") or {}
         key = group_of.get(meta.get("finding_id")) or (meta.get("tool", "-"), meta.get("language", "-"))
         per_example[key].append({"fix": meta.get("finding_id") if e.get("stage") == "codefix" else None,
-                                 **private_text("\n".join(_strings(e)), prefixes)})
+                                 **private_text("\n".join(strings(e)), prefixes)})
     rows = [_row(*key, per_analysis[key], per_example[key], verified is not None)
             for key in sorted(set(per_analysis) | set(per_example))]
     everything = [x for v in per_analysis.values() for x in v], [x for v in per_example.values() for x in v]

@@ -39,7 +39,7 @@ import orjson
 
 from secai import __version__
 from secai import config
-from secai.records import read_jsonl_strict, schema_error
+from secai.records import read_jsonl_strict, schema_error, strings
 from secai.errors import InputError
 from secai.files import building, front_matter, now_iso, read_state, sha256_file, write_state
 
@@ -80,13 +80,6 @@ LOCAL_PATH = re.compile(r"^(?:/|~|[A-Za-z]:[\\/]|\\\\)")  # POSIX, home, Windows
 def check_no_local_path(path: Path, rel: str) -> None:
     """InputError when a model's metadata.json or eval.json records an absolute local path (a model
     trained before secai-lora recorded paths relative to the models dir: train it again)."""
-    def strings(value):
-        if isinstance(value, str):
-            yield value
-        elif isinstance(value, (dict, list)):
-            for v in value.values() if isinstance(value, dict) else value:
-                yield from strings(v)
-
     found = next((s for s in strings(json_object(path, "missing")) if LOCAL_PATH.match(s)), None)
     if found is not None:
         raise InputError(str(path), None, f"{rel} records the local path {found!r}; refusing to publish it "
