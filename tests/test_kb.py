@@ -144,6 +144,11 @@ def test_templates_render_without_leftovers(entry, facts):
         assert not LEFTOVER.search(text), (key, LEFTOVER.search(text))
     assert "remediation_no_fix" not in out
     assert out["references"] == entry.data["sources"] and out["id"] == entry.id
+    if "test_code" in entry.data:  # the reading for test code renders too, and says why the risk is lower
+        tests = entry.render(facts, test_code=True)
+        assert tests["summary"] != out["summary"] and not LEFTOVER.search(" ".join(map(str, tests.values())))
+        assert len(tests["test_lowers"]) >= 10
+    assert out["test_lowers"] is None
 
 
 def test_missing_facts_read_as_words():
@@ -231,6 +236,11 @@ def test_match_precedence(tmp_path):
     ({"a.yaml": [{**make_entry("br", cwe=["CWE-1"]), "impact": "Forty characters or more, with an { unmatched."}]},
      "a.yaml: entry br: impact:"),
     ({"a.yaml": [make_entry("nomatch")]}, "a.yaml: entry nomatch: $.match"),
+    ({"a.yaml": [{**make_entry("tc", cwe=["CWE-1"]), "test_code": {
+        "summary": "Forty characters or more, in test code, with {nope}.", "lowers": "it is only a test"}}]},
+     "a.yaml: entry tc: test_code.summary: unknown placeholder {nope}"),
+    ({"a.yaml": [{**make_entry("tl", cwe=["CWE-1"]), "test_code": {
+        "summary": "Forty characters or more, said of test code."}}]}, "a.yaml: entry tl: $.test_code"),
     ({"a.yaml": {"id": "x"}}, "a.yaml: expected a list of entries"),
 ])
 def test_bad_entries_are_rejected_with_file_and_entry(tmp_path, files, message):

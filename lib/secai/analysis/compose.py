@@ -4,6 +4,9 @@ Offline and deterministic. The knowledge-base entry the finding matches gives th
 its family; the finding gives what makes it specific: tool, rule, place, package and versions,
 the scanner's message and fix hint, its references. For a vulnerable dependency whose manifest is
 under the source root, the remediation names the file and line to change and the fix shows it.
+A finding in test code (secai.analysis.languages.is_test_path) gets its entry's `test_code` reading
+and a risk one step lower, with the entry's reason; without such a reading the summary says the
+file is test code and the rating stands.
 For a finding with code context, a fix rule (lib/secai/analysis/kb/fixes/*.yaml, secai.analysis.fixrules) rewrites
 the lines the context shows into the fix: `original` (lines copied from the file) and `code`
 (what replaces them), so that secai.analysis.verify can apply it to a copy and re-run the scanner.
@@ -17,6 +20,7 @@ from pathlib import Path
 
 from secai.analysis import kb as knowledge
 from secai.analysis.fixrules import fixes_version, rule_fix
+from secai.analysis.languages import is_test_path
 from secai.secrets import REDACTED
 from secai.untrusted import http_links, quote
 
@@ -110,7 +114,12 @@ def _risk(finding: dict, entry: dict) -> dict:
     if finding.get("secret"):
         reasons.append("a committed credential stays usable until it is revoked, whatever the code does later")
     reasons.append("it is worse when " + entry["risk_factors"]["raises"][0])
-    reasons.append("less so when " + entry["risk_factors"]["lowers"][0])
+    if entry.get("test_lowers"):  # the entry's reading of test code applies
+        rating = _STEP_DOWN[rating]
+        reasons.append(f"it is in test code ({finding['location']['path']}), one step lower because "
+                       + entry["test_lowers"])
+    else:
+        reasons.append("less so when " + entry["risk_factors"]["lowers"][0])
     return {"rating": rating, "rationale": "; ".join(reasons) + "."}
 
 
@@ -133,11 +142,15 @@ def compose(finding: dict, context: dict | None, root: Path | None) -> dict:
     quotation attributed to the scanner and capped (secai.untrusted.quote), so that an analysis, and
     the assistant turn trained on it, never says in its own voice what a report told it to; links
     are kept only when http(s)."""
-    entry = knowledge.load().match(finding).render(facts_of(finding))
+    path = (finding.get("location") or {}).get("path")
+    in_tests = is_test_path(path)
+    entry = knowledge.load().match(finding).render(facts_of(finding), test_code=in_tests)
     summary = entry["summary"]
     place = _place(finding)
-    if ((finding.get("location") or {}).get("path") or place) not in summary:
+    if (path or place) not in summary:
         summary += f" It is at {place}."
+    if in_tests and not entry["test_lowers"]:  # the entry has no reading of its own for test code
+        summary += f" {path} is test code, not code the application runs."
     enclosing = (context or {}).get("enclosing")
     if enclosing and enclosing.get("name") and enclosing["name"] not in summary:
         summary += f" The code is in {enclosing['kind']} {enclosing['name']}."

@@ -2,6 +2,7 @@
 
     detect_language("infra/main.tf")                   # 'hcl'
     parses("def f():\n    return 1\n", "python")       # True: no ERROR/MISSING node
+    is_test_path("tests/test_app.py")                  # True: test code, not shipped code
 
 Languages come from the file name (extension, Dockerfile/Containerfile, requirements*.txt,
 GitHub workflow folder) and else the shebang. Grammars are the per-language wheels from PyPI
@@ -84,6 +85,21 @@ _COMMENTS = {
     "java": ("//", "/*", "*"), "kotlin": ("//", "/*", "*"), "javascript": ("//", "/*", "*"),
     "typescript": ("//", "/*", "*"), "go": ("//", "/*", "*"),
 }
+
+# Test code: a folder that holds tests or their data, or a test file by the naming conventions of
+# pytest/unittest, Go, Jest/Mocha/Jasmine/Vitest, JUnit/Kotest and RSpec.
+_TEST_DIRS = frozenset({"test", "tests", "__tests__", "__test__", "spec", "specs", "testdata", "test_data"})
+_TEST_FILE = re.compile(r"(test_.*\.py|.*_tests?\.py|conftest\.py|.*_test\.go|.*\.(spec|test)\.[cm]?[jt]sx?"
+                        r"|.*Tests?\.(java|kt)|.*_spec\.rb)")
+
+
+def is_test_path(path: str | None) -> bool:
+    """Whether `path` is test code (tests/x.py, pkg/test_x.py, x_test.go, src/a.spec.ts, __tests__/,
+    testdata/, ...): code that checks the application, not code the application runs."""
+    if not path:
+        return False
+    p = PurePosixPath(norm_path(path))
+    return bool(_TEST_DIRS.intersection(d.lower() for d in p.parts[:-1]) or _TEST_FILE.fullmatch(p.name))
 
 
 def detect_language(path: str, head: bytes = b"") -> str:

@@ -4,7 +4,8 @@
 ids, regexes, placeholders) and caches the `KB`. `KB.match(finding)` precedence: exact rule id >
 rule pattern > CWE (in the finding's order) > category fallback, ties to the entry read first; an
 entry only applies to findings passing its `categories`/`tools` filters. `Entry.render(facts)`
-fills the templates; a missing or empty fact reads as plain words (MISSING), never an error.
+fills the templates; a missing or empty fact reads as plain words (MISSING), never an error. With
+`test_code=True` (the finding is in test code) an entry's `test_code` templates replace its own.
 """
 
 from __future__ import annotations
@@ -63,16 +64,21 @@ class Entry:
         return ((not self.categories or finding.get("category") in self.categories)
                 and (not self.tools or finding.get("tool") in self.tools))
 
-    def render(self, facts: dict) -> dict:
-        """The texts filled from `facts` (remediation_no_fix replaces remediation without {fixed})."""
+    def render(self, facts: dict, test_code: bool = False) -> dict:
+        """The texts filled from `facts` (remediation_no_fix replaces remediation without {fixed}).
+        In test code, the entry's `test_code` texts replace its own, and `test_lowers` says why the
+        risk is lower there (None when the entry has no reading for test code)."""
         f = Facts(facts)
+        variant = self.data.get("test_code") if test_code else None
         out = {k: self.data[k].format_map(f) for k in TEXTS if k in self.data}
         no_fix = out.pop("remediation_no_fix", None)
         if no_fix and "fixed" not in f:
             out["remediation"] = no_fix
+        out |= {k: variant[k].format_map(f) for k in TEXTS if variant and k in variant}
         return {"id": self.id, "title": self.data["title"], **out,
                 "risk_factors": self.data["risk_factors"], "fix": self.data.get("fix", {}),
-                "references": list(self.data["sources"])}
+                "references": list(self.data["sources"]),
+                "test_lowers": variant["lowers"].format_map(f) if variant else None}
 
 
 class KB:
@@ -112,9 +118,12 @@ def _check(data, name: str, index: int, errors, seen: dict) -> Entry:
         raise KBError(f"{label}: {error.json_path}: {error.message}")
     if ident in seen:
         raise KBError(f"{label}: duplicate id (first defined in {seen[ident]})")
-    for key in (k for k in TEXTS if k in data):
+    variant = data.get("test_code") or {}
+    texts = [(k, data[k]) for k in TEXTS if k in data] + [(f"test_code.{k}", variant[k])
+                                                           for k in (*TEXTS, "lowers") if k in variant]
+    for key, text in texts:
         try:
-            fields = [f for _, f, _, _ in string.Formatter().parse(data[key])]
+            fields = [f for _, f, _, _ in string.Formatter().parse(text)]
             unknown = [f for f in fields if f not in (None, *MISSING)]
         except ValueError as exc:
             raise KBError(f"{label}: {key}: {exc}") from None
