@@ -27,6 +27,8 @@ import json
 import re
 from pathlib import PurePosixPath
 
+from secai.analysis.platform import CONTAINER_FIELDS
+
 
 # ---------------------------------------------------------------- tree nodes
 
@@ -186,7 +188,6 @@ def _enclosing_hcl(tree, first: int, last: int) -> dict | None:
 
 _YAML_WRAPPERS = ("block_node", "flow_node")
 _YAML_EXTRAS = ("anchor", "tag", "comment")
-_CONTAINER_KEYS = ("containers", "initContainers", "ephemeralContainers")
 
 
 def _yval(node):
@@ -291,7 +292,7 @@ def _enclosing_yaml(tree, path: str, first: int, last: int) -> dict | None:
                         label = next((_yscalar(step.get(k)) for k in ("name", "id", "uses") if _yscalar(step.get(k))), None)
                         hit("step", label, item)
                 return
-            if key in _CONTAINER_KEYS and doc == "k8s":
+            if key in CONTAINER_FIELDS and doc == "k8s":
                 for item_value, item in _yitems(child):
                     if _contains(item, first, last):
                         hit("container", _yscalar(_ymap(item_value).get("name")), item)
