@@ -136,8 +136,9 @@ def _fix(finding: dict, manifest) -> dict | None:
     return None  # the knowledge base's examples are generic: a fix is given only when it is this finding's
 
 
-def compose(finding: dict, context: dict | None, root: Path | None) -> dict:
-    """The `analysis` object of analysis/1 for a finding (and its code context, when read). The
+def compose(finding: dict, context: dict | None, root: Path | None, rule: dict | None = None) -> dict:
+    """The `analysis` object of analysis/1 for a finding (and its code context, when read); `rule`
+    is the harvested knowledge of the finding's rule (secai.analysis.rules.rule_knowledge), if any. The
     scanner's own prose (title, message, fix hint, a suppression's justification) appears only as a
     quotation attributed to the scanner and capped (secai.untrusted.quote), so that an analysis, and
     the assistant turn trained on it, never says in its own voice what a report told it to; links
