@@ -1,15 +1,27 @@
 """The `kb` backend: an analysis composed from the knowledge base and the finding's own texts.
 
-Offline and deterministic. The knowledge-base entry the finding matches gives the explanation of
-its family; the finding gives what makes it specific: tool, rule, place, package and versions,
-the scanner's message and fix hint, its references. For a vulnerable dependency whose manifest is
-under the source root, the remediation names the file and line to change and the fix shows it.
-A finding in test code (secai.analysis.languages.is_test_path) gets its entry's `test_code` reading
-and a risk one step lower, with the entry's reason; without such a reading the summary says the
-file is test code and the rating stands.
-For a finding with code context, a fix rule (lib/secai/analysis/kb/fixes/*.yaml, secai.analysis.fixrules) rewrites
-the lines the context shows into the fix: `original` (lines copied from the file) and `code`
-(what replaces them), so that secai.analysis.verify can apply it to a copy and re-run the scanner.
+Offline and deterministic. Precedence, most specific first (each layer adds what those above do
+not say; a hand-written entry is merged over the harvested facts, never instead of them):
+1. rule level: the hand-written kb entry of the rule id or pattern (secai.analysis.kb), with its
+   `by_rule` texts and `readings` of the flagged code; the rule's record (`rule`, harvested from
+   the scanner, secai.analysis.rules) adds what the rule flags in its authors' words, its advice,
+   and for a checkov value check what it expects, what the code sets and what to change;
+2. CWE level: the hand-written entry of the finding's CWE, else the MITRE catalogue's entry
+   (rules.cwe_entry: description, consequences, mitigations) instead of the fallback;
+3. the category's fallback.
+Statements are this finding's: the framework variant of an entry's remediation is chosen from the
+finding's frameworks and language (secai.analysis.readings.frameworks_of; with none that fits,
+the language-neutral text); test, example and generated code are named as such
+(secai.analysis.languages.code_role; test code gets its entry's `test_code` reading and a risk one
+step lower, with the entry's reason); a "secret" that is evidently none (a placeholder, a class
+name, an environment lookup: readings.not_a_secret) says so and is not to be rotated; the risk
+is the scanner's severity when it gave one, else secai's default, said to be that.
+For a vulnerable dependency whose manifest is under the source root, the remediation names the
+file and line to change and the fix shows it. For a finding with code context, a fix rule
+(lib/secai/analysis/kb/fixes/*.yaml, secai.analysis.fixrules) rewrites the lines the context shows
+into the fix: `original` (lines copied from the file) and `code` (what replaces them), so that
+secai.analysis.verify can apply it to a copy and re-run the scanner; the remediation ends with
+what that fix does.
 """
 
 from __future__ import annotations
@@ -20,11 +32,12 @@ from pathlib import Path
 
 from secai.analysis import kb as knowledge
 from secai.analysis.fixrules import fixes_version, rule_fix
-from secai.analysis.languages import is_test_path
+from secai.analysis.languages import code_role, detect_language
+from secai.analysis.readings import SUPPRESS, expectation, flagged, frameworks_of, not_a_secret
 from secai.secrets import REDACTED
 from secai.untrusted import http_links, quote
 
-COMPOSER_VERSION = "kb-compose-3"  # 3: scanner prose only as attributed, capped quotations
+COMPOSER_VERSION = "kb-compose-4"  # 4: rule knowledge, framework variants, readings of the code and value
 _STEP_DOWN = {"critical": "high", "high": "medium", "medium": "low", "low": "info", "info": "info"}
 
 
@@ -95,10 +108,13 @@ def manifest_line(root: Path | None, finding: dict) -> tuple[str, int, str] | No
     return rel, n, text
 
 
-def _risk(finding: dict, entry: dict) -> dict:
+def _risk(finding: dict, entry: dict, notes: list[tuple[bool, str]] = ()) -> dict:
+    """The rating and its reasons: the scanner's own severity when it gave one, else secai's default
+    said to be that; then what raises or lowers it. `notes`: (step down?, reason) of this finding's
+    readings (test code, a value that is no secret, a false positive)."""
     rating, own = finding["severity"], finding.get("tool_severity")
     reasons = [f"{finding['tool']} rates it {own}" if own else
-               f"{finding['tool']} gives it no severity of its own ({rating} is the default for that)"]
+               f"{finding['tool']} gives it no severity of its own ({rating} is secai's default for that)"]
     if finding.get("suppressed"):
         rating = _STEP_DOWN[rating]
         why = (finding.get("suppression") or {}).get("justification")
@@ -111,14 +127,18 @@ def _risk(finding: dict, entry: dict) -> dict:
     if pkg is not None and finding["category"] in ("sca", "container"):
         reasons.append(f"a fixed version exists ({', '.join(pkg['fixed_versions'])})" if pkg.get("fixed_versions")
                        else "no fixed version is known yet")
-    if finding.get("secret"):
+    if finding.get("secret") and not any(step for step, _ in notes):
         reasons.append("a committed credential stays usable until it is revoked, whatever the code does later")
     reasons.append("it is worse when " + entry["risk_factors"]["raises"][0])
     if entry.get("test_lowers"):  # the entry's reading of test code applies
         rating = _STEP_DOWN[rating]
         reasons.append(f"it is in test code ({finding['location']['path']}), one step lower because "
                        + entry["test_lowers"])
-    else:
+    for step, why in notes:
+        if step:
+            rating = _STEP_DOWN[rating]
+        reasons.append(why)
+    if not entry.get("test_lowers") and not notes:
         reasons.append("less so when " + entry["risk_factors"]["lowers"][0])
     return {"rating": rating, "rationale": "; ".join(reasons) + "."}
 
@@ -138,28 +158,99 @@ def _fix(finding: dict, manifest) -> dict | None:
 
 def compose(finding: dict, context: dict | None, root: Path | None, rule: dict | None = None) -> dict:
     """The `analysis` object of analysis/1 for a finding (and its code context, when read); `rule`
-    is the harvested knowledge of the finding's rule (secai.analysis.rules.rule_knowledge), if any. The
-    scanner's own prose (title, message, fix hint, a suppression's justification) appears only as a
-    quotation attributed to the scanner and capped (secai.untrusted.quote), so that an analysis, and
-    the assistant turn trained on it, never says in its own voice what a report told it to; links
-    are kept only when http(s)."""
+    is the harvested knowledge of the finding's rule (secai.analysis.rules.rule_knowledge), if any.
+    The knowledge used, most specific first (see the module's docstring): the hand-written entry
+    of the rule, else the rule's record, then the hand-written entry of its CWE, else the CWE
+    catalogue's, then the category's fallback; each adds what the ones above it do not say. The
+    scanner's own prose (title, message, fix hint, a suppression's justification, the rule's own
+    words) appears only as a quotation attributed to the scanner and capped (secai.untrusted.quote),
+    so that an analysis, and the assistant turn trained on it, never says in its own voice what a
+    report told it to; links are kept only when http(s)."""
     path = (finding.get("location") or {}).get("path")
-    in_tests = is_test_path(path)
-    entry = knowledge.load().match(finding).render(facts_of(finding), test_code=in_tests)
-    summary = entry["summary"]
-    place = _place(finding)
+    own_code, frameworks = flagged(context), frameworks_of(finding, rule, context)
+    head = (context or {}).get("code", "") if (context or {}).get("start_line") == 1 else ""
+    role = code_role(path, head)
+    level, hand = knowledge.load().lookup(finding)
+    entry = hand.render(facts_of(finding), test_code=role == "test", frameworks=frameworks,
+                        rule_id=finding["rule_id"], code=own_code)
+    catalogue = _catalogue(finding, frameworks) if level == "category" else None
+    rule_level = level in ("rule_id", "rule_pattern") or entry["by_rule"] or entry["verdict"]
+    secretless = (not_a_secret(finding, own_code) if finding.get("secret") or finding["category"] == "secret"
+                  else None)
+    expected = _expected(finding, rule, context, own_code)
+    place, notes = _place(finding), []
+
+    summary = catalogue["summary"] if catalogue else entry["summary"]
     if (path or place) not in summary:
         summary += f" It is at {place}."
-    if in_tests and not entry["test_lowers"]:  # the entry has no reading of its own for test code
+    if role == "test" and not entry["test_lowers"]:  # the entry has no reading of its own for test code
         summary += f" {path} is test code, not code the application runs."
+    elif role in _ROLES:
+        summary += f" {path} is {_ROLES[role]}"
     enclosing = (context or {}).get("enclosing")
     if enclosing and enclosing.get("name") and enclosing["name"] not in summary:
         summary += f" The code is in {enclosing['kind']} {enclosing['name']}."
     if finding.get("message") and finding["message"] not in (finding["title"], finding.get("description")):
         summary += f" {finding['tool']} says: {quote(finding['message'])}"
-    remediation = entry["remediation"]
-    pkg = finding.get("package") or {}
+    what = (rule or {}).get("what")
+    if what and not rule_level and finding["tool"] != "semgrep" and what.strip() not in (finding["title"], finding.get("message")):
+        summary += f" What the rule flags, in {rule.get('source') or finding['tool']}'s words: {quote(what)}"
+    if expected:
+        summary += " " + " ".join(x for x in expected[:2] if x)
+    if secretless:
+        summary += " " + secretless.reason
+        notes.append((secretless.kind != "default", "the flagged value is no secret (see the summary)"
+                      if secretless.kind != "default" else "the value is a guessable default, not a leaked secret"))
+    if entry["verdict"] == "false-positive":
+        notes.append((True, "the flagged code does what the rule wants (see the summary), so it is no weakness here"))
+
+    analysis = {"summary": summary, "impact": catalogue["impact"] if catalogue else entry["impact"],
+                "prevention": catalogue["prevention"] if catalogue else entry["prevention"]}
     manifest = manifest_line(root, finding)
+    fix = _fix(finding, manifest)
+    if fix is None and (made := rule_fix(finding, context, root)):
+        fix = made[0]
+    analysis["remediation"] = _remediation(finding, entry, level, rule, catalogue, expected, secretless,
+                                           manifest, fix)
+    analysis["risk"] = _risk(finding, entry, notes)
+    analysis["references"] = http_links([*finding.get("references", []), *(rule or {}).get("references", ()),
+                                         *entry["references"], *(catalogue or {}).get("references", ())])
+    if fix:
+        analysis["fix"] = {k: v for k, v in fix.items() if v}
+    return analysis
+
+
+_ROLES = {"example": "example code, shipped to show how to use the project, not code the application runs.",
+          "generated": "generated code: a change belongs in its generator or source, since regenerating the "
+                       "file undoes edits made to it."}
+
+
+def _expected(finding: dict, rule: dict | None, context: dict | None, code: str | None) -> tuple | None:
+    """checkov's declared expectation for the finding's resource (readings.expectation), if any."""
+    if not rule or not rule.get("expects"):
+        return None
+    loc = finding.get("location") or {}
+    whole = bool(context) and context.get("finding_lines", [0])[0] >= context.get("start_line", 1) and \
+        (loc.get("end_line") or loc.get("start_line") or 0) <= context.get("end_line", 0)
+    language = (context or {}).get("language") or detect_language(loc.get("path") or "")
+    return expectation(rule, code, loc.get("resource"), language, whole)
+
+
+def _remediation(finding, entry, level, rule, catalogue, expected, secretless, manifest, fix) -> str:
+    """What to change: the check's expected value first, then the entry's advice (or, where only the
+    category fallback applies, the catalogue's and the rule's own), the rule's advice, the fix."""
+    tool, advice = finding["tool"], (rule or {}).get("advice")
+    if secretless:
+        remediation = _secret_remediation(finding, secretless)
+    else:
+        specific = [expected.change] if expected else []
+        if catalogue:
+            specific.append(catalogue["remediation"])
+        generic = level == "category" and (specific or advice)  # the fallback only says "apply the rule's fix"
+        remediation = " ".join(specific + ([] if generic else [entry["remediation"]]))
+        if advice and advice.strip() != (finding.get("fix_hint") or "").strip():
+            remediation += f" {rule.get('source') or tool}'s advice for this rule: {quote(advice)}"
+    pkg = finding.get("package") or {}
     if pkg.get("name") and finding["category"] in ("sca", "container"):
         if pkg["name"] not in remediation:  # the entry's template did not already name the upgrade
             target = upgrade_target(pkg.get("version"), pkg.get("fixed_versions", []))
@@ -168,21 +259,75 @@ def compose(finding: dict, context: dict | None, root: Path | None, rule: dict |
         if manifest:
             remediation = f"It is declared in {manifest[0]} line {manifest[1]} (`{manifest[2].strip()}`). {remediation}"
     if finding.get("fix_hint") and REDACTED not in finding["fix_hint"]:
-        remediation += f" {finding['tool']} advises: {quote(finding['fix_hint'])}"
-    analysis = {
-        "summary": summary,
-        "impact": entry["impact"],
-        "remediation": remediation,
-        "prevention": entry["prevention"],
-        "risk": _risk(finding, entry),
-        "references": http_links([*finding.get("references", []), *entry["references"]]),
+        remediation += f" {tool} advises: {quote(finding['fix_hint'])}"
+    if fix and fix.get("explanation") and not secretless:
+        remediation += f" The fix below does this here: {fix['explanation']}"
+    return remediation
+
+
+def _secret_remediation(finding: dict, secretless) -> str:
+    """For a flagged value that is no secret: nothing to rotate; what to do instead."""
+    how = SUPPRESS.get(finding["tool"], "")
+    mark = f" ({how.format(rule_id=finding['rule_id'])} on that line)" if how else ""
+    if secretless.kind == "default":
+        return ("Take the credential out of the code instead of rotating it: let each deployment set its own from "
+                "the environment or a secret store, keep only a salted hash (bcrypt, scrypt or Argon2) where the code "
+                "checks it, and refuse to start when none is set.")
+    if secretless.kind == "placeholder":
+        return (f"Nothing needs rotating. Make sure the placeholder is never used as a real value: read the value "
+                f"from the environment or a secret store at run time and fail when it is still the placeholder; "
+                f"then mark the finding as reviewed{mark}.")
+    return f"Nothing needs rotating. Mark the finding as reviewed with the reason{mark}, so the scanner stops reporting it."
+
+
+def _catalogue(finding: dict, frameworks: tuple[str, ...]) -> dict | None:
+    """Summary, impact, remediation and prevention from the MITRE CWE catalogue's entry of the
+    finding's first CWE it holds (secai.analysis.rules.cwe_entry), for a finding that only the
+    category fallback would explain. Mitigations that name another language's or framework's
+    API are left out."""
+    from secai.analysis.rules import cwe_entry
+
+    found = next((e for c in finding.get("cwe", ()) if (e := cwe_entry(c))), None)
+    if not found or not found.get("description"):
+        return None
+    cid, name = found["id"], found.get("name") or found["id"]
+    title = facts_of(finding)["title"]
+    lead = f"{finding['tool']} reports {title} ({finding['rule_id']})" if title else f"{finding['tool']} reports {finding['rule_id']}"
+    mitigations = [m for m in found.get("mitigations") or () if m.get("description") and _neutral(m["description"], frameworks)]
+    code = [m for m in mitigations if "Implementation" in (m.get("phase") or "")] or mitigations
+    design = [m for m in mitigations if m not in code[:2]]
+    consequences = "; ".join(f"{', '.join(c.get('scope') or ['?'])}: {', '.join(c.get('impact') or ['?'])}"
+                             for c in (found.get("consequences") or ())[:3])
+    return {
+        "summary": f"{lead} at {_place(finding)}: {cid}, {name}. MITRE's CWE catalogue describes it: "
+                   f"{_sentences(found['description'], 400)}",
+        "impact": (f"MITRE's CWE catalogue lists the consequences of {cid} as {consequences}."
+                   if consequences else f"{cid} ({name}) weakens the code as its catalogue entry describes."),
+        "remediation": " ".join(f"{_sentences(m['description'], 300)}" for m in code[:2]) or
+                       f"Remove the {name.lower()} at {_place(finding)}.",
+        "prevention": " ".join(_sentences(m["description"], 250) for m in design[:2]) or
+                      f"Keep {finding['tool']} in CI so that new instances of {cid} block the merge.",
+        "references": [f"https://cwe.mitre.org/data/definitions/{cid.split('-')[1]}.html"],
     }
-    fix = _fix(finding, manifest)
-    if fix is None and (made := rule_fix(finding, context, root)):
-        fix = made[0]
-    if fix:
-        analysis["fix"] = {k: v for k, v in fix.items() if v}
-    return analysis
+
+
+_NAMED = re.compile(r"\b(Java|JavaScript|PHP|Perl|Python|Ruby|C#|\.NET|ASP\.NET|Struts|Spring|Django|Flask|Rails|"
+                    r"Node\.js|Express|Kotlin|Go|Swift|Objective-C|C\+\+|ColdFusion)\b")
+
+
+def _neutral(text: str, frameworks: tuple[str, ...]) -> bool:
+    """Whether `text` names no language or framework other than the finding's own."""
+    mine = {f.lower() for f in frameworks} | ({"javascript", "node.js"} if "typescript" in frameworks else set())
+    return all(m.lower() in mine for m in _NAMED.findall(text))
+
+
+def _sentences(text: str, limit: int) -> str:
+    """`text` on one line, cut after the last whole sentence within `limit` characters."""
+    text = " ".join(text.split())
+    if len(text) <= limit:
+        return text
+    cut = text[:limit].rsplit(". ", 1)[0]
+    return cut + "." if not cut.endswith(".") else cut
 
 
 def kb_version() -> str:

@@ -4,8 +4,17 @@
 ids, regexes, placeholders) and caches the `KB`. `KB.match(finding)` precedence: exact rule id >
 rule pattern > CWE (in the finding's order) > category fallback, ties to the entry read first; an
 entry only applies to findings passing its `categories`/`tools` filters. `Entry.render(facts)`
-fills the templates; a missing or empty fact reads as plain words (MISSING), never an error. With
-`test_code=True` (the finding is in test code) an entry's `test_code` templates replace its own.
+fills the templates; a missing or empty fact reads as plain words (MISSING), never an error. The
+texts an entry gives a finding, each replacing the one before where it has the text:
+1. its own templates (its `remediation` is language-neutral when it has `remediation_by`);
+2. `remediation_by[key]` for the first of the finding's `frameworks` (most specific first:
+   django before python) that the entry has a variant for; none fits: the neutral text stays,
+   so a finding never gets another framework's API;
+3. `by_rule[rule id]`: what the entry says of one of the rules it covers;
+4. `test_code` (the finding is in test code, `test_code=True`);
+5. the first of `readings` whose `code` regex matches the finding's flagged `code` (and whose
+   `frameworks`, when given, include one of the finding's): the reading of that construct, with
+   its `verdict` (e.g. false-positive).
 """
 
 from __future__ import annotations
@@ -13,6 +22,7 @@ from __future__ import annotations
 import hashlib
 import re
 import string
+from collections.abc import Iterable
 from functools import cache
 from itertools import chain
 from pathlib import Path
@@ -25,6 +35,7 @@ from secai.errors import UserError
 KB_DIR = Path(__file__).resolve().parent
 SCHEMA_FILE = ROOT / "schemas" / "kb.schema.json"
 TEXTS = ("summary", "impact", "remediation", "remediation_no_fix", "prevention", "verification")
+ALIASES = {"typescript": "javascript"}  # a framework key whose variants also serve another's findings
 LEVELS = ("rule_id", "rule_pattern", "cwe", "category")
 MISSING = {  # how each finding fact reads when the composer has no value for it
     "title": "this finding", "rule_id": "the scanner rule", "tool": "the scanner",
@@ -59,26 +70,50 @@ class Entry:
         self.patterns = tuple(re.compile(p) for p in m.get("rule_patterns", ()))
         self.categories, self.tools = frozenset(m.get("categories", ())), frozenset(m.get("tools", ()))
         self.fallback = not (self.rule_ids or self.patterns or self.cwe)
+        self.readings = tuple(re.compile(r["code"]) for r in data.get("readings", ()))
 
     def applies(self, finding: dict) -> bool:
         return ((not self.categories or finding.get("category") in self.categories)
                 and (not self.tools or finding.get("tool") in self.tools))
 
-    def render(self, facts: dict, test_code: bool = False) -> dict:
-        """The texts filled from `facts` (remediation_no_fix replaces remediation without {fixed}).
-        In test code, the entry's `test_code` texts replace its own, and `test_lowers` says why the
-        risk is lower there (None when the entry has no reading for test code)."""
-        f = Facts(facts)
-        variant = self.data.get("test_code") if test_code else None
+    def variant(self, frameworks: Iterable[str]) -> str | None:
+        """The key of `remediation_by` for the first of `frameworks` the entry has a variant for."""
+        by = self.data.get("remediation_by") or {}
+        return next((k for f in frameworks for k in (f, ALIASES.get(f)) if k in by), None)
+
+    def reading(self, code: str | None, frameworks: Iterable[str]) -> dict | None:
+        """The first of `readings` that `code` (the finding's flagged lines) matches, or None."""
+        if not code:
+            return None
+        names = set(frameworks)
+        return next((r for r, regex in zip(self.data.get("readings", ()), self.readings) if regex.search(code)
+                     and (not r.get("frameworks") or names.intersection(r["frameworks"]))), None)
+
+    def render(self, facts: dict, test_code: bool = False, frameworks: Iterable[str] = (),
+               rule_id: str | None = None, code: str | None = None) -> dict:
+        """The texts filled from `facts` (remediation_no_fix replaces remediation without {fixed}),
+        then the variant, rule, test-code and reading texts over them (see the module's docstring).
+        `variant`: the remediation_by key used; `by_rule`: whether the entry speaks of this rule;
+        `test_lowers`: why the risk is lower in test code (None without a test reading);
+        `verdict`: the reading's (None without one)."""
+        f, frameworks = Facts(facts), tuple(frameworks)
         out = {k: self.data[k].format_map(f) for k in TEXTS if k in self.data}
         no_fix = out.pop("remediation_no_fix", None)
         if no_fix and "fixed" not in f:
             out["remediation"] = no_fix
-        out |= {k: variant[k].format_map(f) for k in TEXTS if variant and k in variant}
+        variant = self.variant(frameworks)
+        if variant:
+            out["remediation"] = self.data["remediation_by"][variant].format_map(f)
+        rule = (self.data.get("by_rule") or {}).get(rule_id or "")
+        tests = self.data.get("test_code") if test_code else None
+        reading = self.reading(code, frameworks)
+        for over in (rule, tests, reading):
+            out |= {k: over[k].format_map(f) for k in TEXTS if over and k in over}
         return {"id": self.id, "title": self.data["title"], **out,
                 "risk_factors": self.data["risk_factors"], "fix": self.data.get("fix", {}),
-                "references": list(self.data["sources"]),
-                "test_lowers": variant["lowers"].format_map(f) if variant else None}
+                "references": list(self.data["sources"]), "variant": variant, "by_rule": rule is not None,
+                "test_lowers": tests["lowers"].format_map(f) if tests else None,
+                "verdict": reading["verdict"] if reading else None}
 
 
 class KB:
@@ -121,6 +156,9 @@ def _check(data, name: str, index: int, errors, seen: dict) -> Entry:
     variant = data.get("test_code") or {}
     texts = [(k, data[k]) for k in TEXTS if k in data] + [(f"test_code.{k}", variant[k])
                                                            for k in (*TEXTS, "lowers") if k in variant]
+    texts += [(f"remediation_by.{k}", v) for k, v in (data.get("remediation_by") or {}).items()]
+    texts += [(f"by_rule.{r}.{k}", v[k]) for r, v in (data.get("by_rule") or {}).items() for k in TEXTS if k in v]
+    texts += [(f"readings[{i}].{k}", v[k]) for i, v in enumerate(data.get("readings") or ()) for k in TEXTS if k in v]
     for key, text in texts:
         try:
             fields = [f for _, f, _, _ in string.Formatter().parse(text)]
@@ -132,7 +170,8 @@ def _check(data, name: str, index: int, errors, seen: dict) -> Entry:
     try:
         entry = Entry(data, name)
     except re.error as exc:
-        raise KBError(f"{label}: rule_patterns: {exc.pattern!r}: {exc}") from None
+        where = "readings" if exc.pattern in [r["code"] for r in data.get("readings", ())] else "rule_patterns"
+        raise KBError(f"{label}: {where}: {exc.pattern!r}: {exc}") from None
     seen[ident] = name
     return entry
 
