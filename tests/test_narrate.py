@@ -136,7 +136,7 @@ def test_analysis_stage_on_the_examples(analyses):
     for ex, rec in zip(out, analyses):
         meta = ex["metadata"]
         assert meta["finding_id"] == rec["id"] and meta["rule_id"] == rec["finding"]["rule_id"]
-        assert meta["provenance"]["prompt_version"] == "analysis-v2"
+        assert meta["provenance"]["prompt_version"] == "analysis-v3"
         assert meta["provenance"]["source_file"] == rec["finding"]["source"]["file"]
         # the prompt is the mlx backend's own: trained and asked alike
         system, user = mlx_messages(rec["finding"], rec.get("code_context"), rec["similar"])

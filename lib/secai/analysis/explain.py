@@ -2,10 +2,12 @@
 command: secai.commands.analyze).
 
 For each finding: its code context under the source root (secai.analysis.context), its similar past
-findings when an index is given (secai.analysis.similar, looked up once for all), then the cache
-(secai.cache: keyed by finding id and content, producer, context and similar ids) or, on a miss,
-the kb composition (secai.analysis.compose) — replaced by the model's reply when an MLX model is
-given and its reply is usable (secai.analysis.mlx; a fallback is recorded in producer.fallback).
+findings when an index is given (secai.analysis.similar, looked up once for all, with the past
+analyses the index keeps), its rule's knowledge (secai.analysis.rules), then the cache (secai.cache:
+keyed by finding id and content, producer, context and similar ids; with a model also by the prompt
+itself) or, on a miss, the kb composition (secai.analysis.compose) — replaced by the model's reply
+when an MLX model is given and its reply is usable (secai.analysis.mlx, whose prompt carries the rule
+knowledge and the past analyses; a fallback is recorded in producer.fallback).
 Every secret of the input (every finding's secret hash, since a secret one scanner hashes may sit
 unhashed in another's code) is blanked in every field of every record written or served.
 """
@@ -35,28 +37,35 @@ class Stats:
 
 def similar_findings(findings: list[dict], index: str, k: int) -> dict[str, list[dict]]:
     """{finding id: its k most similar indexed findings}, in one look-up (only findings new to the
-    index are embedded)."""
+    index are embedded); a hit whose past analysis the index keeps carries it as `analysis` (for the
+    prompt only: similar[] records ids, scores, rules and titles)."""
     from secai.analysis.similar import SimilarityIndex
 
-    found = SimilarityIndex.load(index).similar(findings, k)
-    return {f["id"]: s for f, s in zip(findings, found)}
+    index = SimilarityIndex.load(index)
+    found = index.similar(findings, k)
+    return {f["id"]: [{**h, **({"analysis": a} if (a := index.analysis(h["id"])) else {})} for h in s]
+            for f, s in zip(findings, found)}
 
 
 def analyses(findings: list[dict], *, backend: str, cache: Cache, stats: Stats, log: Callable[[str], None],
              model=None, root: Path | None = None, context_lines: int = 0, batch_size: int = 8,
-             similar: dict[str, list[dict]] | None = None,
+             similar: dict[str, list[dict]] | None = None, semgrep_rules: Path | None = None,
              progress: Callable[[list[dict]], Iterable[dict]] | None = None) -> Iterator[dict]:
     """The analysis/1 record of every finding, in order, `batch_size` at a time (a batch is what an
-    MLX `model` generates for together). `similar`: see similar_findings; `log` gets a warning per
-    path refused under `root`."""
+    MLX `model` generates for together). `similar`: see similar_findings; `semgrep_rules`: the rule
+    files the semgrep reports were made with (secai.analysis.rules); `log` gets a warning per path
+    refused under `root`."""
     hashes = tuple({f["secret"]["sha256"] for f in findings if "secret" in f})
     it = iter(progress(findings) if progress else findings)
     while chunk := list(islice(it, batch_size)):
-        yield from _batch(chunk, backend, model, root, context_lines, cache, hashes, similar, stats, log)
+        yield from _batch(chunk, backend, model, root, context_lines, cache, hashes, similar, semgrep_rules,
+                          stats, log)
 
 
-def _batch(findings, backend, model, root, context_lines, cache, hashes, similar, stats, log) -> list[dict]:
-    from secai.analysis.mlx import PROMPT_VERSION
+def _batch(findings, backend, model, root, context_lines, cache, hashes, similar, semgrep_rules, stats,
+           log) -> list[dict]:
+    from secai.analysis.mlx import PROMPT_VERSION, messages
+    from secai.analysis.rules import rule_knowledge
 
     kb_version = kb_backend.kb_version()
     producer = {"backend": backend, "kb_version": kb_version,
@@ -69,33 +78,36 @@ def _batch(findings, backend, model, root, context_lines, cache, hashes, similar
     for finding in findings:
         finding = under_root(finding, root)
         context = _context(finding, root, context_lines, hashes, stats, log)
-        sim = similar[finding["id"]] if similar is not None else []  # secai-index: ids key the cache
+        hits = similar[finding["id"]] if similar is not None else []  # secai-index: ids key the cache
+        sim = [{n: v for n, v in h.items() if n != "analysis"} for h in hits]
+        rule = rule_knowledge(finding, semgrep_rules)
+        # the model's prompt (rule knowledge and past analyses in it) keys what the model wrote; no secret in it
+        chat = scrub_tree(messages(finding, context, hits, rule), hashes) if model else None
         k = key(finding["id"], content_hash(finding), producer, context,
-                *([[s["id"] for s in sim]] if similar is not None else []))
+                *([[s["id"] for s in sim]] if similar is not None else []), *([chat] if chat else []))
         record = cache.get(k)
         if record is None:
             record = {"schema": "analysis/1", "id": finding["id"], "finding": finding, "similar": sim,
                       "producer": dict(producer),
-                      "analysis": kb_backend.compose(finding, context, root)}
+                      "analysis": kb_backend.compose(finding, context, root, rule)}
             if context:
                 record["code_context"] = context
-            todo.append((k, record))
+            todo.append((k, record, chat))
         else:  # computed from this finding's content; the record carries this run's `source`
             record = scrub_tree({**record, "finding": finding}, hashes)
             stats.cached += 1
         out.append(record)
     if model and todo:
-        from secai.analysis.mlx import messages, parse_reply
+        from secai.analysis.mlx import parse_reply
 
-        chats = [messages(r["finding"], r.get("code_context"), r["similar"]) for _, r in todo]
-        for (_, record), reply in zip(todo, model.generate(chats)):
+        for (_, record, _), reply in zip(todo, model.generate([chat for _, _, chat in todo])):
             analysis, why = parse_reply(reply)
             if analysis is None:
                 record["producer"]["fallback"] = why
                 stats.fallback += 1
             else:
                 record["analysis"] = analysis
-    for k, record in todo:  # no secret in any field, whoever wrote it: scanner, code or model (secai.secrets)
+    for k, record, _ in todo:  # no secret in any field, whoever wrote it: scanner, code or model (secai.secrets)
         record.update(scrub_tree(record, hashes))  # in place: `out` holds the same record
         cache.put(k, record)
         stats.analysed += 1

@@ -9,14 +9,20 @@ The plain pieces, used by the command and by secai-analyze (`--index DIR`):
   batched. Loaded once per process, on first use.
 - `SimilarityIndex`: an index directory read back; `similar(findings, k)` gives each finding's k
   nearest indexed findings (never itself), reusing the stored vector of a finding already indexed,
-  so only findings new to the index are embedded.
-- `build(dir, findings)`, `update(dir, findings)`: write the index directory, atomically.
+  so only findings new to the index are embedded; `analysis(id)` the past analysis stored for one.
+- `build(dir, records)`, `update(dir, records)`: write the index directory, atomically. Records are
+  finding/1 or analysis/1; of an analysis/1 record the index also keeps the analysis (PAST_KEYS),
+  which is what secai-analyze's mlx prompt shows of a similar past finding.
 
 The index directory (the whole directory is replaced in one rename; `manifest.json` is the Make target):
 
 - `index.faiss`   faiss.IndexFlatIP over the normalized vectors (inner product = cosine), row i = entry i.
 - `entries.jsonl` one line per row, in row order: {"id", "rule_id", "title"} — what a query reports,
-                  so a query needs nothing but the index.
+                  so a query needs nothing but the index — and "analysis" {summary, remediation,
+                  fix {language, code, explanation}} (each text at most PAST_CHARS characters) when
+                  the finding was indexed from an analysis/1 record. `update` with an analysis/1
+                  record of an indexed finding replaces its stored analysis (nothing is embedded
+                  again: the embedded text is the finding's); a finding/1 record keeps it.
 - `manifest.json` format (INDEX_FORMAT), secai_version, text_version, model {name, package,
                   package_version, content_hash}, dimension, metric, count, ids_sha256 (SHA-256 of the
                   ids in row order, each followed by a newline) and files (SHA-256 of the two files).
@@ -226,6 +232,11 @@ class SimilarityIndex:
             self.embedder = embedder
         return self.embedder
 
+    def analysis(self, finding_id: str) -> dict | None:
+        """The past analysis the index keeps for an indexed finding (see `past`), if any."""
+        row = self.row.get(finding_id)
+        return self.entries[row].get("analysis") if row is not None else None
+
     def vectors(self, findings: list[dict]):
         """Each finding's vector: the stored one for an indexed id, else a fresh embedding."""
         import numpy as np
@@ -270,45 +281,74 @@ class SimilarityIndex:
                 yield {"schema": "similar/1", "id": finding["id"], "similar": hits}
 
 
-def _entry(finding: dict) -> dict:
-    return {"id": finding["id"], "rule_id": finding["rule_id"], "title": finding["title"]}
+PAST_KEYS = ("summary", "remediation", "fix")   # of an analysis, what an entry keeps
+PAST_FIX_KEYS = ("language", "code", "explanation")
+PAST_CHARS = 4000                                # characters kept of one of its texts
 
 
-def _unique(findings: Iterable[dict], skip=frozenset()) -> list[dict]:
-    """Findings in input order, the first of each id, none whose id is in `skip`."""
+def past(analysis: dict) -> dict | None:
+    """What an index entry keeps of an analysis/1 `analysis`: PAST_KEYS (the fix's PAST_FIX_KEYS),
+    each text cut to PAST_CHARS; None when it holds none of them."""
+    out = {k: analysis[k][:PAST_CHARS] for k in ("summary", "remediation") if isinstance(analysis.get(k), str)}
+    fix = analysis.get("fix")
+    if isinstance(fix, dict) and isinstance(fix.get("code"), str):
+        out["fix"] = {k: fix[k][:PAST_CHARS] for k in PAST_FIX_KEYS if isinstance(fix.get(k), str)}
+    return out or None
+
+
+def _entry(record: dict) -> dict:
+    finding = finding_of(record)
+    entry = {"id": finding["id"], "rule_id": finding["rule_id"], "title": finding["title"]}
+    if record.get("schema") == "analysis/1" and (kept := past(record.get("analysis") or {})):
+        entry["analysis"] = kept
+    return entry
+
+
+def _unique(records: Iterable[dict], skip=frozenset()) -> list[dict]:
+    """Records (finding/1 or analysis/1) in input order, the first of each finding id, none whose
+    id is in `skip`."""
     seen, out = set(skip), []
-    for f in findings:
-        if f["id"] not in seen:
-            seen.add(f["id"])
-            out.append(f)
+    for r in records:
+        if finding_of(r)["id"] not in seen:
+            seen.add(finding_of(r)["id"])
+            out.append(r)
     return out
 
 
-def build(directory: str | os.PathLike, findings: Iterable[dict], embedder: Embedder | None = None) -> dict:
-    """Index every finding (the first of each id), replacing the directory. Returns the manifest."""
+def build(directory: str | os.PathLike, records: Iterable[dict], embedder: Embedder | None = None) -> dict:
+    """Index every finding (finding/1 or analysis/1 records, the first of each id), replacing the
+    directory. Returns the manifest."""
     import faiss
 
     embedder = embedder or Embedder()
-    todo = _unique(findings)
+    todo = _unique(records)
     index = faiss.IndexFlatIP(embedder.dimension)
-    index.add(embedder.embed([text(f) for f in todo]))
-    return write(directory, index, [_entry(f) for f in todo], embedder.info)
+    index.add(embedder.embed([text(finding_of(r)) for r in todo]))
+    return write(directory, index, [_entry(r) for r in todo], embedder.info)
 
 
-def update(directory: str | os.PathLike, findings: Iterable[dict], embedder: Embedder | None = None) -> tuple[dict, int]:
-    """Add the findings whose ids the index lacks (embedding only those) and rewrite the directory;
-    builds it when there is none. Nothing to add leaves it untouched. Returns (manifest, added)."""
+def update(directory: str | os.PathLike, records: Iterable[dict], embedder: Embedder | None = None) -> tuple[dict, int]:
+    """Add the findings whose ids the index lacks (embedding only those), store the analyses of
+    analysis/1 records for findings it has, and rewrite the directory; builds it when there is none.
+    Nothing to add or change leaves it untouched. Returns (manifest, added)."""
+    records = list(records)
     if not (Path(directory) / "manifest.json").exists():
-        todo = _unique(findings)
+        todo = _unique(records)
         return build(directory, todo, embedder), len(todo)
     old = SimilarityIndex.load(directory)
     embedder = embedder or Embedder()
     old.check_model(embedder)
-    todo = _unique(findings, skip=old.row.keys())
-    if not todo:
+    entries, changed = list(old.entries), False
+    for r in _unique(records):  # the first record of an id is the one indexed, as in build
+        row = old.row.get(finding_of(r)["id"])
+        if row is not None and "analysis" in (entry := _entry(r)) and entry != entries[row]:
+            entries[row], changed = entry, True
+    todo = _unique(records, skip=old.row.keys())
+    if not todo and not changed:
         return old.manifest, 0
-    old.index.add(embedder.embed([text(f) for f in todo]))
-    return write(directory, old.index, old.entries + [_entry(f) for f in todo], embedder.info), len(todo)
+    if todo:
+        old.index.add(embedder.embed([text(finding_of(r)) for r in todo]))
+    return write(directory, old.index, entries + [_entry(r) for r in todo], embedder.info), len(todo)
 
 
 def write(directory: str | os.PathLike, index, entries: list[dict], model: dict) -> dict:

@@ -22,12 +22,16 @@ class Analyze(Command):
   secai-parse trivy.json | secai-analyze > analyses.jsonl
   secai-analyze build/findings.jsonl --source-root ~/src/shop -o build/analyses.jsonl
   secai-analyze findings.jsonl --backend mlx --model build/models/base/tiny-olmo2
+  secai-index update --index build/index build/analyses.jsonl   # keep past analyses for the prompt
+  secai-analyze findings.jsonl --backend mlx --model ~/shared-olmo-models/base/TEACHER \
+      --index build/index --similar 3 --semgrep-rules rules/ --source-root ~/src/shop
   secai-analyze findings.jsonl --backend mlx --model ~/shared-olmo-models/base/OLMo-2-1B-mlx-q4 \\
       --adapter ~/shared-olmo-models/fine-tuned/secai-analysis-20260101-120000/adapters
 
 The cache (analyze.cache_dir) is keyed by finding id and content (all of it but `source`, so a
 forged report with the same id is never served for the real one), backend, model and adapter
-content hashes, prompt version, knowledge-base version and code context: a re-run on the same
+content hashes, prompt version, knowledge-base version and code context (and, with a model, the
+prompt itself: the rule's knowledge and the similar findings' past analyses in it): a re-run on the same
 findings costs no model call; one new finding costs one analysis. A corrupt entry is recomputed."""
     input_kind = "finding/1"
     output_kind = "analysis/1"
@@ -39,6 +43,8 @@ findings costs no model call; one new finding costs one analysis. A corrupt entr
         p.add_argument("--adapter", metavar="DIR", help="LoRA adapter directory (mlx-lm format) for the model")
         p.add_argument("--source-root", metavar="DIR", help="checkout the findings' paths are relative to: "
                                                             "adds code context (paths outside it are refused)")
+        p.add_argument("--semgrep-rules", metavar="PATH", help="the rule files (folder or file) the semgrep "
+                                                               "reports were made with: their rules' knowledge")
         p.add_argument("--context-lines", type=int, metavar="N", help="lines of code around a finding (default: analyze.context_lines)")
         p.add_argument("--batch-size", type=int, metavar="N", help="prompts generated together (default: analyze.batch_size)")
         p.add_argument("--max-tokens", type=int, metavar="N", help="reply length limit in tokens (default: analyze.max_tokens)")
@@ -72,6 +78,7 @@ findings costs no model call; one new finding costs one analysis. A corrupt entr
         yield from analyses(findings, backend=backend, cache=cache, stats=stats, log=self.log, model=model, root=root,
                             context_lines=self.setting("context_lines") if root else 0,
                             batch_size=self.setting("batch_size"), similar=similar,
+                            semgrep_rules=Path(a.semgrep_rules) if a.semgrep_rules else None,
                             progress=lambda xs: self.progress(xs, unit="finding"))
         s = stats
         self.log(f"{len(findings)} analyses ({s.cached} cached, {s.analysed} new, {s.fallback} fell back "

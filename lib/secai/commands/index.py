@@ -23,7 +23,9 @@ class Index(Command):
   secai-index query --index build/index -k 5 findings.jsonl
   secai-analyze findings.jsonl --index build/index --similar 3
 
-The index directory holds index.faiss, entries.jsonl (id, rule_id, title per vector) and
+The index directory holds index.faiss, entries.jsonl (id, rule_id, title per vector, and the
+analysis of a finding indexed from an analysis/1 record: what secai-analyze's mlx prompt shows of
+a similar past finding; `update` with analyses stores them for findings already indexed) and
 manifest.json (model and its content hash, dimension, count, ids hash, text version); it is
 replaced in one rename. build and update write nothing to stdout."""
     input_kind = ("finding/1", "analysis/1")
@@ -46,12 +48,12 @@ replaced in one rename. build and update write nothing to stdout."""
         a = self.args
         if a.action == "query":
             return super().run()
-        findings = [finding_of(r) for r in self.read_inputs()]
+        records = list(self.read_inputs())  # of an analysis/1 record the analysis is kept too
         embedder = Embedder()
         if a.action == "build":
-            manifest, added = build(a.index, findings, embedder), None
+            manifest, added = build(a.index, records, embedder), None
         else:
-            manifest, added = update(a.index, findings, embedder)
+            manifest, added = update(a.index, records, embedder)
         note = f"{added} new, " if added is not None else ""
         self.log(f"{a.index}: {manifest['count']} findings indexed ({note}{embedder.embedded} embedded)")
         return EXIT_OK
