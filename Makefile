@@ -53,7 +53,7 @@ FT_BASE   := $(or $(BASE_MODEL),$(if $(wildcard $(REAL_BASE)/config.json),$(REAL
 FT_BASE_DEP := $(if $(filter $(TINY_MODEL),$(FT_BASE)),$(TINY_MODEL)/secai-model.json,$(FT_BASE)/config.json)
 ANALYZE_DEPS := $(if $(filter mlx,$(BACKEND)),$(FT_BASE_DEP))
 
-.PHONY: scanners help install all parse analyze index dataset dataset-codefix sarif finetune finetune-stage1 finetune-stage2 eval base-model status \
+.PHONY: scanners kb help install all parse analyze index dataset dataset-codefix sarif finetune finetune-stage1 finetune-stage2 eval base-model status \
         quality quality-realscans demo-model test lint bench clean examples examples-checkov examples-semgrep examples-bandit
 
 help: ## this list
@@ -274,7 +274,8 @@ examples-bandit:
 
 # checkov, semgrep and bandit in their own virtual environment (their dependencies never meet
 # secai's); `make examples`, VERIFY and the tests find them there. `make test` installs them.
-SCANNER_PINS ?= checkov==3.3.30 semgrep==1.185.0 bandit==1.9.4
+# cwe2 (the MITRE CWE catalogue) is read there too, by `make kb`.
+SCANNER_PINS ?= checkov==3.3.30 semgrep==1.185.0 bandit==1.9.4 cwe2==3.0.0
 
 scanners: $(SCANNERS_VENV)/.installed ## install checkov, semgrep and bandit (pinned) into .scanners/
 
@@ -283,6 +284,16 @@ $(SCANNERS_VENV)/.installed:
 	$(SCANNERS_VENV)/bin/pip install -q --upgrade pip
 	$(SCANNERS_VENV)/bin/pip install -q $(SCANNER_PINS)
 	touch $@
+
+# The rule knowledge harvested from the scanners and the CWE catalogue (secai-kb harvest): committed
+# data files, so `all` never depends on this (a fresh clone has no scanners). The scanners' own
+# interpreter reads them (secai.analysis.probes); a new scanner pin means a new harvest.
+# A scanner venv made before cwe2 was pinned gets it here.
+KB_DIR := lib/secai/analysis/kb/harvested
+KB_SCANNERS = $(or $(SCANNERS),$(SCANNERS_VENV)/bin)
+kb: $(SCANNERS_VENV)/.installed | $(STAMP) ## harvest checkov's checks, bandit's tests and the CWE catalogue into lib/secai/analysis/kb/harvested/
+	$(KB_SCANNERS)/python -c 'import cwe2' 2>/dev/null || $(KB_SCANNERS)/python -m pip install -q $(filter cwe2==%,$(SCANNER_PINS))
+	$(PY) -m secai.commands.kb harvest --scanners-dir $(KB_SCANNERS) -o $(KB_DIR)
 
 # ---------------------------------------------------------------- checks
 test: $(STAMP) $(SCANNERS_VENV)/.installed ## lint, then the test suite with the scanners installed (fails when no test ran)

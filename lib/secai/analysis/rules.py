@@ -44,6 +44,10 @@ _CWE = re.compile(r"CWE-(\d+)", re.IGNORECASE)
 # A sentence of an author's text that says what to do: where `advice` comes from (the authors' words)
 _ADVICE = re.compile(r"\b(instead|consider|recommend(?:ed|s)?|should|ensure|make sure|avoid|prefer|"
                      r"use (?:a|an|the)\b|set (?:the|it|this)\b|remove|disable|enable|replace)\b", re.IGNORECASE)
+# A sentence that says what can go wrong: where `why` comes from
+_WHY = re.compile(r"\b(vulnerab\w*|attack\w*|dangerous|unsafe|insecure|risk\w*|exploit\w*|lead to|leads to|"
+                  r"allow(?:s|ing)? (?:an? )?(?:attacker|remote|arbitrary|malicious)|arbitrary code|compromise\w*|"
+                  r"expos\w+|leak\w*|bypass\w*)\b", re.IGNORECASE)
 _SENTENCE = re.compile(r"(?<=[.!?])\s+(?=[A-Z`'\"(])")
 _YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # safe either way; libyaml when present
 
@@ -87,6 +91,15 @@ def advice_of(text: str | None) -> str | None:
     if not text:
         return None
     found = [s for s in _SENTENCE.split(" ".join(text.split())) if _ADVICE.search(s)]
+    return " ".join(found) or None
+
+
+def why_of(text: str | None) -> str | None:
+    """The sentences of `text` that say what can go wrong (vulnerable, attacker, lead to, ...) and
+    are not advice, joined; None when it has none."""
+    if not text:
+        return None
+    found = [s for s in _SENTENCE.split(" ".join(text.split())) if _WHY.search(s) and not _ADVICE.search(s)]
     return " ".join(found) or None
 
 
@@ -198,9 +211,9 @@ def _bandit(rule_id: str) -> dict | None:
     if not found:
         return None
     r = found[0]
-    return _record("bandit", rule_id, name=r["name"], what=r["what"], why=r.get("why"), advice=r.get("advice"),
-                   frameworks=["python"], categories=["blacklist"] if r.get("blacklist") else [],
-                   cwe=[r["cwe"]] if r.get("cwe") else [], references=http_links(r.get("references")),
+    return _record("bandit", rule_id, name=r["title"], what=r["what"], why=r["why"], advice=r["advice"],
+                   frameworks=["python"], categories=[f"blacklist {r['blacklist']}"] if r["blacklist"] else [],
+                   cwe=list(r["cwe"]), references=http_links(r["references"]),
                    source=source_line("bandit"))
 
 
@@ -264,7 +277,7 @@ def _semgrep_record(rule: dict, rule_id: str, file: str) -> dict:
     cwe = list(dict.fromkeys(f"CWE-{int(n)}" for c in _strings(meta.get("cwe")) for n in _CWE.findall(c)[:1]))
     categories = _strings(meta.get("category")) + _strings(meta.get("subcategory")) + _strings(meta.get("owasp"))
     what = message[:MAX_TEXT] if message else None
-    return _record("semgrep", rule_id, name=rule["id"], what=what, advice=advice_of(what),
+    return _record("semgrep", rule_id, name=rule["id"], what=what, why=why_of(what), advice=advice_of(what),
                    frameworks=list(dict.fromkeys(_strings(rule.get("languages")) + _strings(meta.get("technology")))),
                    categories=list(dict.fromkeys(categories)), cwe=cwe,
                    references=http_links(_strings(meta.get("references")) + _strings(meta.get("source-rule-url"))),
