@@ -102,9 +102,13 @@ $(BUILD)/findings.jsonl: $(ARTIFACT_FILES) $(PARSE_CODE) | $(STAMP)
 
 analyze: $(BUILD)/analyses.jsonl ## findings -> explained analyses (BACKEND, SOURCE_ROOT)
 
-$(BUILD)/analyses.jsonl: $(BUILD)/findings.jsonl $(BUILD)/index/manifest.json $(ANALYZE_CODE) $(ANALYZE_DEPS) | $(STAMP)
+# the Semgrep rule files (and folders, so adding or removing one counts) the reports were made with:
+# the analyses quote their rules (secai.analysis.rules)
+SEMGREP_RULE_FILES := $(if $(SEMGREP_RULES),$(shell find -L $(SEMGREP_RULES) \( -name '*.yaml' -o -name '*.yml' -o -type d \) 2>/dev/null | sort))
+$(BUILD)/analyses.jsonl: $(BUILD)/findings.jsonl $(BUILD)/index/manifest.json $(ANALYZE_CODE) $(ANALYZE_DEPS) $(SEMGREP_RULE_FILES) | $(STAMP)
 	$(PY) -m secai.commands.analyze $< -o $@ --backend $(BACKEND) --cache $(BUILD)/cache/analyze --index $(BUILD)/index \
-	  $(if $(SOURCE_ROOT),--source-root $(SOURCE_ROOT)) $(if $(filter mlx,$(BACKEND)),--model $(FT_BASE))
+	  $(if $(SOURCE_ROOT),--source-root $(SOURCE_ROOT)) $(if $(wildcard $(SEMGREP_RULES)),--semgrep-rules $(SEMGREP_RULES)) \
+	  $(if $(filter mlx,$(BACKEND)),--model $(FT_BASE))
 
 index: $(BUILD)/index/manifest.json ## findings -> FAISS index of MiniLM embeddings (only new ids are embedded)
 

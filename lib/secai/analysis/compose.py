@@ -331,5 +331,8 @@ def _sentences(text: str, limit: int) -> str:
 
 
 def kb_version() -> str:
-    """The knowledge base's version: its entries' and its fix rules' content hashes, together."""
-    return hashlib.sha256(f"{knowledge.version()}:{fixes_version()}".encode()).hexdigest()[:16]
+    """The knowledge base's version: its entries', its fix rules' and the harvested rule knowledge's
+    content hashes, together."""
+    from secai.analysis.rules import version as harvested_version
+
+    return hashlib.sha256(f"{knowledge.version()}:{fixes_version()}:{harvested_version()}".encode()).hexdigest()[:16]

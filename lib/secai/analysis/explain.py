@@ -83,7 +83,7 @@ def _batch(findings, backend, model, root, context_lines, cache, hashes, similar
         rule = rule_knowledge(finding, semgrep_rules)
         # the model's prompt (rule knowledge and past analyses in it) keys what the model wrote; no secret in it
         chat = scrub_tree(messages(finding, context, hits, rule), hashes) if model else None
-        k = key(finding["id"], content_hash(finding), producer, context,
+        k = key(finding["id"], content_hash(finding), producer, context, key(rule),  # the rule's knowledge too
                 *([[s["id"] for s in sim]] if similar is not None else []), *([chat] if chat else []))
         record = cache.get(k)
         if record is None:

@@ -71,8 +71,9 @@ def _index(name: str) -> dict[str, list[dict]]:
     return out
 
 
+@cache
 def version() -> str:
-    """A content hash of the harvested files (what analyses made from them depend on)."""
+    """A content hash of the harvested files (what analyses made from them depend on), once per process."""
     digest = hashlib.sha256()
     for path in sorted(HARVESTED.glob("*.json")):
         digest.update(path.name.encode() + b"\0" + path.read_bytes() + b"\0")

@@ -44,7 +44,8 @@ findings costs no model call; one new finding costs one analysis. A corrupt entr
         p.add_argument("--source-root", metavar="DIR", help="checkout the findings' paths are relative to: "
                                                             "adds code context (paths outside it are refused)")
         p.add_argument("--semgrep-rules", metavar="PATH", help="the rule files (folder or file) the semgrep "
-                                                               "reports were made with: their rules' knowledge")
+                                                               "reports were made with: their rules' knowledge "
+                                                               "(default: analyze.semgrep_rules)")
         p.add_argument("--context-lines", type=int, metavar="N", help="lines of code around a finding (default: analyze.context_lines)")
         p.add_argument("--batch-size", type=int, metavar="N", help="prompts generated together (default: analyze.batch_size)")
         p.add_argument("--max-tokens", type=int, metavar="N", help="reply length limit in tokens (default: analyze.max_tokens)")
@@ -78,7 +79,7 @@ findings costs no model call; one new finding costs one analysis. A corrupt entr
         yield from analyses(findings, backend=backend, cache=cache, stats=stats, log=self.log, model=model, root=root,
                             context_lines=self.setting("context_lines") if root else 0,
                             batch_size=self.setting("batch_size"), similar=similar,
-                            semgrep_rules=Path(a.semgrep_rules) if a.semgrep_rules else None,
+                            semgrep_rules=Path(rules) if (rules := self.setting("semgrep_rules")) else None,
                             progress=lambda xs: self.progress(xs, unit="finding"))
         s = stats
         self.log(f"{len(findings)} analyses ({s.cached} cached, {s.analysed} new, {s.fallback} fell back "

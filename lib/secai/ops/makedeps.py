@@ -1,6 +1,7 @@
 """The code a command runs, as Make prerequisites: `python3 lib/secai/ops/makedeps.py secai.commands.parse`
 prints every file of the package that module imports, directly or not (imports inside functions
-included), with the data files (YAML) of every package it reaches. The Makefile's `*_CODE` lists are
+included), with the data files (YAML, and JSON such as the harvested rule knowledge) of every package
+it reaches. The Makefile's `*_CODE` lists are
 these, so they cannot drift from the imports. Only the standard library is used: it runs before the
 virtual environment exists.
 """
@@ -66,8 +67,8 @@ def closure(root: str) -> set[Path]:
 
 
 def data_files(folder: Path) -> set[Path]:
-    """The YAML files of a package: in its folder and in sub-folders that are not packages."""
-    found = set(folder.glob("*.yaml"))
+    """The YAML and JSON files of a package: in its folder and in sub-folders that are not packages."""
+    found = set(folder.glob("*.yaml")) | set(folder.glob("*.json"))
     for sub in folder.iterdir():
         if sub.is_dir() and not (sub / "__init__.py").exists():
             found |= data_files(sub)
