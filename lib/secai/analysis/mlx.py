@@ -109,10 +109,9 @@ def messages(finding: dict, context: dict | None, similar: list[dict], rule: dic
     if links := http_links(facts.pop("references", ())):  # last, as in _FIELDS
         facts["references"] = links
     parts = ["Finding:", data(_json(facts))]
-    if rule and (known := rule_facts(rule)):
-        source = f" ({rule['source']})" if rule.get("source") else ""
-        parts += [inline(f"What {rule.get('tool') or finding.get('tool', 'the scanner')} says about rule "
-                         f"{rule.get('rule_id') or finding.get('rule_id', '')}{source}:"), data(_json(known))]
+    if rule and (known := rule_facts(rule)):  # who says it (tool, rule, source: a rule file's name) is data too
+        said = {k: rule[k] for k in ("tool", "rule_id", "source") if isinstance(rule.get(k), str)}
+        parts += ["What the scanner's authors say about the rule:", data(_json({**said, **known}))]
     if context:
         lines = f"lines {context['start_line']}-{context['end_line']}"
         parts += [inline(f"Code ({context['language']}, {context['path']} {lines}):"), data(context["code"])]
