@@ -23,7 +23,7 @@ class Analyze(Command):
   secai-analyze build/findings.jsonl --source-root ~/src/shop -o build/analyses.jsonl
   secai-analyze findings.jsonl --backend mlx --model build/models/base/tiny-olmo2
   secai-index update --index build/index build/analyses.jsonl   # keep past analyses for the prompt
-  secai-analyze findings.jsonl --backend mlx --model ~/shared-olmo-models/base/TEACHER \
+  secai-analyze findings.jsonl --backend mlx --model ~/shared-olmo-models/base/TEACHER \\
       --index build/index --similar 3 --semgrep-rules rules/ --source-root ~/src/shop
   secai-analyze findings.jsonl --backend mlx --model ~/shared-olmo-models/base/OLMo-2-1B-mlx-q4 \\
       --adapter ~/shared-olmo-models/fine-tuned/secai-analysis-20260101-120000/adapters
