@@ -385,7 +385,10 @@ def _read_text(path: Path, mtime_ns: int, size: int) -> str | None:
 
 
 def rule_fix(finding: dict, context: dict | None, root: Path | None, rules=None) -> tuple[dict, str] | None:
-    """(the fix, the rule id) the first applicable fix rule makes from the finding's code context, or None."""
+    """(the fix, the rule id) the first applicable fix rule makes from the finding's code context, or None.
+    When no rule is written for the finding's rule id, a Checkov finding may get the fix its check's
+    declared expectation makes (secai.analysis.iacfix, rule id EXPECTATION); a rule written for the id
+    that declines (e.g. on a privileged container) is the rule authors' decision, and stands."""
     if not context or not context.get("code", "").strip():
         return None
     from secai.analysis.languages import canonical
@@ -400,7 +403,16 @@ def rule_fix(finding: dict, context: dict | None, root: Path | None, rules=None)
             fix = rule.apply(context, file_text)
         except _NoFix:
             continue
-        return {"language": context["language"], **fix,
-                "verification": f"Re-run {finding['tool']} on {context['path']}: {finding['rule_id']} must no longer "
-                                f"be reported there, and the file must still parse."}, rule.id
-    return None
+        return _made(finding, context, fix), rule.id
+    if any(level == 0 for level, _, _ in candidates):
+        return None
+    from secai.analysis.iacfix import EXPECTATION, expectation_fix
+
+    fix = expectation_fix(finding, context, root)
+    return (_made(finding, context, fix), EXPECTATION) if fix else None
+
+
+def _made(finding: dict, context: dict, fix: dict) -> dict:
+    return {"language": context["language"], **fix,
+            "verification": f"Re-run {finding['tool']} on {context['path']}: {finding['rule_id']} must no longer "
+                            f"be reported there, and the file must still parse."}

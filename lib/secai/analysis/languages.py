@@ -227,6 +227,14 @@ _REQUIREMENT = re.compile(
     r"\s*(?:;\s*[^#]+)?(?:\s+--hash=\S+)*)$")
 
 
+class _AnyTagLoader(yaml.SafeLoader):
+    """yaml.SafeLoader that reads a local tag it does not know (`!Ref`, `!GetAtt`, `!Sub` ...) as
+    nothing: whether YAML is well-formed does not depend on what an application makes of its tags."""
+
+
+_AnyTagLoader.add_multi_constructor("!", lambda loader, suffix, node: None)
+
+
 def _clean_tree(parser, code: str) -> bool:
     return not parser.parse(code.encode("utf-8")).root_node.has_error
 
@@ -278,7 +286,8 @@ def can_check(language: str) -> bool:
 
 def parses(code: str, language: str) -> bool:
     """True when `code` is well-formed `language`: tree-sitter finds no ERROR or MISSING node
-    (with Python also `ast`, with YAML also `yaml.safe_load_all`); json/toml with their standard
+    (with Python also `ast`, with YAML also a safe load that takes any local tag, such as
+    CloudFormation's `!Ref`, as plain data); json/toml with their standard
     library parsers; requirements line by line (PEP 508 requirements and pip options). The code
     may be indented (it is dedented first) or a fragment: a Java/JS/TS class member, a Kotlin/Go/JS
     function body. False for blank code, and for a language that cannot be checked (see can_check)."""
@@ -309,7 +318,7 @@ def parses(code: str, language: str) -> bool:
             return False
     if language == "yaml":
         try:
-            for _ in yaml.safe_load_all(code):
+            for _ in yaml.load_all(code, Loader=_AnyTagLoader):
                 pass
         except yaml.YAMLError:
             return False
