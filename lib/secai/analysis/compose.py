@@ -194,7 +194,7 @@ def compose(finding: dict, context: dict | None, root: Path | None, rule: dict |
         summary += f" {finding['tool']} says: {quote(finding['message'])}"
     what = (rule or {}).get("what")
     if what and not rule_level and finding["tool"] != "semgrep" and what.strip() not in (finding["title"], finding.get("message")):
-        summary += f" What the rule flags, in {rule.get('source') or finding['tool']}'s words: {quote(what)}"
+        summary += f" What the rule flags, in its authors' words ({rule.get('source') or finding['tool']}): {quote(what)}"
     if expected:
         summary += " " + " ".join(x for x in expected[:2] if x)
     if secretless:
@@ -249,7 +249,7 @@ def _remediation(finding, entry, level, rule, catalogue, expected, secretless, m
         generic = level == "category" and (specific or advice)  # the fallback only says "apply the rule's fix"
         remediation = " ".join(specific + ([] if generic else [entry["remediation"]]))
         if advice and advice.strip() != (finding.get("fix_hint") or "").strip():
-            remediation += f" {rule.get('source') or tool}'s advice for this rule: {quote(advice)}"
+            remediation += f" The rule's own advice ({rule.get('source') or tool}): {quote(advice)}"
     pkg = finding.get("package") or {}
     if pkg.get("name") and finding["category"] in ("sca", "container"):
         if pkg["name"] not in remediation:  # the entry's template did not already name the upgrade

@@ -10,10 +10,11 @@ texts an entry gives a finding, each replacing the one before where it has the t
 2. `remediation_by[key]` for the first of the finding's `frameworks` (most specific first:
    django before python) that the entry has a variant for; none fits: the neutral text stays,
    so a finding never gets another framework's API;
-3. `by_rule[rule id]`: what the entry says of one of the rules it covers;
+3. `by_rule[rule id]`: what the entry says of one of the rules it covers (keyed by the id or its
+   last dotted parts, as semgrep ids carry their config folder in front);
 4. `test_code` (the finding is in test code, `test_code=True`);
 5. the first of `readings` whose `code` regex matches the finding's flagged `code` (and whose
-   `frameworks`, when given, include one of the finding's): the reading of that construct, with
+   `frameworks` and `rules`, when given, include the finding's): the reading of that construct, with
    its `verdict` (e.g. false-positive).
 """
 
@@ -81,13 +82,22 @@ class Entry:
         by = self.data.get("remediation_by") or {}
         return next((k for f in frameworks for k in (f, ALIASES.get(f)) if k in by), None)
 
-    def reading(self, code: str | None, frameworks: Iterable[str]) -> dict | None:
-        """The first of `readings` that `code` (the finding's flagged lines) matches, or None."""
+    def for_rule(self, rule_id: str | None) -> dict | None:
+        """`by_rule`'s texts for `rule_id`: the key is the rule id, or its last dotted parts (a semgrep
+        id carries its config folder in front: semgrep-rules.python.lang.x matches python.lang.x)."""
+        by = self.data.get("by_rule") or {}
+        parts = (rule_id or "").split(".")
+        return next((by[k] for k in (".".join(parts[i:]) for i in range(len(parts))) if k in by), None)
+
+    def reading(self, code: str | None, frameworks: Iterable[str], rule_id: str | None = None) -> dict | None:
+        """The first of `readings` that `code` (the finding's flagged lines) matches, for one of the
+        reading's `frameworks` and `rules` (each matched like by_rule's keys) when it names them."""
         if not code:
             return None
-        names = set(frameworks)
+        names, rule = set(frameworks), (rule_id or "")
         return next((r for r, regex in zip(self.data.get("readings", ()), self.readings) if regex.search(code)
-                     and (not r.get("frameworks") or names.intersection(r["frameworks"]))), None)
+                     and (not r.get("frameworks") or names.intersection(r["frameworks"]))
+                     and (not r.get("rules") or any(rule == k or rule.endswith("." + k) for k in r["rules"]))), None)
 
     def render(self, facts: dict, test_code: bool = False, frameworks: Iterable[str] = (),
                rule_id: str | None = None, code: str | None = None) -> dict:
@@ -104,9 +114,9 @@ class Entry:
         variant = self.variant(frameworks)
         if variant:
             out["remediation"] = self.data["remediation_by"][variant].format_map(f)
-        rule = (self.data.get("by_rule") or {}).get(rule_id or "")
+        rule = self.for_rule(rule_id)
         tests = self.data.get("test_code") if test_code else None
-        reading = self.reading(code, frameworks)
+        reading = self.reading(code, frameworks, rule_id)
         for over in (rule, tests, reading):
             out |= {k: over[k].format_map(f) for k in TEXTS if over and k in over}
         return {"id": self.id, "title": self.data["title"], **out,
