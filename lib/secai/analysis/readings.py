@@ -184,7 +184,8 @@ def expectation(rule: dict, code: str | None, resource: str | None, language: st
         return None
     parts = _parts(e["key"]) or [e["key"]]
     name, parent = parts[-1], " > ".join(parts[:-1])
-    where = (f" in the {parent} block" if parent else "") + (f" of {resource}" if resource else "")
+    where = (f" in the {parent} block" + (f" of {resource}" if resource else "") if parent
+             else f" on {resource}" if resource else "")
     now = current_value(name, code)
     subject = f"{rule.get('tool', 'the scanner')}'s {rule['rule_id']} expects {name}{where}"
     reading = (f"The flagged code sets {name} to {now}." if now is not None
