@@ -129,7 +129,8 @@ def _risk(finding: dict, entry: dict, notes: list[tuple[bool, str]] = ()) -> dic
                        else "no fixed version is known yet")
     if finding.get("secret") and not any(step for step, _ in notes):
         reasons.append("a committed credential stays usable until it is revoked, whatever the code does later")
-    reasons.append("it is worse when " + entry["risk_factors"]["raises"][0])
+    if entry.get("verdict") != "false-positive":  # what would make a weakness worse is moot when there is none
+        reasons.append("it is worse when " + entry["risk_factors"]["raises"][0])
     if entry.get("test_lowers"):  # the entry's reading of test code applies
         rating = _STEP_DOWN[rating]
         reasons.append(f"it is in test code ({finding['location']['path']}), one step lower because "
