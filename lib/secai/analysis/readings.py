@@ -184,6 +184,10 @@ def expectation(rule: dict, code: str | None, resource: str | None, language: st
         return None
     parts = _parts(e["key"]) or [e["key"]]
     name, parent = parts[-1], " > ".join(parts[:-1])
+    kinds = [t for t in e.get("resource_types") or () if t != name]
+    own_kind = (resource or "").split(".")[0]
+    if kinds and own_kind not in kinds:  # a graph check: the attribute belongs to a connected resource
+        resource, code, whole = f"the {' or '.join(kinds[:2])} connected to {resource or 'the resource'}", None, False
     where = (f" in the {parent} block" + (f" of {resource}" if resource else "") if parent
              else f" on {resource}" if resource else "")
     now = current_value(name, code)
