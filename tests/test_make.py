@@ -156,6 +156,24 @@ def test_prerequisites_follow_the_imports(tree):
     assert "secai.commands.parse" not in dry and "parsing.reports" not in dry and "--stage analysis" not in dry
 
 
+def test_semgrep_rules_and_harvested_knowledge_are_prerequisites_of_the_analyses(tree):
+    """The analyses quote the rules the reports were made with (SEMGREP_RULES, passed to
+    secai-analyze) and the harvested rule knowledge: editing, adding or removing a rule file, or a
+    new harvest, remakes them."""
+    rules = tree / "rules" / "python"
+    rules.mkdir(parents=True)
+    (rules / "a.yaml").write_text("rules: []\n")
+    make(tree, "analyze", "SEMGREP_RULES=rules")
+    assert make(tree, "-q", "analyze", "SEMGREP_RULES=rules", check=False).returncode == 0
+    for change in (lambda: os.utime(rules / "a.yaml"), lambda: (rules / "b.yml").write_text("rules: []\n"),
+                   lambda: (rules / "b.yml").unlink(),
+                   lambda: os.utime(tree / "lib" / "secai" / "analysis" / "kb" / "harvested" / "checkov.json")):
+        change()
+        dry = make(tree, "-n", "analyze", "SEMGREP_RULES=rules").stdout
+        assert "secai.commands.analyze" in dry and "--semgrep-rules rules" in dry
+        make(tree, "analyze", "SEMGREP_RULES=rules")
+
+
 def test_parallel_make(tree):
     make(tree, "-j2", "all")
     assert len(findings(tree)) == len(expected_ids(tree))
