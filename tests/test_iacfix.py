@@ -53,6 +53,12 @@ resource "azurerm_mysql_firewall_rule" "r" {
   ]
   retention = var.days
 }
+
+resource "aws_ssm_parameter" "token" {
+  name  = "token"
+  type  = "String"
+  value = var.token
+}
 """
 
 CLOUDFORMATION = """\
@@ -126,6 +132,10 @@ CASES = [
     ("CKV_AZURE_210", "main.tf", (26, 32), "azurerm_mysql_firewall_rule.r",
      record("CKV_AZURE_210", "terraform", "azurerm_mysql_firewall_rule", "allowed_ips", forbidden=["0.0.0.0/0"]),
      ['  allowed_ips = [\n    "10.0.0.0/8",\n  ]']),
+    ("CKV2_AWS_34", "main.tf", (34, 38), "aws_ssm_parameter.token",  # a graph check's one condition
+     {**record("CKV2_AWS_34", "terraform", "aws_ssm_parameter", "type"), "expects": [
+         {"key": "type", "operator": "equals", "values": ["SecureString"], "resource_types": ["aws_ssm_parameter"]}]},
+     ['  type  = "SecureString"']),
     ("CKV_AWS_36", "template.yaml", (3, 7), "AWS::CloudTrail::Trail.Trail",
      record("CKV_AWS_36", "cloudformation", "AWS::CloudTrail::Trail", "Properties/EnableLogFileValidation",
             values=[True]),
@@ -187,12 +197,24 @@ def test_only_the_named_attribute_changes(made):
     ({"any_value": True}, "owner's choice"),
     ({"values": [1, 5, 10, 15, 30, 60]}, "several values"),           # monitoring_interval: a choice
     ({"forbidden": ["CKV_ANY"]}, "any value is forbidden"),           # removing a secret is no fix
-    ({"key": "x", "operator": "exists"}, "graph condition"),
+    ({"key": "x", "operator": "not_contains", "values": ["a"], "resource_types": ["aws_s3_bucket"]},
+     "graph condition"),
+    ({"key": "x", "operator": "equals", "values": [True], "resource_types": ["aws_s3_bucket"]},
+     "joined with connections"),  # CKV_X has no harvested condition that is one attribute test
 ])
 def test_refusals_are_planned_with_the_reason(expect, why):
     rec = record("CKV_X", "terraform", "aws_s3_bucket", expect.pop("key", "logging/[0]/target_bucket"), **expect)
     p, reason = plan(rec)
     assert p is None and why in reason
+
+
+def test_a_graph_check_counts_only_when_its_whole_condition_is_one_attribute():
+    one = {"key": "type", "operator": "equals", "values": ["SecureString"], "resource_types": ["aws_ssm_parameter"]}
+    assert plan({**record("CKV2_AWS_34", "terraform", "aws_ssm_parameter", "type"), "expects": [one]})[0]
+    # CKV2_AWS_3 also needs a connected organisation configuration: `enable = true` alone is not the check
+    joined = {"key": "enable", "operator": "equals", "values": [True], "resource_types": ["aws_guardduty_detector"]}
+    assert plan({**record("CKV2_AWS_3", "terraform", "aws_guardduty_detector", "enable"), "expects": [joined]})[0] \
+        is None
 
 
 def test_a_key_is_not_added_where_the_service_must_be_named_in_its_policy(source):
@@ -255,6 +277,22 @@ def test_hand_written_rules_keep_precedence_and_the_fallback_needs_a_record(sour
     assert fix["language"] == "hcl" and "CKV_AWS_36" in fix["verification"]
     monkeypatch.setattr("secai.analysis.rules.rule_knowledge", lambda finding, semgrep_rules=None: None)
     assert fixrules.rule_fix(f, code_context(f, source), source) is None
+
+
+def test_the_harvested_records_drive_the_fallback(source):
+    from secai.analysis import rules
+
+    records = rules.harvested("checkov")["records"]
+    if not records:
+        pytest.skip("no harvested checkov records (secai-kb harvest)")
+    f = {**finding("CKV_AWS_17", "main.tf", (6, 10), "aws_db_instance.db"), "tags": ["terraform"]}
+    fix, rule = fixrules.rule_fix(f, code_context(f, source), source)
+    assert rule == EXPECTATION and "publicly_accessible = false # for now" in fix["code"]
+    planned = {}
+    for r in records:
+        known = rules.rule_knowledge({"tool": "checkov", "rule_id": r["id"], "tags": [r["framework"]]})
+        planned[r["framework"]] = planned.get(r["framework"], 0) + (plan(known)[0] is not None)
+    assert planned["terraform"] > 400 and planned["cloudformation"] > 50 and planned["kubernetes"] >= 4
 
 
 def _checkov() -> Scanners:

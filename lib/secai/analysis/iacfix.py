@@ -22,7 +22,10 @@ with it, and only when the value to write follows from the check itself:
 - anything else gets no fix: several passing values or any value (which one is the owner's
   choice: a log bucket, a subnet, a version), a forbidden string (its replacement is a choice), a
   check that forbids any value (removing a hard-coded secret or an inline node pool is no fix by
-  itself), a graph check's conditions.
+  itself), a graph check of several conditions or of another operator.
+A graph check (CKV2_*) whose whole condition is one attribute test (equals, not_equals, exists on
+one attribute path, `a.b` for `a/b`; a resource-type filter beside it aside) counts as the value
+check it amounts to, for the resource types it names only.
 The result is checked like every fix (secai.analysis.verify): it must parse, and checkov, re-run
 on a fixed copy, must no longer report the finding.
 """
@@ -32,6 +35,7 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass
+from functools import cache
 from pathlib import Path
 
 from secai.analysis.iacedit import Change, Unfixable, hcl_block_end, hcl_block_start, hcl_change, hcl_literal, \
@@ -47,6 +51,7 @@ KMS_NEEDS_POLICY = frozenset({  # services that use a key only when its key poli
     "aws_cloudwatch_log_group", "aws_cloudtrail", "aws_cloudtrail_event_data_store",
     "AWS::Logs::LogGroup", "AWS::CloudTrail::Trail", "AWS::CloudTrail::EventDataStore"})
 _INDEX = re.compile(r"^\[?\d+\]?$")
+GRAPH_OPERATORS = {"equals": "values", "not_equals": "forbidden", "exists": "any_value"}  # as value checks
 
 
 @dataclass(frozen=True)
@@ -57,6 +62,7 @@ class Plan:
     path: tuple[str, ...]
     change: Change
     how: str
+    resources: tuple[str, ...] = ()  # the resource types it is for, when not all the check's
 
 
 def _truth(value) -> bool | None:
@@ -75,12 +81,49 @@ def plan(record: dict | None) -> tuple[Plan | None, str]:
     if not frameworks:
         return None, f"framework not covered: {', '.join(record.get('frameworks') or ()) or 'none'}"
     expects = record.get("expects") or []
-    if len(expects) != 1 or "operator" in expects[0] or not isinstance(expects[0].get("key"), str):
-        return None, "not a single declared expectation" if len(expects) != 1 else "a graph condition"
-    e = expects[0]
+    if len(expects) != 1 or not isinstance(expects[0].get("key"), str):
+        return None, "not a single declared expectation"
+    e, types = expects[0], ()
+    if "operator" in e:  # a graph check's one attribute condition, on the resource types it names
+        if e["operator"] not in GRAPH_OPERATORS or not e.get("resource_types"):
+            return None, f"a graph condition ({e['operator']})"
+        if not _one_attribute(record["rule_id"], record["frameworks"][0]):
+            return None, "a graph condition joined with connections or alternatives"
+        types = tuple(e["resource_types"])
+        kind = GRAPH_OPERATORS[e["operator"]]
+        e = {"key": e["key"].replace(".", "/"), kind: True if kind == "any_value" else e.get(kind)}
     steps = tuple(s for s in e["key"].split("/") if not _INDEX.match(s))
     if not steps or any(not re.fullmatch(r"[A-Za-z_][\w-]*", s) for s in steps):
         return None, f"a path that is not plain names: {e['key']}"
+    p, why = _decide(e, steps, record)
+    return (Plan(p.path, p.change, p.how, types) if p and types else p), why
+
+
+@cache
+def _graph_conditions() -> dict[tuple[str, str], dict]:
+    from secai.analysis.rules import harvested
+
+    return {(r["id"], r["framework"]): r["condition"] for r in harvested("checkov")["records"]
+            if r.get("check") == "graph" and isinstance(r.get("condition"), dict)}
+
+
+def _one_attribute(rule_id: str, framework: str) -> bool:
+    """Whether the graph check's whole condition is one attribute test (the harvested record's
+    `conditions` lists the attribute tests of a tree that may also hold connections and `or`s)."""
+    def attributes(c: dict) -> int | None:  # how many attribute tests an `and` of them holds; None: more than that
+        if c.get("type") == "ATTRIBUTE":
+            return 1
+        if c.get("type") == "FILTER":
+            return 0
+        if c.get("type") == "COMPLEX" and c.get("operator") == "and":
+            counts = [attributes(x) for x in c.get("checks") or ()]
+            return None if None in counts else sum(counts)
+        return None
+    condition = _graph_conditions().get((rule_id, framework))
+    return condition is not None and attributes(condition) == 1
+
+
+def _decide(e: dict, steps: tuple[str, ...], record: dict) -> tuple[Plan | None, str]:
     if "forbidden" in e:
         forbidden = e["forbidden"] if isinstance(e["forbidden"], list) else [e["forbidden"]]
         if e.get("any_value") or ANY_VALUE in forbidden:  # removing it is no fix: a secret, a node pool
@@ -139,8 +182,8 @@ def expectation_fix(finding: dict, context: dict | None, root: Path | None, reco
 
 # ---------------------------------------------------------------- the frameworks
 
-def _check_type(record: dict, kind: str) -> None:
-    if record.get("resources") and kind not in record["resources"]:
+def _check_type(p: Plan, record: dict, kind: str) -> None:
+    if kind not in (p.resources or record.get("resources") or (kind,)):
         raise Unfixable(f"{kind} is not a resource type of the check")
 
 
@@ -149,7 +192,7 @@ def _terraform(texts, resource, record, p: Plan, context, finding, root):
     if len(parts) < 2:
         raise Unfixable("no resource address")
     kind, name = parts[-2], parts[-1]
-    _check_type(record, kind)
+    _check_type(p, record, kind)
     start = hcl_block_start(texts, "resource", (kind, name))
     change, extra = p.change, None
     if p.how == "kms":
@@ -212,7 +255,7 @@ def _cloudformation(texts, resource, record, p: Plan, context, finding, root):
     kind, _, logical = resource.rpartition(".")
     if not logical or not re.fullmatch(r"[A-Za-z0-9]+", logical):
         raise Unfixable("no logical id")
-    _check_type(record, kind)
+    _check_type(p, record, kind)
     heads = [i for i, t in enumerate(texts) if re.match(rf"^\s+{logical}:\s*(?:#.*)?$", t)]
     if len(heads) != 1:
         raise Unfixable(f"{logical} is {'not' if not heads else 'more than once'} in the code shown")
@@ -255,7 +298,7 @@ def _kubernetes(texts, resource, record, p: Plan, context, finding, root):
         raise Unfixable("the object does not end in the code shown")
     _, keys = yaml_children(texts, start, end)
     kind = yaml_scalar(keys["kind"][2]) if "kind" in keys else None
-    _check_type(record, kind or "")
+    _check_type(p, record, kind or "")
     new = yaml_change(texts, start, end, p.path, p.change, _yaml_unit(texts))
     return start, end, new, f"{kind} {resource.split('.')[-1]}" if kind else resource, None
 
