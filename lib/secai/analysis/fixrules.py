@@ -22,6 +22,7 @@ from functools import cache, lru_cache
 from pathlib import Path
 
 from secai.analysis import kb as knowledge
+from secai.analysis import pyfix
 from secai.analysis.fixlines import BRACES, Line, block_end, indent_step, inner_indent, key_indent, leading_space
 from secai.records import schema_error
 from secai.errors import UserError
@@ -160,6 +161,12 @@ class FixRule:
             facts.update(name=re.split(r"[./]", name)[-1], address=name)
         deleted: set[int] = set()
         for op in self.edits:
+            if "rewrite" in op:  # Python, from its parse tree (secai.analysis.pyfix)
+                try:
+                    lines = pyfix.edit_lines(op, lines, facts, deleted, context, file_text)
+                except pyfix.NoRewrite as exc:
+                    raise _NoFix(f"rewrite {op['rewrite']}: {exc}") from None
+                continue
             lines = self._edit(op, lines, facts, deleted, language, unit, file_text)
         touched = {ln.home for ln in lines if ln.changed} | deleted
         if not touched:
@@ -327,6 +334,11 @@ def _check_rule(data, name: str, index: int, seen: dict) -> FixRule:
     except re.error as exc:
         raise FixRuleError(f"{label}: bad pattern {exc.pattern!r}: {exc}") from None
     known = set(BUILTIN_FACTS) | rule.group_names()
+    for op in rule.edits:
+        if "rewrite" in op:
+            if op["rewrite"] not in pyfix.REWRITES:
+                raise FixRuleError(f"{label}: unknown rewrite {op['rewrite']!r} (known: {sorted(pyfix.REWRITES)})")
+            known.update(pyfix.REWRITES[op["rewrite"]].facts)
     for template in rule.templates():
         for m in _REF.finditer(template):
             if m.group(1) not in known:
@@ -339,10 +351,12 @@ def _check_rule(data, name: str, index: int, seen: dict) -> FixRule:
 
 @cache
 def fixes_version(directory: Path | str = FIXES_DIR) -> str:
-    """A hash of the fix-rule files' names and contents."""
+    """A hash of the fix-rule files' names and contents, and of the code of the rewrites they name."""
     digest = hashlib.sha256()
     for path in sorted(Path(directory).glob("*.yaml")):
         digest.update(path.name.encode() + b"\0" + path.read_bytes() + b"\0")
+    for module in pyfix.MODULES:
+        digest.update(Path(module.__file__).read_bytes() + b"\0")
     return digest.hexdigest()[:16]
 
 
