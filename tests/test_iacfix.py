@@ -208,6 +208,15 @@ def test_refusals_are_planned_with_the_reason(expect, why):
     assert p is None and why in reason
 
 
+def test_a_path_through_a_list_item_is_not_followed():
+    # CloudFormation's Replicas/[0] is a list item (it needs a Region of its own); HCL's [1] the second block
+    cfn = record("CKV_AWS_165", "cloudformation", "AWS::DynamoDB::GlobalTable",
+                 "Properties/Replicas/[0]/PointInTimeRecoverySpecification/PointInTimeRecoveryEnabled", values=[True])
+    tf = record("CKV_X", "terraform", "aws_x", "rule/[1]/enabled", values=[True])
+    assert all("list item" in plan(r)[1] for r in (cfn, tf))
+    assert plan(record("CKV_X", "terraform", "aws_x", "rule/[0]/enabled", values=[True]))[0].path == ("rule", "enabled")
+
+
 def test_a_graph_check_counts_only_when_its_whole_condition_is_one_attribute():
     one = {"key": "type", "operator": "equals", "values": ["SecureString"], "resource_types": ["aws_ssm_parameter"]}
     assert plan({**record("CKV2_AWS_34", "terraform", "aws_ssm_parameter", "type"), "expects": [one]})[0]

@@ -186,6 +186,9 @@ def hcl_change(texts: list[str], start: int, path: tuple[str, ...], change: Chan
                 raise Unfixable(f"the block around {step} does not end on a line of its own")
             new = _hcl_nested(path[n:], change.text(hcl_literal), indent, unit)
             at = close_at - start
+            attrs = [c for c in children if c[1] == "attr"]
+            if len(new) == 1 and attrs:  # an attribute goes with the others, before the nested blocks
+                at = attrs[-1][3] + 1 - start
             if len(new) > 1 and out[at - 1].strip() not in ("", "{") and not out[at - 1].rstrip().endswith("{"):
                 new = [""] + new  # a new block stands apart, as terraform fmt leaves them
             return out[:at] + new + out[at:]

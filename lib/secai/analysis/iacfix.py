@@ -6,8 +6,9 @@ hand-written fix rule (kb/fixes/*.yaml) covers.
 
 The knowledge is the check's harvested record (secai.analysis.rules.rule_knowledge): its
 framework, its resource types and one expectation {key, values | forbidden | any_value}, where the
-key is checkov's inspected path (`versioning/[0]/enabled`: list indexes are dropped, the other steps
-are nested blocks in Terraform, nested mappings in CloudFormation YAML and Kubernetes). What is done
+key is checkov's inspected path (`versioning/[0]/enabled`: in Terraform, [0] is the first of the
+blocks, the other steps nest blocks; in CloudFormation YAML and Kubernetes the steps nest mappings,
+and a path through a list item is not followed). What is done
 with it, and only when the value to write follows from the check itself:
 - a value check with one passing value (true and "true" count as one): the attribute is set to it,
   added when missing, with the blocks or mappings on its path; an existing value is only replaced
@@ -92,6 +93,9 @@ def plan(record: dict | None) -> tuple[Plan | None, str]:
         types = tuple(e["resource_types"])
         kind = GRAPH_OPERATORS[e["operator"]]
         e = {"key": e["key"].replace(".", "/"), kind: True if kind == "any_value" else e.get(kind)}
+    indexes = [s.strip("[]") for s in e["key"].split("/") if _INDEX.match(s)]
+    if indexes and (LANGUAGE[frameworks[0]] == "yaml" or set(indexes) != {"0"}):
+        return None, f"a path through a list item: {e['key']}"  # HCL's [0] is the (first) block, no list
     steps = tuple(s for s in e["key"].split("/") if not _INDEX.match(s))
     if not steps or any(not re.fullmatch(r"[A-Za-z_][\w-]*", s) for s in steps):
         return None, f"a path that is not plain names: {e['key']}"
@@ -314,7 +318,8 @@ def _explain(p: Plan, record: dict, target: str, extra: dict | None, added: bool
         if target.startswith("aws_"):
             what += ("; its key policy is the one AWS writes by default (the account's IAM policies decide who "
                      "may use the key), written out so that it is reviewed with the code")
-        return what + "."
+        return what + (". A service that uses the data on its own behalf (one that publishes to a topic, say) also "
+                       "needs a statement naming it in the key policy.")
     if p.how == "drop":
         gone = ", ".join(json.dumps(v) for v in p.change.value)
         return f"Removes the forbidden {gone} from {attr} of {target} and keeps its other members, as {check} asks."
