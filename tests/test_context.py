@@ -77,6 +77,9 @@ ENCLOSING = [
     ("k8s/deployment.yaml", (2, 22), "yaml", ("Deployment", "shop/web", 2, 22)),  # Checkov: the whole object
     ("k8s/deployment.yaml", (1, 22), "yaml", ("Deployment", "shop/web", 2, 22)),  # leading comment not counted
     ("k8s/deployment.yaml", (15, 22), "yaml", ("Deployment", "shop/web", 2, 22)),  # two containers
+    ("k8s/deployment.yaml", (2, 23), "yaml", ("Deployment", "shop/web", 2, 22)),  # Checkov: up to the next `---`
+    ("k8s/deployment.yaml", (23, 30), "yaml", ("Service", "web", 24, 30)),  # from its own `---`
+    ("k8s/deployment.yaml", (8, 30), "yaml", None),  # two objects
     ("k8s/deployment.yaml", (30, 30), "yaml", ("Service", "web", 24, 30)),  # second document
     (".github/workflows/ci.yml", (18, 18), "yaml", ("step", "Greet", 16, 18)),
     (".github/workflows/ci.yml", (15, 15), "yaml", ("step", "actions/checkout@v4", 13, 15)),

@@ -210,6 +210,24 @@ def test_the_privileged_findings_fix_is_the_only_fix_while_the_container_is_priv
     assert "privileged: false" in k8s(analyses, "CKV_K8S_16")["analysis"]["fix"]["code"]
     for rule_id in SETTINGS_A_PRIVILEGED_CONTAINER_CANNOT_USE:
         assert "fix" not in k8s(analyses, rule_id)["analysis"], rule_id
+    # the analysis says why: the container is privileged, and that finding's fix comes first
+    for rule_id in ("CKV_K8S_20", "CKV_K8S_22", "CKV_K8S_28", "CKV_K8S_31", "CKV_K8S_37"):
+        analysis = k8s(analyses, rule_id)["analysis"]
+        assert "runs privileged (securityContext.privileged: true)" in analysis["summary"], rule_id
+        assert analysis["remediation"].startswith("Turn privileged mode off first"), rule_id
+        assert "(CKV_K8S_16)" in analysis["remediation"] and "secai offers no fix" in analysis["remediation"]
+
+
+def test_the_shipped_namespace_fix_creates_its_namespace_first(analyses):
+    rec = k8s(analyses, "CKV_K8S_21")
+    text = MANIFEST.read_text()
+    fixed, _, _ = place(text, rec["code_context"], rec["analysis"]["fix"])
+    assert "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: demo-app\n---\napiVersion: apps/v1\n" in fixed
+    assert "metadata:\n  name: demo-app\n  namespace: demo-app\nspec:" in fixed
+    assert introduced(text, fixed) == []
+    # the same move without the Namespace object is one the API server refuses
+    alone = text.replace("  name: demo-app\nspec:", "  name: demo-app\n  namespace: demo-app\nspec:")
+    assert [p.rule for p in introduced(text, alone)] == ["namespace-not-created"]
 
 
 def test_the_same_rules_fix_the_container_once_it_is_not_privileged(analyses):

@@ -27,6 +27,18 @@ Rejected (REJECTED):
   the container (pkg/kubelet/kuberuntime/security_context_others.go, verifyRunAsNonRoot: "container's
   runAsUser breaks non-root policy"); the pod never runs.
 
+- An object in a namespace that the file does not create (a Namespace object before it) and that
+  is none of those every cluster has: the API server refuses it (namespaces "N" not found). Only a
+  namespace the original file did not use already counts against a fix.
+- A pod that names a Secret, ConfigMap, ServiceAccount or PersistentVolumeClaim (env, envFrom,
+  volumes, imagePullSecrets, serviceAccountName; optional ones aside) that the file defines only in
+  other namespaces: names resolve in the pod's own namespace, and the pod does not start.
+
+No effect (NO_EFFECT), across objects: a Service (spec.selector) or NetworkPolicy
+(podSelector.matchLabels) that selects pods of the file only in other namespaces: both act on the
+pods of their own namespace only, so the Service gets no endpoints and the policy guards nothing. An
+object without `namespace:` is in the one it is applied to, which is the same for all of them.
+
 No effect (NO_EFFECT), on a container with `privileged: true`:
 - `capabilities.drop`: a privileged container gets every capability whatever it asks to drop
   (containerd's CRI plugin applies oci.WithPrivileged, all capabilities, over the requested set;
@@ -59,6 +71,7 @@ POD_SPEC = {"Pod": ("spec",), "PodTemplate": ("template", "spec"),
                ("Deployment", "StatefulSet", "DaemonSet", "ReplicaSet", "ReplicationController", "Job")},
             "CronJob": ("spec", "jobTemplate", "spec", "template", "spec")}
 # securityContext fields a container inherits from the pod's (DetermineEffectiveSecurityContext)
+SYSTEM_NAMESPACES = ("default", "kube-system", "kube-public", "kube-node-lease")  # every cluster has them
 INHERITED = ("runAsUser", "runAsGroup", "runAsNonRoot", "seLinuxOptions", "seccompProfile", "appArmorProfile",
              "windowsOptions")
 
@@ -179,6 +192,104 @@ def pod_problems(kind: str, name: str, spec: dict) -> set[Problem]:
     return found
 
 
+def _documents(docs):
+    """Every object of the file in order, `kind: List` items included."""
+    for doc in docs:
+        if isinstance(doc, dict) and doc.get("kind") == "List" and isinstance(doc.get("items"), list):
+            yield from _documents(doc["items"])
+        elif isinstance(doc, dict) and isinstance(doc.get("kind"), str):
+            yield doc
+
+
+def _namespace(doc: dict):
+    """The object's namespace as written; None: the one it is applied to (kubectl -n, the context's)."""
+    ns = _get(doc, ("metadata", "namespace"))
+    return ns if isinstance(ns, str) and ns else None
+
+
+def _pod_labels(doc: dict) -> dict:
+    path = POD_SPEC.get(doc["kind"])
+    return _mapping(_get(doc, path[:-1] + ("metadata", "labels"))) if path else {}
+
+
+def _selects(selector, labels: dict) -> bool:
+    return isinstance(selector, dict) and bool(selector) and all(labels.get(k) == v for k, v in selector.items())
+
+
+def _references(spec: dict):
+    """(kind, name) of the namespaced objects a pod spec names: Secrets, ConfigMaps, the service
+    account, persistent volume claims (optional references aside)."""
+    for key in ("serviceAccountName", "serviceAccount"):
+        if isinstance(spec.get(key), str) and spec[key] != "default":
+            yield "ServiceAccount", spec[key]
+    for ref in spec.get("imagePullSecrets") or []:
+        if isinstance(ref, dict) and isinstance(ref.get("name"), str):
+            yield "Secret", ref["name"]
+    for vol in spec.get("volumes") or []:
+        vol = _mapping(vol)
+        for kind, key, fld in (("Secret", "secret", "secretName"), ("ConfigMap", "configMap", "name"),
+                               ("PersistentVolumeClaim", "persistentVolumeClaim", "claimName")):
+            src = _mapping(vol.get(key))
+            if isinstance(src.get(fld), str) and src.get("optional") is not True:
+                yield kind, src[fld]
+    for _, c in _containers(spec):
+        for env in c.get("env") or []:
+            source = _mapping(_mapping(env).get("valueFrom"))
+            for kind, key in (("Secret", "secretKeyRef"), ("ConfigMap", "configMapKeyRef")):
+                ref = _mapping(source.get(key))
+                if isinstance(ref.get("name"), str) and ref.get("optional") is not True:
+                    yield kind, ref["name"]
+        for env in c.get("envFrom") or []:
+            for kind, key in (("Secret", "secretRef"), ("ConfigMap", "configMapRef")):
+                ref = _mapping(_mapping(env).get(key))
+                if isinstance(ref.get("name"), str) and ref.get("optional") is not True:
+                    yield kind, ref["name"]
+
+
+def namespace_problems(docs: list) -> set[Problem]:
+    """What the file's namespaces break: an object in a namespace the file neither creates (a
+    Namespace object before it) nor is one every cluster has; a Service or NetworkPolicy that
+    selects pods of the file only in other namespaces (both act on pods of their own namespace
+    only: the Service gets no endpoints, the policy guards nothing); a pod that names a Secret,
+    ConfigMap, ServiceAccount or claim that the file defines only in other namespaces (the kubelet
+    or the controller cannot find it, and the pod does not start)."""
+    found: set[Problem] = set()
+    objects = list(_documents(docs))
+    created = set(SYSTEM_NAMESPACES)
+    for doc in objects:
+        ns, name = _namespace(doc), _get(doc, ("metadata", "name"))
+        if doc["kind"] == "Namespace" and isinstance(name, str):
+            created.add(name)
+        elif ns is not None and ns not in created:
+            found.add(Problem(REJECTED, f"namespace {ns}", "namespace-not-created",
+                              f"{doc['kind']} {name} is in namespace {ns}, which the file does not create before "
+                              f"it (the API server refuses an object in a namespace that does not exist)"))
+    pods = [(doc, _namespace(doc), _pod_labels(doc)) for doc in objects if doc["kind"] in POD_SPEC]
+    for doc in objects:
+        kind, ns, name = doc["kind"], _namespace(doc), _get(doc, ("metadata", "name"))
+        selector = (_get(doc, ("spec", "selector")) if kind == "Service"
+                    else _get(doc, ("spec", "podSelector", "matchLabels")) if kind == "NetworkPolicy" else None)
+        chosen = [(p, pns) for p, pns, labels in pods if _selects(selector, labels)]
+        if chosen and all(pns != ns for _, pns in chosen):
+            p, pns = chosen[0]
+            found.add(Problem(NO_EFFECT, f"{kind} {name}", "selects-other-namespace",
+                              f"{kind} {name} (namespace {ns or 'of the apply'}) selects the pods of {p['kind']} "
+                              f"{_get(p, ('metadata', 'name'))}, which is in namespace {pns or 'of the apply'}: it "
+                              f"acts only on pods of its own namespace"))
+    defined: dict[tuple[str, str], set] = {}
+    for doc in objects:
+        if isinstance(name := _get(doc, ("metadata", "name")), str):
+            defined.setdefault((doc["kind"], name), set()).add(_namespace(doc))
+    for doc, ns, _ in pods:
+        spec = _mapping(_get(doc, POD_SPEC[doc["kind"]]))
+        for ref in _references(spec):
+            if ref in defined and ns not in defined[ref]:
+                found.add(Problem(REJECTED, f"{doc['kind']} {_get(doc, ('metadata', 'name'))}", "reference-namespace",
+                                  f"it uses {ref[0]} {ref[1]}, which the file defines only in another namespace "
+                                  f"(a pod can use only those of its own namespace; it does not start)"))
+    return found
+
+
 def problems(text: str) -> set[Problem]:
     """The platform problems of a manifest's text (none when it is not YAML, or holds no pod)."""
     try:
@@ -188,7 +299,7 @@ def problems(text: str) -> set[Problem]:
     found: set[Problem] = set()
     for kind, name, spec in _objects(docs):
         found |= pod_problems(kind, name, spec)
-    return found
+    return found | namespace_problems(docs)
 
 
 def introduced(original: str, fixed: str) -> list[Problem]:

@@ -310,11 +310,15 @@ def _enclosing_yaml(tree, path: str, first: int, last: int) -> dict | None:
                 walk(item_value, sub, doc, depth + 1)
                 return
 
-    for document in tree.root_node.named_children:
-        if document.type != "document":
-            continue
-        top = next((c for c in document.named_children if c.type in _YAML_WRAPPERS), None)
-        if top is None or not _contains(top, first, last):
+    tops = [top for document in tree.root_node.named_children if document.type == "document"
+            if (top := next((c for c in document.named_children if c.type in _YAML_WRAPPERS), None)) is not None]
+    for n, top in enumerate(tops):
+        a, b = _rows(top)  # a range that begins on a document's `---`, or runs on to the next one's, is its own
+        if first < a <= last and (n == 0 or _rows(tops[n - 1])[1] < first):
+            first = a
+        if a <= first <= b < last and (n + 1 == len(tops) or last < _rows(tops[n + 1])[0]):
+            last = b
+        if not _contains(top, first, last):
             continue
         keys = _ymap(top)
         if "jobs" in keys and ("on" in keys or workflow_dir):
