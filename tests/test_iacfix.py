@@ -197,6 +197,8 @@ def test_only_the_named_attribute_changes(made):
     ({"any_value": True}, "owner's choice"),
     ({"values": [1, 5, 10, 15, 30, 60]}, "several values"),           # monitoring_interval: a choice
     ({"forbidden": ["CKV_ANY"]}, "any value is forbidden"),           # removing a secret is no fix
+    ({"forbidden": []}, "any value is forbidden"),
+    ({"key": "metadata/[0]/enable-oslogin", "values": ["TRUE"]}, "map attribute"),  # metadata = {...}, no block
     ({"key": "x", "operator": "not_contains", "values": ["a"], "resource_types": ["aws_s3_bucket"]},
      "graph condition"),
     ({"key": "x", "operator": "equals", "values": [True], "resource_types": ["aws_s3_bucket"]},

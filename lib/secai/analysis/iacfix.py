@@ -99,6 +99,8 @@ def plan(record: dict | None) -> tuple[Plan | None, str]:
     steps = tuple(s for s in e["key"].split("/") if not _INDEX.match(s))
     if not steps or any(not re.fullmatch(r"[A-Za-z_][\w-]*", s) for s in steps):
         return None, f"a path that is not plain names: {e['key']}"
+    if LANGUAGE[frameworks[0]] == "hcl" and any("-" in s for s in steps):  # no provider names a block so
+        return None, f"a key of a map attribute: {e['key']}"
     p, why = _decide(e, steps, record)
     return (Plan(p.path, p.change, p.how, types) if p and types else p), why
 
@@ -130,7 +132,7 @@ def _one_attribute(rule_id: str, framework: str) -> bool:
 def _decide(e: dict, steps: tuple[str, ...], record: dict) -> tuple[Plan | None, str]:
     if "forbidden" in e:
         forbidden = e["forbidden"] if isinstance(e["forbidden"], list) else [e["forbidden"]]
-        if e.get("any_value") or ANY_VALUE in forbidden:  # removing it is no fix: a secret, a node pool
+        if e.get("any_value") or ANY_VALUE in forbidden or not forbidden:  # removing it is no fix: a secret
             return None, "any value is forbidden: what replaces the setting is the owner's choice"
         truths = {_truth(v) for v in forbidden}
         if len(truths) == 1 and None not in truths:
