@@ -21,6 +21,27 @@ class Line:
 
 BRACES = frozenset({"hcl", "java", "javascript", "typescript", "go", "kotlin", "json"})
 _STRINGS = re.compile(r'"(?:[^"\\]|\\.)*"|\'(?:[^\'\\]|\\.)*\'')
+# languages with C-style comments (// to the end of the line, /* ... */), the only ones blank_comments reads
+C_COMMENTS = frozenset({"java", "javascript", "typescript", "go", "kotlin"})
+_TOKENS = re.compile(r'"(?:[^"\\\n]|\\.)*"|\'(?:[^\'\\\n]|\\.)*\'|`(?:[^`\\]|\\.)*`|//[^\n]*|/\*.*?\*/', re.S)
+_LINE_COMMENT = re.compile(r"//.*|/\*.*?\*/")
+
+
+def blank_comments(text: str, language: str) -> str:
+    """`text` with its comments blanked to spaces (line breaks kept, so line numbers stay): for the
+    C_COMMENTS languages, // and /* */ outside string and template literals; other text unchanged.
+    What a fix rule matches is code, never commented-out code."""
+    if language not in C_COMMENTS:
+        return text
+    return _TOKENS.sub(lambda m: m.group(0) if m.group(0)[0] in "\"'`" else re.sub(r"[^\n]", " ", m.group(0)), text)
+
+
+def comment_lines(texts: list[str], language: str) -> set[int]:
+    """Indexes of the lines that hold a comment and nothing else (see blank_comments)."""
+    if language not in C_COMMENTS:
+        return set()
+    shown = blank_comments("\n".join(texts), language).split("\n")
+    return {i for i, (text, code) in enumerate(zip(texts, shown)) if text.strip() and not code.strip()}
 
 
 def leading_space(text: str) -> str:
@@ -48,6 +69,8 @@ def block_end(lines: list, i: int, language: str) -> int:
         depth, opened = 0, False
         for j in range(i, len(lines)):
             text = _STRINGS.sub('""', lines[j].text.split("#")[0] if language == "hcl" else lines[j].text)
+            if language in C_COMMENTS:
+                text = _LINE_COMMENT.sub("", text)
             for ch in text:
                 if ch in "{[(":
                     depth, opened = depth + 1, True
