@@ -22,6 +22,8 @@ from functools import cache, lru_cache
 from pathlib import Path
 
 from secai.analysis import kb as knowledge
+from secai.analysis import yamlset
+from secai.analysis.languages import canonical as canonical_language
 from secai.analysis import pyfix
 from secai.analysis.fixlines import (BRACES, Line, blank_comments, block_end, comment_lines, indent_step, inner_indent,
                                      key_indent, leading_space)
@@ -103,7 +105,8 @@ class FixRule:
         self.edits = []
         for raw in data["edits"]:
             op = dict(raw)
-            for key in ("find", "sub", "delete", "within", "after", "before", "end_of", "unless"):
+            for key in ("find", "sub", "delete", "within", "after", "before", "end_of", "unless", "each", "beside",
+                        "where", "keep"):
                 if key in op:
                     op[key] = re.compile(op[key])
             for key in ("insert", "append"):
@@ -216,10 +219,12 @@ class FixRule:
                     keep.update(range(i, block_end(lines, i, language) + 1))
             positions = [i for i in positions if i in keep]
         if "find" in op:
-            m = next((m for i in positions if (m := op["find"].search(lines[i].text))), None)
-            if m is None:
+            found = [m for i in positions if (m := op["find"].search(lines[i].text))]
+            if not found:
                 raise _NoFix(f"find: no line matches {op['find'].pattern!r}")
-            facts.update(_groups(m))
+            if op.get("only") and len(found) > 1:
+                raise _NoFix(f"find: {len(found)} lines match {op['find'].pattern!r}, not one")
+            facts.update(_groups(found[0]))
             return lines
         if "sub" in op:
             return self._sub(op, lines, positions, facts, language)
@@ -231,6 +236,8 @@ class FixRule:
             return [ln for i, ln in enumerate(lines) if i not in gone]
         if "insert" in op:
             return self._insert(op, lines, positions, facts, language, unit)
+        if "set" in op:
+            return self._set(op, lines, positions, facts, deleted, unit)
         if "append" in op:
             if not positions:
                 raise _NoFix("append: nothing in scope")
@@ -281,6 +288,22 @@ class FixRule:
             result.append(ln)
             result += [Line(None, t, ln.scope, True, ln.home) for t in rest]
         return result
+
+    def _set(self, op, lines, positions, facts, deleted, unit):
+        """YAML: a key path set in each item of the lists `each` opens, or in the mapping that holds
+        the `beside` line (secai.analysis.yamlset); `where`: only the mappings with a line matching it."""
+        anchor = op["each"] if "each" in op else op["beside"]
+        try:
+            targets = sorted({t for i in positions if anchor.search(lines[i].text)
+                              for t in (yamlset.items(lines, i) if "each" in op else [yamlset.holder(lines, i)])})
+            if not targets:
+                raise _NoFix(f"set: no line matches {anchor.pattern!r}")
+            if op.get("where") is not None:
+                targets = [t for t in targets if any(op["where"].search(lines[j].text) for j in range(t[0], t[1] + 1))]
+            return yamlset.set_key(lines, tuple(op["set"].split(".")), _expand(op["to"], facts), targets,
+                                   op.get("keep"), deleted, unit)
+        except yamlset.NotMechanical as exc:
+            raise _NoFix(f"set: {exc}") from None
 
     def _insert(self, op, lines, positions, facts, language, unit):
         where = next(k for k in ("after", "before", "end_of") if k in op)
@@ -423,9 +446,7 @@ def rule_fix(finding: dict, context: dict | None, root: Path | None, rules=None)
     that declines (e.g. on a privileged container) is the rule authors' decision, and stands."""
     if not context or not context.get("code", "").strip():
         return None
-    from secai.analysis.languages import canonical
-
-    language = canonical(context.get("language", ""))
+    language = canonical_language(context.get("language", ""))
     candidates = sorted(((level, n, rule) for n, rule in enumerate(fix_rules() if rules is None else rules)
                          if rule.language == language and (level := rule.level(finding)) is not None),
                         key=lambda c: c[:2])
@@ -435,13 +456,33 @@ def rule_fix(finding: dict, context: dict | None, root: Path | None, rules=None)
             fix = rule.apply(context, file_text)
         except _NoFix:
             continue
-        return _made(finding, context, fix), rule.id
+        if not platform_problems(context, fix, file_text):
+            return _made(finding, context, fix), rule.id
     if any(level == 0 for level, _, _ in candidates):
         return None
     from secai.analysis.iacfix import EXPECTATION, expectation_fix
 
     fix = expectation_fix(finding, context, root)
+    if fix and platform_problems(context, fix, _file_text(root, context["path"])):
+        return None
     return (_made(finding, context, fix), EXPECTATION) if fix else None
+
+
+def platform_problems(context: dict, fix: dict, file_text: str | None) -> list:
+    """What a Kubernetes manifest's fix brings in that the platform refuses or ignores
+    (secai.analysis.platform, the gate verification applies to every fix), judged on the whole file
+    when it was read, else on the lines the context shows: a rule's fix it finds is no fix."""
+    from secai.analysis import placement, platform
+
+    if canonical_language(context.get("language", "")) not in platform.LANGUAGES:
+        return []
+    first, text = (1, file_text) if file_text is not None else (context["start_line"], context["code"])
+    lines = text.split("\n")
+    try:
+        fixed = placement.place(lines, context, fix, first).apply(lines, first)
+    except placement.NotPlaced:
+        return []  # verification refuses it for that
+    return platform.introduced(text, "\n".join(fixed))
 
 
 def _made(finding: dict, context: dict, fix: dict) -> dict:
