@@ -54,10 +54,12 @@ resource "azurerm_mysql_firewall_rule" "r" {
   retention = var.days
 }
 
-resource "aws_ssm_parameter" "token" {
-  name  = "token"
-  type  = "String"
-  value = var.token
+resource "aws_s3_bucket_ownership_controls" "b" {
+  bucket = aws_s3_bucket.b.id
+
+  rule {
+    object_ownership = "ObjectWriter"
+  }
 }
 """
 
@@ -104,7 +106,9 @@ def record(rule_id: str, framework: str, resource: str, key: str, **expect) -> d
 
 
 def finding(rule_id: str, path: str, lines: tuple[int, int], resource: str) -> dict:
-    return {"id": f"{rule_id}-{resource}", "tool": "checkov", "rule_id": rule_id, "category": "iac",
+    """A checkov finding as secai-parse writes it: its check type is a tag."""
+    framework = "terraform" if path.endswith(".tf") else "kubernetes" if resource.count(".") == 2 else "cloudformation"
+    return {"id": f"{rule_id}-{resource}", "tool": "checkov", "rule_id": rule_id, "category": "iac", "tags": [framework],
             "location": {"path": path, "start_line": lines[0], "end_line": lines[1], "resource": resource}}
 
 
@@ -132,10 +136,11 @@ CASES = [
     ("CKV_AZURE_210", "main.tf", (26, 32), "azurerm_mysql_firewall_rule.r",
      record("CKV_AZURE_210", "terraform", "azurerm_mysql_firewall_rule", "allowed_ips", forbidden=["0.0.0.0/0"]),
      ['  allowed_ips = [\n    "10.0.0.0/8",\n  ]']),
-    ("CKV2_AWS_34", "main.tf", (34, 38), "aws_ssm_parameter.token",  # a graph check's one condition
-     {**record("CKV2_AWS_34", "terraform", "aws_ssm_parameter", "type"), "expects": [
-         {"key": "type", "operator": "equals", "values": ["SecureString"], "resource_types": ["aws_ssm_parameter"]}]},
-     ['  type  = "SecureString"']),
+    ("CKV2_AWS_65", "main.tf", (34, 40), "aws_s3_bucket_ownership_controls.b",  # a graph check's one condition
+     {**record("CKV2_AWS_65", "terraform", "aws_s3_bucket_ownership_controls", "rule"), "expects": [
+         {"key": "rule.object_ownership", "operator": "equals", "values": ["BucketOwnerEnforced"],
+          "resource_types": ["aws_s3_bucket_ownership_controls"]}]},
+     ['    object_ownership = "BucketOwnerEnforced"']),
     ("CKV_AWS_36", "template.yaml", (3, 7), "AWS::CloudTrail::Trail.Trail",
      record("CKV_AWS_36", "cloudformation", "AWS::CloudTrail::Trail", "Properties/EnableLogFileValidation",
             values=[True]),
@@ -220,8 +225,10 @@ def test_a_path_through_a_list_item_is_not_followed():
 
 
 def test_a_graph_check_counts_only_when_its_whole_condition_is_one_attribute():
-    one = {"key": "type", "operator": "equals", "values": ["SecureString"], "resource_types": ["aws_ssm_parameter"]}
-    assert plan({**record("CKV2_AWS_34", "terraform", "aws_ssm_parameter", "type"), "expects": [one]})[0]
+    one = {"key": "rule.object_ownership", "operator": "equals", "values": ["BucketOwnerEnforced"],
+           "resource_types": ["aws_s3_bucket_ownership_controls"]}
+    assert plan({**record("CKV2_AWS_65", "terraform", "aws_s3_bucket_ownership_controls", "rule"),
+                 "expects": [one]})[0].path == ("rule", "object_ownership")
     # CKV2_AWS_3 also needs a connected organisation configuration: `enable = true` alone is not the check
     joined = {"key": "enable", "operator": "equals", "values": [True], "resource_types": ["aws_guardduty_detector"]}
     assert plan({**record("CKV2_AWS_3", "terraform", "aws_guardduty_detector", "enable"), "expects": [joined]})[0] \
@@ -296,7 +303,7 @@ def test_the_harvested_records_drive_the_fallback(source):
     records = rules.harvested("checkov")["records"]
     if not records:
         pytest.skip("no harvested checkov records (secai-kb harvest)")
-    f = {**finding("CKV_AWS_17", "main.tf", (6, 10), "aws_db_instance.db"), "tags": ["terraform"]}
+    f = finding("CKV_AWS_17", "main.tf", (6, 10), "aws_db_instance.db")
     fix, rule = fixrules.rule_fix(f, code_context(f, source), source)
     assert rule == EXPECTATION and "publicly_accessible = false # for now" in fix["code"]
     planned = {}

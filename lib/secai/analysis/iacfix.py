@@ -40,7 +40,7 @@ from functools import cache
 from pathlib import Path
 
 from secai.analysis.iacedit import Change, Unfixable, hcl_block_end, hcl_block_start, hcl_change, hcl_literal, \
-    yaml_change, yaml_children, yaml_scalar
+    yaml_change, yaml_children, yaml_literal, yaml_scalar
 from secai.secrets import REDACTED
 from secai.untrusted import quote
 
@@ -183,7 +183,7 @@ def expectation_fix(finding: dict, context: dict | None, root: Path | None, reco
     original, code = "\n".join(texts[lo:hi + 1]), "\n".join(new)
     if REDACTED in original or code == original:
         return None
-    return {"original": original, "code": code, "explanation": _explain(p, record, target, extra, added)}
+    return {"original": original, "code": code, "explanation": _explain(p, record, target, extra, added, LANGUAGE[framework])}
 
 
 # ---------------------------------------------------------------- the frameworks
@@ -210,7 +210,7 @@ def _terraform(texts, resource, record, p: Plan, context, finding, root):
 
 
 def _siblings(context: dict, root: Path | None, pattern: str) -> list[str]:
-    """The text of the Terraform files in the directory of the context's file (it included)."""
+    """The texts of the files matching `pattern` in the directory of the context's file."""
     if root is None:
         raise Unfixable("no source root to look for existing resources in")
     from secai.analysis.context import NoContext, locate
@@ -311,21 +311,22 @@ def _kubernetes(texts, resource, record, p: Plan, context, finding, root):
 
 # ---------------------------------------------------------------- what the fix says
 
-def _explain(p: Plan, record: dict, target: str, extra: dict | None, added: bool) -> str:
+def _explain(p: Plan, record: dict, target: str, extra: dict | None, added: bool, language: str) -> str:
     attr = ".".join(p.path)
     check = f"checkov's {record['rule_id']}" + (f" ({quote(record['name'])})" if record.get("name") else "")
     if p.how == "kms":
         what = (f"Encrypts {target} with a new customer-managed KMS key, {extra['key']}, with automatic "
                 f"rotation on, and sets {attr} to its ARN, as {check} asks")
-        if target.startswith("aws_"):
-            what += ("; its key policy is the one AWS writes by default (the account's IAM policies decide who "
-                     "may use the key), written out so that it is reviewed with the code")
+        what += ("; its key policy is the one AWS writes by default (the account's IAM policies decide who may use "
+                 "the key), " + ("written out so that it is reviewed with the code" if target.startswith("aws_") else
+                                 "which CloudFormation applies when KeyPolicy is left out"))
         return what + (". A service that uses the data on its own behalf (one that publishes to a topic, say) also "
                        "needs a statement naming it in the key policy.")
     if p.how == "drop":
         gone = ", ".join(json.dumps(v) for v in p.change.value)
-        return f"Removes the forbidden {gone} from {attr} of {target} and keeps its other members, as {check} asks."
-    value = hcl_literal(p.change.value)
+        return f"Removes what {check} forbids ({gone}) from {attr} of {target} and keeps its other members."
+    literal = hcl_literal if language == "hcl" else yaml_literal
+    setting = f"{attr} = {literal(p.change.value)}" if language == "hcl" else f"{attr}: {literal(p.change.value)}"
     if p.how == "flip":
-        return f"Sets {attr} = {value} on {target}: {check} fails when it is {hcl_literal(not p.change.value)}."
-    return f"{'Adds' if added else 'Sets'} {attr} = {value} {'to' if added else 'on'} {target}, the value {check} expects."
+        return f"Sets {setting} on {target}: {check} fails when it is {literal(not p.change.value)}."
+    return f"{'Adds' if added else 'Sets'} {setting} {'to' if added else 'on'} {target}, the value {check} expects."
