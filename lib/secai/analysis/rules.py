@@ -220,10 +220,19 @@ def _bandit(rule_id: str) -> dict | None:
 
 # ---------------------------------------------------------------- semgrep rule files
 def _semgrep(root: Path, rule_id: str) -> dict | None:
+    found = semgrep_rule(root, rule_id)
+    return _semgrep_record(found[0], rule_id, found[1]) if found else None
+
+
+def semgrep_rule(semgrep_rules: Path, rule_id: str) -> tuple[dict, str] | None:
+    """(the rule as its file holds it, that file relative to `semgrep_rules`) of a semgrep finding's
+    rule id, or None. The mapping is untrusted data, shared with this module's cache: not to be
+    changed; secai.analysis.autofix hands it back to semgrep."""
+    root = Path(semgrep_rules)
     parts = rule_id.split(".")
     if root.is_file():  # one rule file as the config: ids carry no folder, or the file's dotted path
         rules = _rules_in_file(root.resolve())
-        return next((_semgrep_record(rules[rid], rule_id, root.name)
+        return next(((rules[rid], root.name)
                      for rid in (".".join(parts[i:]) for i in range(len(parts))) if rid in rules), None)
     # (leading parts semgrep put in front, the folder under root, the rule's own id): the deepest folder first
     for start in range(len(parts)):
@@ -233,8 +242,7 @@ def _semgrep(root: Path, rule_id: str) -> dict | None:
                 continue
             rules = _rules_in_dir(root.resolve(), tuple(folder))
             if rid in rules:
-                rule, file = rules[rid]
-                return _semgrep_record(rule, rule_id, file)
+                return rules[rid]
     return None
 
 
