@@ -74,20 +74,24 @@ def test_every_container_gets_the_setting_and_a_securitycontext_where_it_has_non
                                    "          allowPrivilegeEscalation: false\n")
 
 
-def test_a_capability_list_keeps_its_members_and_low_ports_keep_net_bind_service(tmp_path):
+def test_a_capability_list_keeps_its_members(tmp_path):
     _, context, fix, _ = made(tmp_path, DEPLOYMENT, "CKV_K8S_28")
     text = fixed_file(tmp_path, DEPLOYMENT, context, fix)
     assert "drop: [CHOWN, NET_RAW]" in text and text.endswith(
         "        securityContext:\n          capabilities:\n            drop: [NET_RAW]\n")
-    _, context, fix, _ = made(tmp_path, DEPLOYMENT, "CKV_K8S_37")
-    text = fixed_file(tmp_path, DEPLOYMENT, context, fix)
-    # web serves port 80: it keeps the one capability that binds it; worker declares no port
-    assert ("          capabilities:\n            drop: [CHOWN, ALL]\n            add: [NET_BIND_SERVICE]\n"
-            "      - name: worker") in text
+    high = DEPLOYMENT.replace("containerPort: 80", "containerPort: 8080")
+    _, context, fix, _ = made(tmp_path, high, "CKV_K8S_37")
+    text = fixed_file(tmp_path, high, context, fix)
+    assert "          capabilities:\n            drop: [CHOWN, ALL]\n      - name: worker" in text
     assert text.endswith("        securityContext:\n          capabilities:\n            drop: [ALL]\n")
     block = DEPLOYMENT.replace("drop: [CHOWN]", "drop:\n            - CHOWN")
     _, context, fix, _ = made(tmp_path, block, "CKV_K8S_28")
     assert "            drop:\n            - CHOWN\n            - NET_RAW\n" in fixed_file(tmp_path, block, context, fix)
+
+
+def test_a_port_below_1024_keeps_the_capability_that_binds_it(tmp_path):
+    """Dropping ALL would stop it binding port 80; adding NET_BIND_SERVICE back is a finding of its own."""
+    assert made(tmp_path, DEPLOYMENT, "CKV_K8S_37")[2] is None
 
 
 def test_the_user_is_raised_to_a_high_uid_unless_it_is_one(tmp_path):
@@ -143,6 +147,13 @@ def test_a_pod_that_mounts_host_paths_keeps_its_user_and_capabilities(tmp_path):
     for rule_id in ("CKV_K8S_23", "CKV_K8S_40", "CKV_K8S_37"):
         assert made(tmp_path, text, rule_id)[2] is None, rule_id
     assert made(tmp_path, text, "CKV_K8S_28")[3] == "k8s-drop-net-raw"
+
+
+def test_a_pod_with_a_service_account_of_its_own_keeps_its_token(tmp_path):
+    own = DEPLOYMENT.replace("      containers:\n", "      serviceAccountName: shop-api\n      containers:\n")
+    assert made(tmp_path, own, "CKV_K8S_38")[2] is None
+    _, context, fix, rule = made(tmp_path, own.replace("shop-api", "default"), "CKV_K8S_38")
+    assert rule == "k8s-no-service-account-token" and "automountServiceAccountToken: false" in fix["code"]
 
 
 def test_a_flow_mapping_in_the_way_is_no_mechanical_edit(tmp_path):
@@ -261,7 +272,8 @@ def test_a_network_policy_goes_into_its_pods_namespace_and_admits_their_one_port
 def test_checkov_confirms_every_fix(tmp_path):
     need("checkov")
     cases = [(DEPLOYMENT, r) for r in ("CKV_K8S_20", "CKV_K8S_22", "CKV_K8S_23", "CKV_K8S_28", "CKV_K8S_30",
-                                       "CKV_K8S_31", "CKV_K8S_37", "CKV_K8S_40")] + [(JOB, "CKV_K8S_21")]
+                                       "CKV_K8S_31", "CKV_K8S_40")] + [(JOB, "CKV_K8S_21")] + [
+        (DEPLOYMENT.replace("containerPort: 80", "containerPort: 8080"), "CKV_K8S_37")]
     candidates = []
     for n, (text, rule_id) in enumerate(cases):
         finding, context, fix, _ = made(tmp_path, text, rule_id, name=f"m{n}.yaml")

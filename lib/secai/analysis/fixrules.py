@@ -106,7 +106,7 @@ class FixRule:
         for raw in data["edits"]:
             op = dict(raw)
             for key in ("find", "sub", "delete", "within", "after", "before", "end_of", "unless", "each", "beside",
-                        "where", "keep"):
+                        "keep"):
                 if key in op:
                     op[key] = re.compile(op[key])
             for key in ("insert", "append"):
@@ -291,15 +291,13 @@ class FixRule:
 
     def _set(self, op, lines, positions, facts, deleted, unit):
         """YAML: a key path set in each item of the lists `each` opens, or in the mapping that holds
-        the `beside` line (secai.analysis.yamlset); `where`: only the mappings with a line matching it."""
+        the `beside` line (secai.analysis.yamlset)."""
         anchor = op["each"] if "each" in op else op["beside"]
         try:
             targets = sorted({t for i in positions if anchor.search(lines[i].text)
                               for t in (yamlset.items(lines, i) if "each" in op else [yamlset.holder(lines, i)])})
             if not targets:
                 raise _NoFix(f"set: no line matches {anchor.pattern!r}")
-            if op.get("where") is not None:
-                targets = [t for t in targets if any(op["where"].search(lines[j].text) for j in range(t[0], t[1] + 1))]
             return yamlset.set_key(lines, tuple(op["set"].split(".")), _expand(op["to"], facts), targets,
                                    op.get("keep"), deleted, unit)
         except yamlset.NotMechanical as exc:
