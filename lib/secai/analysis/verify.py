@@ -10,18 +10,26 @@ For each candidate (a finding, its code context and a fix with `original` and `c
    a YAML or JSON file must not gain a Kubernetes platform problem (secai.analysis.platform: an
    object the API server or the kubelet refuses, or a setting a privileged container ignores) that
    the original did not have: PLATFORM_REJECTED or NO_EFFECT, with the problem as the detail;
-3. the scanner that reported the finding runs again on the copy, with the same rule only; the fix
-   is verified when that rule reports nothing in the fixed lines of that file, and the scanner
-   demonstrably read the file (Checkov: it has a result, pass or fail, of some check of the run
-   there; Bandit and Semgrep: the file was scanned without a parse error).
+3. the scanner that reported the finding runs again (secai.analysis.rescan) with its whole rule set
+   for that file (bandit: every test; checkov: every check of the check's framework; semgrep: the
+   whole config the report was made with) over the fixed copies and one unmodified copy of each
+   source file, its baseline, in the same run. The fix is verified when
+   - the scanner demonstrably read the fixed file and its baseline (Checkov: it has a result, pass
+     or fail, of some check of the run there; Bandit and Semgrep: scanned without a parse error);
+   - the finding's rule reports nothing in the fixed lines of that file (Checkov: nor on its resource);
+   - and the fixed file has no finding the baseline does not have: per rule id, counted (lines move,
+     so counts are compared, not places). Else NEW_FINDING, with the added rule ids as the detail.
+   A run that fails (the scanner exits badly, times out, prints no report) is FAILED for its fixes.
 
-Copies live in a temporary directory, one folder per candidate (`<n>/<path in the source root>`);
-a Terraform file takes the other Terraform files of its directory along, because Checkov's graph
-checks connect resources across files. Each scanner runs once over all its candidates (they are
-slow to start) — except that a Checkov graph check (CKV2_*) outside Terraform gets a run without
-other copies of its kind of file, since its graph spans every file of a run — as an argument list
-(no shell), with a timeout, in its own process group, with telemetry and update checks off.
-Scanners are found in `verify.scanners_dir` (DIR or DIR/bin), else on PATH. Nothing from a report or a fix is ever executed: scanners read the copies as data.
+Copies live in a temporary directory, one folder per tool and run, in it one folder per candidate
+(`<n>/<path in the source root>`) and one per baseline (`b<m>/<path>`); a Terraform file takes the
+other Terraform files of its directory along, because Checkov's graph checks connect resources
+across files. Each scanner runs once over all its candidates (they are slow to start) — except that
+a Checkov graph check (CKV2_*) outside Terraform gets a run without other copies of its kind of file
+(but with its baseline), since its graph spans every file of a run. In the shared run, graph checks
+see every copy too; a fixed file and its baseline see the same graph, so their counts still compare.
+How scanners are found and run (no shell, a timeout, telemetry off) is secai.analysis.rescan's;
+nothing from a report or a fix is ever executed: scanners read the copies as data.
 
     verdicts = verify([Candidate("k1", finding, context, fix)], Path("src"), Scanners.find())
     verdicts["k1"].verified, verdicts["k1"].reason
@@ -29,36 +37,27 @@ Scanners are found in `verify.scanners_dir` (DIR or DIR/bin), else on PATH. Noth
 
 from __future__ import annotations
 
-import json
-import os
 import re
-import shutil
-import signal
-import subprocess
 import tempfile
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
-import yaml
+from secai.analysis import placement, platform, rescan
+from secai.analysis.rescan import MAX_COPY, TERRAFORM, VERIFIERS, Scanners, own_id, semgrep_rule_ids
 
-from secai.analysis import placement, platform
-
-VERIFIERS = ("bandit", "checkov", "semgrep")   # tools whose findings can be re-checked
 LANGUAGES = {"bandit": {"python"}, "semgrep": {"python", "javascript", "typescript", "dockerfile"},
              "checkov": {"hcl", "dockerfile", "yaml", "json"}}
-TERRAFORM = (".tf", ".tf.json", ".tfvars", ".tfvars.json")
-MAX_COPY = 2 * 1024 * 1024       # bytes: a bigger file (or Terraform sibling) is not copied
 SUPPRESSIONS = re.compile(r"#\s*nosec\b|nosemgrep|checkov:skip|bridgecrew:skip|kics-scan\s+ignore|tfsec:ignore"
                           r"|trivy:ignore|hadolint\s+ignore|#\s*noqa\b|NOSONAR", re.I)
-QUIET_ENV = {"SEMGREP_ENABLE_VERSION_CHECK": "0", "SEMGREP_SEND_METRICS": "off", "CHECKOV_PARALLELIZATION_TYPE": "none",
-             "PYTHONHASHSEED": "0", "BANDIT_NO_BANNER": "1"}
 
 # verdict reasons
 VERIFIED = "verified"
 STILL_REPORTED = "finding still reported"
 NOT_CHECKED = "scanner did not check the fixed file"
+NEW_FINDING = "fix adds a new finding"                  # the detail names the rule ids, with how many more
+NO_BASELINE = "scanner did not check the unmodified file"  # so nothing tells what the fix added
 NO_PARSE = "fixed file does not parse"
 WAS_BROKEN = "file does not parse before the fix"
 NOT_PLACED = placement.NOT_PLACED
@@ -92,34 +91,6 @@ class Verdict:
     detail: str | None = None   # what exactly (the platform problems of PLATFORM_REJECTED, NO_EFFECT)
 
 
-@dataclass
-class Scanners:
-    """Where the scanners are, what Semgrep rules the reports were made with, and the timeout."""
-
-    paths: dict = field(default_factory=dict)     # name -> executable path (absent: not installed)
-    semgrep_configs: tuple = ()
-    timeout: float = 600.0
-
-    @classmethod
-    def find(cls, scanners_dir: str | os.PathLike | None = None, semgrep_configs=(), timeout: float = 600.0):
-        """The scanners in `scanners_dir` (or its bin/); without one, in the project's own scanner
-        venv (`make scanners`: .scanners/) when it is there, else on PATH."""
-        from secai.config import ROOT
-
-        if not scanners_dir and (ROOT / ".scanners" / "bin").is_dir():
-            scanners_dir = ROOT / ".scanners"
-        paths = {}
-        for name in VERIFIERS:
-            if scanners_dir:
-                found = next((str(p) for p in (Path(scanners_dir) / name, Path(scanners_dir) / "bin" / name)
-                              if p.is_file() and os.access(p, os.X_OK)), None)
-            else:
-                found = shutil.which(name)
-            if found:  # absolute: the scanners run in a temporary directory
-                paths[name] = os.path.abspath(found)
-        return cls(paths, tuple(os.path.abspath(c) for c in semgrep_configs), float(timeout))
-
-
 # ---------------------------------------------------------------- placing a fix
 
 class _Reject(Exception):
@@ -141,9 +112,9 @@ def place(text: str, context: dict, fix: dict) -> tuple[str, int, int]:
     return "\n".join(placed.apply(lines)), placed.start, placed.fixed_end
 
 
-def _prepare(c: Candidate, root: Path) -> tuple[str, int, int, Path, str]:
-    """(fixed text, first and last fixed line, the real source file, its path under the root) or
-    _Reject. The path is the one secai.analysis.context.locate resolves (never one that leaves the root)."""
+def _prepare(c: Candidate, root: Path) -> tuple[str, str, int, int, Path, str]:
+    """(source text, fixed text, first and last fixed line, the real source file, its path under
+    the root) or _Reject. The path is the one secai.analysis.context.locate resolves (never one that leaves the root)."""
     from secai.analysis.context import NoContext, locate
     from secai.analysis.languages import can_check, parses
 
@@ -167,49 +138,10 @@ def _prepare(c: Candidate, root: Path) -> tuple[str, int, int, Path, str]:
         if problems:
             raise _Reject(PLATFORM_REJECTED if problems[0].kind == platform.REJECTED else NO_EFFECT,
                           "; ".join(map(str, problems)))
-    return fixed, first, last, real, rel
+    return text, fixed, first, last, real, rel
 
 
-# ---------------------------------------------------------------- running scanners
-
-def _env() -> dict:
-    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME", "VIRTUAL_ENV", "PYTHONSTARTUP")}
-    env.update(QUIET_ENV)
-    return env
-
-
-def _run(argv: list[str], cwd: Path, timeout: float) -> tuple[int, str, str]:
-    """Run a scanner (no shell) in its own process group; the whole group is killed on timeout."""
-    proc = subprocess.Popen(argv, cwd=cwd, env=_env(), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, start_new_session=True)
-    try:
-        out, err = proc.communicate(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.communicate()
-        raise RuntimeError(f"timed out after {timeout:g} s") from None
-    return proc.returncode, out, err
-
-
-def _last_line(text: str) -> str:
-    lines = [ln.strip() for ln in text.strip().splitlines() if ln.strip()]
-    return lines[-1][:200] if lines else "no output"
-
-
-def _json_out(out: str):
-    """The JSON document a scanner printed (Checkov may print lines before it)."""
-    start = min((i for i in (out.find("{"), out.find("[")) if i >= 0), default=-1)
-    if start < 0:
-        raise ValueError("no JSON in the scanner's output")
-    return json.loads(out[start:])
-
-
-def _rel(path: str) -> str:
-    p = path.replace("\\", "/")
-    while p.startswith(("./", "/")):
-        p = p[2:] if p.startswith("./") else p[1:]
-    return p
-
+# ---------------------------------------------------------------- re-scanning the copies
 
 def _overlaps(a: tuple[int, int], b: tuple[int, int]) -> bool:
     return a[0] <= b[1] and b[0] <= a[1]
@@ -217,42 +149,36 @@ def _overlaps(a: tuple[int, int], b: tuple[int, int]) -> bool:
 
 @dataclass
 class _Job:
-    """A prepared candidate: its folder number, the copy's path (relative to the work dir), the
-    fixed lines' range and the rule to check."""
+    """A prepared candidate: its number, its source file (text, real path, path under the root),
+    the fixed text and lines, the rule to check, the finding's resource and (Checkov) the
+    framework of its check; `copy` is its fixed copy's path in its run folder once written."""
 
     key: str
     n: int
-    copy: str
+    source: str
+    real: Path
+    rel: str
+    fixed: str
     span: tuple[int, int]
     rule_id: str
     resource: str | None
+    framework: str | None = None
+    copy: str = ""
 
 
-def _bandit(jobs: list[_Job], work: Path, scanners: Scanners) -> dict[str, Verdict]:
-    exe = scanners.paths["bandit"]
-    code, out, err = _run([exe, "--help"], work, scanners.timeout)
-    known = set(re.findall(r"^\s+(B\d{3})\s", out, re.M))
-    verdicts = {j.key: Verdict(False, f"{NO_RULE}: {j.rule_id}", "bandit")
-                for j in jobs if known and j.rule_id not in known}
-    jobs = [j for j in jobs if j.key not in verdicts]
-    if not jobs:
-        return verdicts
-    tests = ",".join(sorted({j.rule_id for j in jobs}))
-    code, out, err = _run([exe, "-q", "-f", "json", "--exit-zero", "--ignore-nosec", "-t", tests, "-r", "."],
-                          work, scanners.timeout)
-    report = _json_out(out)
-    scanned = {_rel(p) for p in report.get("metrics", {}) if p != "_totals"}
-    broken = {_rel(e.get("filename", "")) for e in report.get("errors", [])}
-    hits = [(_rel(r["filename"]), r["test_id"], tuple(r.get("line_range") or [r["line_number"]] * 2))
-            for r in report.get("results", [])]
-    for j in jobs:
-        if j.copy not in scanned or j.copy in broken:
-            verdicts[j.key] = Verdict(False, NOT_CHECKED, "bandit")
-        elif any(f == j.copy and t == j.rule_id and _overlaps((min(r), max(r)), j.span) for f, t, r in hits):
-            verdicts[j.key] = Verdict(False, STILL_REPORTED, "bandit")
-        else:
-            verdicts[j.key] = Verdict(True, VERIFIED, "bandit")
-    return verdicts
+def _framework(finding: dict, language: str) -> str | None:
+    """The Checkov framework (check type) the finding was reported under: its tag (Checkov's JSON
+    report names it), else the check's framework when it is the language's own (a Terraform file,
+    a Dockerfile); None when unknown (then every framework runs)."""
+    from secai.analysis.rules import harvested, rule_knowledge
+
+    names = {r["framework"] for r in harvested("checkov")["records"]} | {"terraform_json"}
+    tag = next((t for t in finding.get("tags") or () if t in names), None)
+    if tag:
+        return tag
+    known = rule_knowledge(finding)
+    framework = known["frameworks"][0] if known and known.get("frameworks") else None
+    return framework if (framework, language) in (("terraform", "hcl"), ("dockerfile", "dockerfile")) else None
 
 
 def _checkov_runs(jobs: list[_Job]) -> list[list[_Job]]:
@@ -261,9 +187,9 @@ def _checkov_runs(jobs: list[_Job]) -> list[list[_Job]]:
     every other copy), except in Terraform, whose graph stops at the directory. So: one run for the
     plain checks and Terraform; each further run has at most one graph job per kind of file."""
     def kind(j: _Job) -> str:
-        return "workflow" if "/.github/workflows/" in f"/{j.copy}" else PurePosixPath(j.copy).suffix or j.copy
+        return "workflow" if "/.github/workflows/" in f"/{j.rel}" else PurePosixPath(j.rel).suffix or j.rel
 
-    isolated = [j for j in jobs if j.rule_id.startswith("CKV2_") and not j.copy.endswith(TERRAFORM)]
+    isolated = [j for j in jobs if j.rule_id.startswith("CKV2_") and not j.rel.endswith(TERRAFORM)]
     first = [j for j in jobs if j not in isolated]
     rounds: list[dict[str, _Job]] = []
     for j in isolated:
@@ -274,120 +200,69 @@ def _checkov_runs(jobs: list[_Job]) -> list[list[_Job]]:
     return [run for run in [first, *(list(r.values()) for r in rounds)] if run]
 
 
-def _checkov(jobs: list[_Job], work: Path, scanners: Scanners) -> dict[str, Verdict]:
-    runs = _checkov_runs(jobs)
-    places = []
-    for k, run in enumerate(runs):
-        place_k = work.parent / f"checkov-run{k}"
-        place_k.mkdir()
-        for j in run:
-            shutil.move(str(work / str(j.n)), str(place_k / str(j.n)))
-        places.append(place_k)
-    verdicts: dict[str, Verdict] = {}
+def _judge(tool: str, j: _Job, scan: rescan.Scan, baseline: str) -> Verdict:
+    """The verdict on one fixed copy, from its run's scan and its source file's baseline copy there."""
+    if j.copy not in scan.read:
+        return Verdict(False, NOT_CHECKED, tool)
+    hits = scan.hits.get(j.copy, [])
+    same = (lambda rule: own_id(rule) == own_id(j.rule_id)) if tool == "semgrep" else (lambda rule: rule == j.rule_id)
+    if any(same(h.rule) and ((j.resource and h.resource == j.resource) or _overlaps(h.lines, j.span)) for h in hits):
+        return Verdict(False, STILL_REPORTED, tool)
+    if baseline not in scan.read:
+        return Verdict(False, NO_BASELINE, tool)
+    added = Counter(h.rule for h in hits) - Counter(h.rule for h in scan.hits.get(baseline, []))
+    if added:
+        return Verdict(False, NEW_FINDING, tool, ", ".join(f"{rule} (+{n})" for rule, n in sorted(added.items())))
+    return Verdict(True, VERIFIED, tool)
+
+
+def _scan_run(tool: str, jobs: list[_Job], run: Path, scanners: Scanners, root: Path) -> dict[str, Verdict]:
+    """Write one run's copies (each job's fixed file as <n>/<rel>, one unmodified copy of each of
+    their source files as b<m>/<rel>), scan them once and judge every job; FAILED when the run fails."""
+    baselines: dict[str, str] = {}
+    try:
+        for j in jobs:
+            j.copy = rescan.write_copy(run, str(j.n), j.rel, j.fixed, j.real, root, tool)
+            if j.rel not in baselines:
+                baselines[j.rel] = rescan.write_copy(run, f"b{len(baselines)}", j.rel, j.source, j.real, root, tool)
+        if tool == "checkov":
+            frameworks = {j.framework for j in jobs}
+            scan = rescan.checkov(run, scanners, None if None in frameworks else frameworks)
+        else:
+            scan = rescan.bandit(run, scanners) if tool == "bandit" else rescan.semgrep(run, scanners)
+    except (RuntimeError, ValueError, KeyError, TypeError, OSError) as exc:
+        return {j.key: Verdict(False, f"{FAILED}: {exc}", tool) for j in jobs}
+    return {j.key: _judge(tool, j, scan, baselines[j.rel]) for j in jobs}
+
+
+def _unknown_rules(tool: str, jobs: list[_Job], work: Path, scanners: Scanners) -> dict[str, Verdict]:
+    """NO_RULE for the jobs whose rule the installed scanner (Bandit) or the Semgrep config lacks."""
+    if tool == "bandit":
+        known = rescan.bandit_tests(scanners, work)
+        return {j.key: Verdict(False, f"{NO_RULE}: {j.rule_id}", tool)
+                for j in jobs if known and j.rule_id not in known}
+    if tool == "semgrep":
+        defined = semgrep_rule_ids(c for c in scanners.semgrep_configs if Path(c).exists())
+        where = ", ".join(scanners.semgrep_configs) or "none given"
+        return {j.key: Verdict(False, f"{NO_RULE}: {j.rule_id} is not in the Semgrep config ({where})", tool)
+                for j in jobs if j.rule_id not in defined and own_id(j.rule_id) not in defined}
+    return {}
+
+
+def _check(tool: str, jobs: list[_Job], work: Path, scanners: Scanners, root: Path) -> dict[str, Verdict]:
+    """Every job of one tool: its runs (Checkov: _checkov_runs, two at a time; else one run) in
+    folders run<k> under `work`."""
+    work.mkdir(parents=True, exist_ok=True)
+    try:
+        verdicts = _unknown_rules(tool, jobs, work, scanners)
+    except (RuntimeError, OSError) as exc:
+        return {j.key: Verdict(False, f"{FAILED}: {exc}", tool) for j in jobs}
+    jobs = [j for j in jobs if j.key not in verdicts]
+    runs = _checkov_runs(jobs) if tool == "checkov" else [jobs] if jobs else []
     with ThreadPoolExecutor(max_workers=2) as pool:
-        for result in pool.map(lambda rp: _checkov_run(rp[0], rp[1], scanners), zip(runs, places)):
+        for result in pool.map(lambda k: _scan_run(tool, runs[k], work / f"run{k}", scanners, root), range(len(runs))):
             verdicts.update(result)
     return verdicts
-
-
-def _checkov_run(jobs: list[_Job], work: Path, scanners: Scanners) -> dict[str, Verdict]:
-    checks = ",".join(sorted({j.rule_id for j in jobs}))
-    code, out, err = _run([scanners.paths["checkov"], "--skip-download", "--soft-fail", "--compact", "-d", ".",
-                           "--check", checks, "-o", "json"], work, scanners.timeout)
-    if code != 0:
-        raise RuntimeError(f"exit {code}: {_last_line(err or out)}")
-    report = _json_out(out)
-    seen, failed = set(), []  # files Checkov read (it has a result for them); the failures
-    for part in report if isinstance(report, list) else [report]:
-        results = part.get("results") if isinstance(part, dict) else None
-        for r in (results or {}).get("passed_checks", []):
-            seen.add(_rel(r["file_path"]))
-        for r in (results or {}).get("failed_checks", []):
-            seen.add(_rel(r["file_path"]))
-            failed.append((_rel(r["file_path"]), r["check_id"], tuple(r.get("file_line_range") or (0, 0)),
-                           r.get("resource")))
-    verdicts = {}
-    for j in jobs:
-        if any(f == j.copy and c == j.rule_id and ((j.resource and res == j.resource) or _overlaps(lines, j.span))
-               for f, c, lines, res in failed):
-            verdicts[j.key] = Verdict(False, STILL_REPORTED, "checkov")
-        elif j.copy in seen:  # the check passed there, or what it checks is gone (an ADD made a RUN)
-            verdicts[j.key] = Verdict(True, VERIFIED, "checkov")
-        else:
-            verdicts[j.key] = Verdict(False, NOT_CHECKED, "checkov")
-    return verdicts
-
-
-def semgrep_rule_ids(configs) -> set[str]:
-    """The ids of the rules in Semgrep config files or directories (read as YAML data)."""
-    ids = set()
-    for config in configs:
-        p = Path(config)
-        files = sorted(x for x in p.rglob("*") if x.suffix in (".yml", ".yaml")) if p.is_dir() else [p]
-        for f in files:
-            try:
-                doc = yaml.safe_load(f.read_text(encoding="utf-8"))
-            except (OSError, yaml.YAMLError):
-                continue
-            for rule in (doc or {}).get("rules", []) if isinstance(doc, dict) else []:
-                if isinstance(rule, dict) and isinstance(rule.get("id"), str):
-                    ids.add(rule["id"])
-    return ids
-
-
-def _own_id(rule_id: str) -> str:
-    """A Semgrep rule's own id: the check id less the config path Semgrep prefixes it with."""
-    return rule_id.rsplit(".", 1)[-1]
-
-
-def _semgrep(jobs: list[_Job], work: Path, scanners: Scanners) -> dict[str, Verdict]:
-    configs = [c for c in scanners.semgrep_configs if Path(c).exists()]
-    defined = semgrep_rule_ids(configs)
-    verdicts = {j.key: Verdict(False, f"{NO_RULE}: {j.rule_id} is not in the Semgrep config "
-                                      f"({', '.join(scanners.semgrep_configs) or 'none given'})", "semgrep")
-                for j in jobs if j.rule_id not in defined and _own_id(j.rule_id) not in defined}
-    jobs = [j for j in jobs if j.key not in verdicts]
-    if not jobs:
-        return verdicts
-    (work / ".semgrepignore").write_text("# nothing is ignored: every copy is a target\n")
-    argv = [scanners.paths["semgrep"], "scan", "--json", "--metrics", "off", "--disable-nosem", "--no-git-ignore",
-            "--quiet", "--disable-version-check"]
-    for c in configs:
-        argv += ["--config", str(Path(c).resolve())]
-    code, out, err = _run(argv + ["."], work, scanners.timeout)
-    if code not in (0, 1):
-        raise RuntimeError(f"exit {code}: {_last_line(err or out)}")
-    report = _json_out(out)
-    scanned = {_rel(p) for p in report.get("paths", {}).get("scanned", [])}
-    broken = {_rel(e.get("path", "")) for e in report.get("errors", []) if e.get("path")}
-    hits = [(_rel(r["path"]), _own_id(r["check_id"]), (r["start"]["line"], r["end"]["line"]))
-            for r in report.get("results", [])]
-    for j in jobs:
-        if j.copy not in scanned or j.copy in broken:
-            verdicts[j.key] = Verdict(False, NOT_CHECKED, "semgrep")
-        elif any(f == j.copy and rid == _own_id(j.rule_id) and _overlaps(lines, j.span) for f, rid, lines in hits):
-            verdicts[j.key] = Verdict(False, STILL_REPORTED, "semgrep")
-        else:
-            verdicts[j.key] = Verdict(True, VERIFIED, "semgrep")
-    return verdicts
-
-
-_RUNNERS = {"bandit": _bandit, "checkov": _checkov, "semgrep": _semgrep}
-
-
-def _copy(work: Path, n: int, rel: str, fixed: str, real: Path, root: Path, tool: str) -> str:
-    """Write the fixed file as <n>/<rel> under `work` (with its Terraform siblings); its path there."""
-    target = work / str(n) / PurePosixPath(rel)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    target.write_text(fixed if fixed.endswith("\n") else fixed + "\n", encoding="utf-8")
-    if tool == "checkov" and real.name.endswith(TERRAFORM):
-        base = root.resolve()
-        for sibling in sorted(real.parent.iterdir()):
-            if (sibling.name != real.name and sibling.name.endswith(TERRAFORM) and not sibling.is_symlink()
-                    and sibling.is_file() and sibling.resolve().is_relative_to(base)
-                    and sibling.stat().st_size <= MAX_COPY):
-                shutil.copyfile(sibling, target.parent / sibling.name)
-    return f"{n}/{rel}"
 
 
 def verify(candidates: list[Candidate], root: Path | str, scanners: Scanners) -> dict[str, Verdict]:
@@ -395,38 +270,30 @@ def verify(candidates: list[Candidate], root: Path | str, scanners: Scanners) ->
     root = Path(root)
     verdicts: dict[str, Verdict] = {}
     groups: dict[str, list[_Job]] = {}
+    for n, c in enumerate(candidates):
+        tool = c.finding.get("tool", "")
+        if tool not in VERIFIERS:
+            verdicts[c.key] = Verdict(False, NO_VERIFIER)
+            continue
+        if c.context.get("language") not in LANGUAGES[tool]:
+            verdicts[c.key] = Verdict(False, NO_LANGUAGE, tool)
+            continue
+        try:
+            source, fixed, first, last, real, rel = _prepare(c, root)
+        except _Reject as why:
+            verdicts[c.key] = Verdict(False, str(why), tool, why.detail)
+            continue
+        if tool not in scanners.paths:
+            verdicts[c.key] = Verdict(False, NO_SCANNER, tool)
+            continue
+        resource = (c.finding.get("location") or {}).get("resource")
+        framework = _framework(c.finding, c.context["language"]) if tool == "checkov" else None
+        groups.setdefault(tool, []).append(_Job(c.key, n, source, real, rel, fixed, (first, last), c.finding["rule_id"],
+                                                resource, framework))
     with tempfile.TemporaryDirectory(prefix="secai-verify-") as tmp:
-        for n, c in enumerate(candidates):
-            tool = c.finding.get("tool", "")
-            if tool not in VERIFIERS:
-                verdicts[c.key] = Verdict(False, NO_VERIFIER)
-                continue
-            if c.context.get("language") not in LANGUAGES[tool]:
-                verdicts[c.key] = Verdict(False, NO_LANGUAGE, tool)
-                continue
-            try:
-                fixed, first, last, real, rel = _prepare(c, root)
-            except _Reject as why:
-                verdicts[c.key] = Verdict(False, str(why), tool, why.detail)
-                continue
-            if tool not in scanners.paths:
-                verdicts[c.key] = Verdict(False, NO_SCANNER, tool)
-                continue
-            work = Path(tmp) / tool
-            copy = _copy(work, n, rel, fixed, real, root, tool)
-            loc = c.finding.get("location") or {}
-            groups.setdefault(tool, []).append(_Job(c.key, n, copy, (first, last), c.finding["rule_id"],
-                                                    loc.get("resource")))
-
-        def run(tool: str) -> dict[str, Verdict]:
-            jobs = groups[tool]
-            try:
-                return _RUNNERS[tool](jobs, Path(tmp) / tool, scanners)
-            except (RuntimeError, ValueError, KeyError, TypeError, OSError) as exc:
-                return {j.key: Verdict(False, f"{FAILED}: {exc}", tool) for j in jobs}
-
         with ThreadPoolExecutor(max_workers=max(1, len(groups))) as pool:
-            for result in pool.map(run, sorted(groups)):
+            for result in pool.map(lambda tool: _check(tool, groups[tool], Path(tmp) / tool, scanners, root),
+                                   sorted(groups)):
                 verdicts.update(result)
     return verdicts
 
@@ -437,15 +304,18 @@ def _language(c: Candidate) -> str:
 
 def summary(candidates: list[Candidate], verdicts: dict[str, Verdict]) -> dict:
     """Counts: verified and total, per scanner (the finding's tool), per language (the code
-    context's) and per reason not verified."""
+    context's) and per reason not verified, overall, per scanner and per language."""
     groups: dict[str, dict[str, Counter]] = {"by_tool": {}, "by_language": {}}
     reasons = Counter()
+    why: dict[str, dict[str, Counter]] = {"not_verified_by_tool": {}, "not_verified_by_language": {}}
     for c in candidates:
         v = verdicts[c.key]
         for group, name in (("by_tool", c.finding.get("tool", "?")), ("by_language", _language(c))):
             counts = groups[group].setdefault(name, Counter())
             counts["total"] += 1
             counts["verified"] += v.verified
+            if not v.verified:
+                why["not_verified_" + group].setdefault(name, Counter())[v.reason] += 1
         if not v.verified:
             reasons[v.reason] += 1
     verified = sum(v.verified for v in verdicts.values())
@@ -453,7 +323,12 @@ def summary(candidates: list[Candidate], verdicts: dict[str, Verdict]) -> dict:
             "ratio": round(verified / len(candidates), 4) if candidates else None,
             **{group: {n: {"verified": c["verified"], "total": c["total"]} for n, c in sorted(per.items())}
                for group, per in groups.items()},
-            "not_verified": dict(sorted(reasons.items(), key=lambda kv: (-kv[1], kv[0])))}
+            "not_verified": _by_count(reasons),
+            **{group: {n: _by_count(c) for n, c in sorted(per.items())} for group, per in why.items()}}
+
+
+def _by_count(counts: Counter) -> dict:
+    return dict(sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])))
 
 
 def report(candidates: list[Candidate], verdicts: dict[str, Verdict], counts: dict, scanners: Scanners) -> dict:

@@ -46,8 +46,9 @@ lib/secai/secrets.py; secai-split and secai-push check them too."""
         v.add_argument("--verify-fixes", action="store_true",
                        help="keep only fixes the scanner that reported the finding confirms: each fix is applied "
                             "to a copy of its file under --source-root, the file must still parse, and a re-run "
-                            "of that scanner (bandit, checkov or semgrep, same rule) must no longer report the "
-                            "finding, and a Kubernetes manifest must gain nothing the platform refuses or ignores; "
+                            "of that scanner (bandit, checkov or semgrep, all its rules for the file) must no longer "
+                            "report the finding nor anything the unmodified file does not have, and a Kubernetes "
+                            "manifest must gain nothing the platform refuses or ignores; "
                             "fixes that cannot be checked are dropped too. Prints `verified N/M fixes` "
                             "with per-scanner counts")
         v.add_argument("--source-root", metavar="DIR",
