@@ -235,22 +235,22 @@ PRIVILEGED_BUT_NO_ESCALATION = {  # the API server refuses it: the container is 
     "fix": {"language": "yaml", "original": "            allowPrivilegeEscalation: true",
             "code": "            allowPrivilegeEscalation: false", "explanation": "No escalation.",
             "confidence": "high"}}  # a key the schema lacks: dropped, the fix kept
-NO_SHELL = {
-    "summary": "ping() in app.py runs a command built from the host parameter through a shell.",
-    "impact": "An attacker can run any command on the server through the host parameter.",
-    "remediation": "Pass subprocess.check_output an argument list without shell=True in ping() at app.py.",
-    "prevention": "Never build shell commands from request data; keep bandit in CI.",
+NO_EVAL = {  # a B602 fix would not pass: its argument list is B603's case, a new finding (tests/test_rescan.py)
+    "summary": "calc() in app.py evaluates the expr request parameter as Python code with eval.",
+    "impact": "An attacker can run any Python code in the server process through the expr parameter.",
+    "remediation": "Parse expr with ast.literal_eval in calc() at app.py, which accepts literals only.",
+    "prevention": "Never evaluate request data as code; keep bandit in CI.",
     "risk": {"rating": "high", "rationale": "reachable from an unauthenticated route"},
-    "fix": {"language": "python", "original": '    out = subprocess.check_output("ping -c 1 " + host, shell=True)',
-            "code": '    out = subprocess.check_output(["ping", "-c", "1", host])',
-            "explanation": "The host value reaches ping as one argument; no shell interprets it."}}
+    "fix": {"language": "python", "original": "    return str(eval(expr))",
+            "code": "    from ast import literal_eval\n    return str(literal_eval(expr))",
+            "explanation": "literal_eval reads numbers, strings and containers, never names or calls."}}
 
 
 def test_a_model_written_fix_passes_the_same_gate_as_the_kbs(tmp_path, findings, monkeypatch):
     picked = [f for f in findings if (f["rule_id"], f["location"]["path"]) in
-              (("CKV_K8S_20", "k8s/deployment.yaml"), ("B602", "app.py"))]
+              (("CKV_K8S_20", "k8s/deployment.yaml"), ("B307", "app.py"))]
     assert len(picked) == 2
-    replies = {"CKV_K8S_20": PRIVILEGED_BUT_NO_ESCALATION, "B602": NO_SHELL}
+    replies = {"CKV_K8S_20": PRIVILEGED_BUT_NO_ESCALATION, "B307": NO_EVAL}
 
     class Teacher:
         def __init__(self, path, adapter=None, max_tokens=512):
@@ -288,5 +288,5 @@ def test_a_model_written_fix_passes_the_same_gate_as_the_kbs(tmp_path, findings,
     assert all(e["metadata"]["rule_id"] != "CKV_K8S_20" for e in kept)  # only what passed is stage-2 data
     if "bandit" not in scanners.paths:
         pytest.skip("bandit not installed: the model's python fix was checked up to the scanner")
-    assert fixes["B602"]["reason"] == VERIFIED and data["by_tool"]["bandit"] == {"verified": 1, "total": 1}
+    assert fixes["B307"]["reason"] == VERIFIED and data["by_tool"]["bandit"] == {"verified": 1, "total": 1}
     assert data["by_language"]["python"] == {"verified": 1, "total": 1} and len(kept) == 1
