@@ -107,7 +107,7 @@ analyze: $(BUILD)/analyses.jsonl ## findings -> explained analyses (BACKEND, SOU
 SEMGREP_RULE_FILES := $(if $(SEMGREP_RULES),$(shell find -L $(SEMGREP_RULES) \( -name '*.yaml' -o -name '*.yml' -o -type d \) 2>/dev/null | sort))
 $(BUILD)/analyses.jsonl: $(BUILD)/findings.jsonl $(BUILD)/index/manifest.json $(ANALYZE_CODE) $(ANALYZE_DEPS) $(SEMGREP_RULE_FILES) | $(STAMP)
 	$(PY) -m secai.commands.analyze $< -o $@ --backend $(BACKEND) --cache $(BUILD)/cache/analyze --index $(BUILD)/index \
-	  $(if $(SOURCE_ROOT),--source-root $(SOURCE_ROOT)) $(if $(wildcard $(SEMGREP_RULES)),--semgrep-rules $(SEMGREP_RULES)) \
+	  $(if $(SOURCE_ROOT),--source-root $(SOURCE_ROOT)) $(if $(wildcard $(SEMGREP_RULES)),--semgrep-rules $(SEMGREP_RULES)) $(if $(SCANNERS),--scanners-dir $(SCANNERS)) \
 	  $(if $(filter mlx,$(BACKEND)),--model $(FT_BASE))
 
 index: $(BUILD)/index/manifest.json ## findings -> FAISS index of MiniLM embeddings (only new ids are embedded)

@@ -157,9 +157,12 @@ def _fix(finding: dict, manifest) -> dict | None:
     return None  # the knowledge base's examples are generic: a fix is given only when it is this finding's
 
 
-def compose(finding: dict, context: dict | None, root: Path | None, rule: dict | None = None) -> dict:
+def compose(finding: dict, context: dict | None, root: Path | None, rule: dict | None = None,
+            autofix: dict | None = None) -> dict:
     """The `analysis` object of analysis/1 for a finding (and its code context, when read); `rule`
-    is the harvested knowledge of the finding's rule (secai.analysis.rules.rule_knowledge), if any.
+    is the harvested knowledge of the finding's rule (secai.analysis.rules.rule_knowledge), if any;
+    `autofix` the fix its Semgrep rule's own autofix makes (secai.analysis.autofix), used when no
+    fix rule applies.
     The knowledge used, most specific first (see the module's docstring): the hand-written entry
     of the rule, else the rule's record, then the hand-written entry of its CWE, else the CWE
     catalogue's, then the category's fallback; each adds what the ones above it do not say. The
@@ -211,6 +214,8 @@ def compose(finding: dict, context: dict | None, root: Path | None, rule: dict |
     fix = _fix(finding, manifest)
     if fix is None and (made := rule_fix(finding, context, root)):
         fix = made[0]
+    if fix is None and autofix:  # the rule's own autofix, made by semgrep (secai.analysis.autofix)
+        fix = autofix
     analysis["remediation"] = _remediation(finding, entry, level, rule, catalogue, expected, secretless,
                                            manifest, fix)
     analysis["risk"] = _risk(finding, entry, notes)

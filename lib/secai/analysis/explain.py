@@ -50,20 +50,22 @@ def similar_findings(findings: list[dict], index: str, k: int) -> dict[str, list
 def analyses(findings: list[dict], *, backend: str, cache: Cache, stats: Stats, log: Callable[[str], None],
              model=None, root: Path | None = None, context_lines: int = 0, batch_size: int = 8,
              similar: dict[str, list[dict]] | None = None, semgrep_rules: Path | None = None,
-             progress: Callable[[list[dict]], Iterable[dict]] | None = None) -> Iterator[dict]:
+             semgrep: Path | None = None, progress: Callable[[list[dict]], Iterable[dict]] | None = None) -> Iterator[dict]:
     """The analysis/1 record of every finding, in order, `batch_size` at a time (a batch is what an
     MLX `model` generates for together). `similar`: see similar_findings; `semgrep_rules`: the rule
-    files the semgrep reports were made with (secai.analysis.rules); `log` gets a warning per path
-    refused under `root`."""
+    files the semgrep reports were made with (secai.analysis.rules); `semgrep`: the executable that
+    makes a rule's own autofix (secai.analysis.autofix; none without it); `log` gets a warning per
+    path refused under `root`."""
     hashes = tuple({f["secret"]["sha256"] for f in findings if "secret" in f})
     it = iter(progress(findings) if progress else findings)
     while chunk := list(islice(it, batch_size)):
         yield from _batch(chunk, backend, model, root, context_lines, cache, hashes, similar, semgrep_rules,
-                          stats, log)
+                          semgrep, stats, log)
 
 
-def _batch(findings, backend, model, root, context_lines, cache, hashes, similar, semgrep_rules, stats,
+def _batch(findings, backend, model, root, context_lines, cache, hashes, similar, semgrep_rules, semgrep, stats,
            log) -> list[dict]:
+    from secai.analysis.autofix import autofixes
     from secai.analysis.mlx import PROMPT_VERSION, messages
     from secai.analysis.rules import rule_knowledge
 
@@ -75,21 +77,22 @@ def _batch(findings, backend, model, root, context_lines, cache, hashes, similar
         if model.adapter:
             producer.update(adapter=model.adapter, adapter_hash=model.adapter_hash)
     out, todo = [], []
-    for finding in findings:
-        finding = under_root(finding, root)
-        context = _context(finding, root, context_lines, hashes, stats, log)
+    pairs = [(f, _context(f, root, context_lines, hashes, stats, log)) for f in (under_root(f, root) for f in findings)]
+    made = autofixes(pairs, root, semgrep, semgrep_rules, Cache(cache.dir / "autofix" if cache.dir else None))
+    for (finding, context), autofix in zip(pairs, made):
         hits = similar[finding["id"]] if similar is not None else []  # secai-index: ids key the cache
         sim = [{n: v for n, v in h.items() if n != "analysis"} for h in hits]
         rule = rule_knowledge(finding, semgrep_rules)
         # the model's prompt (rule knowledge and past analyses in it) keys what the model wrote; no secret in it
         chat = scrub_tree(messages(finding, context, hits, rule), hashes) if model else None
         k = key(finding["id"], content_hash(finding), producer, context, key(rule),  # the rule's knowledge too
-                *([[s["id"] for s in sim]] if similar is not None else []), *([chat] if chat else []))
+                *([[s["id"] for s in sim]] if similar is not None else []), *([chat] if chat else []),
+                *([autofix] if autofix else []))  # the fix semgrep made: a new one is a new analysis
         record = cache.get(k)
         if record is None:
             record = {"schema": "analysis/1", "id": finding["id"], "finding": finding, "similar": sim,
                       "producer": dict(producer),
-                      "analysis": kb_backend.compose(finding, context, root, rule)}
+                      "analysis": kb_backend.compose(finding, context, root, rule, autofix)}
             if context:
                 record["code_context"] = context
             todo.append((k, record, chat))

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from secai import config
+from secai.analysis.autofix import semgrep_executable
 from secai.analysis.explain import Stats, analyses, similar_findings
 from secai.cache import Cache
 from secai.cli import Command, entry
@@ -46,6 +47,10 @@ findings costs no model call; one new finding costs one analysis. A corrupt entr
         p.add_argument("--semgrep-rules", metavar="PATH", help="the rule files (folder or file) the semgrep "
                                                                "reports were made with: their rules' knowledge "
                                                                "(default: analyze.semgrep_rules)")
+        p.add_argument("--scanners-dir", metavar="DIR", help="directory holding semgrep (or a virtual environment "
+                                                             "with it in bin/): a semgrep finding whose rule has an "
+                                                             "autofix gets the fix semgrep itself makes on a copy of "
+                                                             "its file (with --semgrep-rules and --source-root)")
         p.add_argument("--context-lines", type=int, metavar="N", help="lines of code around a finding (default: analyze.context_lines)")
         p.add_argument("--batch-size", type=int, metavar="N", help="prompts generated together (default: analyze.batch_size)")
         p.add_argument("--max-tokens", type=int, metavar="N", help="reply length limit in tokens (default: analyze.max_tokens)")
@@ -75,11 +80,15 @@ findings costs no model call; one new finding costs one analysis. A corrupt entr
         similar = None
         if self.setting("index") and self.setting("similar") > 0:
             similar = similar_findings(findings, self.setting("index"), self.setting("similar"))
+        semgrep = semgrep_executable(a.scanners_dir)
+        if a.scanners_dir and semgrep is None:
+            self.log(f"warning: no semgrep in {a.scanners_dir}: no fixes from Semgrep rules' autofixes")
         stats = Stats()
         yield from analyses(findings, backend=backend, cache=cache, stats=stats, log=self.log, model=model, root=root,
                             context_lines=self.setting("context_lines") if root else 0,
                             batch_size=self.setting("batch_size"), similar=similar,
                             semgrep_rules=Path(rules) if (rules := self.setting("semgrep_rules")) else None,
+                            semgrep=semgrep,
                             progress=lambda xs: self.progress(xs, unit="finding"))
         s = stats
         self.log(f"{len(findings)} analyses ({s.cached} cached, {s.analysed} new, {s.fallback} fell back "

@@ -1,0 +1,183 @@
+"""The kb's JavaScript and Dockerfile fix rules (kb/fixes/60_javascript.yaml, 20_dockerfile.yaml) and the
+GitHub Actions permissions rule, on code of their own: each rule's exact fix, and the cases where no
+fix is the right answer (a value the code does not state, a user the image may not have, a port an
+unprivileged process cannot bind, commented-out code)."""
+
+from __future__ import annotations
+
+import pytest
+
+from secai.analysis import fixrules
+from secai.analysis.context import code_context
+from secai.analysis.fixlines import blank_comments, comment_lines
+from secai.analysis.verify import place
+
+SERVER = """\
+const express = require("express");
+const session = require("express-session");
+const app = express();
+
+app.use(session({
+    secret: cookieSecret,
+    resave: true
+    /*
+    cookie: {
+        httpOnly: true
+    }
+    */
+}));
+
+http.createServer(app).listen(port);
+"""
+
+
+def fixed(tmp_path, text: str, rule_id: str, name: str, start: int = 1, end: int | None = None,
+          tool: str = "semgrep"):
+    """(the fixed file, the fix rule's id) of the kb's rules for a finding at start..end, or (None, None)."""
+    (tmp_path / name).write_text(text)
+    finding = {"id": "f", "tool": tool, "rule_id": rule_id, "cwe": [],
+               "location": {"path": name, "start_line": start, "end_line": end or start}}
+    context = code_context(finding, tmp_path)
+    made = fixrules.rule_fix(finding, context, tmp_path)
+    return (place(text, context, made[0])[0], made[1]) if made else (None, None)
+
+
+def session_fix(tmp_path, text, check):
+    return fixed(tmp_path, text, f"semgrep-rules.javascript.express.security.audit.{check}", "server.js", 5, 13)
+
+
+def test_comments_are_blanked_not_strings():
+    text = 'a = "//x"; // note {\n/* b {\n c */ d = `/* e */`;'
+    assert blank_comments(text, "javascript") == 'a = "//x";' + " " * 10 + "\n" + " " * 6 + "\n" + " " * 6 + "d = `/* e */`;"
+    assert comment_lines(text.split("\n"), "javascript") == {1}
+    assert blank_comments(text, "python") == text
+
+
+def test_session_cookie_name_path_and_httponly_each_set_their_own_option(tmp_path):
+    text, rule = session_fix(tmp_path, SERVER, "express-cookie-session-default-name")
+    assert rule == "js-session-cookie-name"
+    assert text == SERVER.replace("session({\n", 'session({\n    name: "sessionId",\n')
+    text, rule = session_fix(tmp_path, SERVER, "express-cookie-session-no-httponly")
+    # the commented-out cookie block is not code: a cookie option is added
+    assert (text, rule) == (SERVER.replace("session({\n", "session({\n    cookie: { httpOnly: true },\n"),
+                            "js-session-cookie-httponly")
+    text, _ = session_fix(tmp_path, SERVER, "express-cookie-session-no-path")
+    assert text == SERVER.replace("session({\n", 'session({\n    cookie: { path: "/" },\n')
+
+
+def test_session_cookie_options_go_into_an_existing_cookie_object(tmp_path):
+    code = SERVER.replace("    resave: true\n", "    resave: true,\n    cookie: { httpOnly: false }\n")
+    text, rule = session_fix(tmp_path, code, "express-cookie-session-no-httponly")
+    assert (text, rule) == (code.replace("httpOnly: false", "httpOnly: true"), "js-session-cookie-httponly-false")
+    text, _ = session_fix(tmp_path, code, "express-cookie-session-no-path")
+    assert text == code.replace("cookie: {", 'cookie: { path: "/",', 1)
+
+
+@pytest.mark.parametrize("check", ["express-cookie-session-no-secure", "express-cookie-session-no-domain",
+                                   "express-cookie-session-no-expires"])
+def test_no_session_cookie_value_the_code_does_not_support(tmp_path, check):
+    # plain HTTP (https only in a comment): secure would lock everyone out; domain and expires: no right value
+    code = SERVER + "/*\nhttps.createServer(options, app).listen(port);\n*/\n"
+    assert session_fix(tmp_path, code, check) == (None, None)
+
+
+def test_secure_where_the_file_serves_https(tmp_path):
+    code = SERVER.replace("http.createServer(app)", "https.createServer(options, app)")
+    text, rule = session_fix(tmp_path, code, "express-cookie-session-no-secure")
+    assert (text, rule) == (code.replace("session({\n", "session({\n    cookie: { secure: true },\n"),
+                            "js-session-cookie-secure")
+
+
+def test_eval_of_request_data_becomes_json_parse_and_nothing_else_does(tmp_path):
+    code = "function h(req, res) {\n    const n = eval(req.body.preTax);\n    const m = eval('1+' + req.body.x);\n}\n"
+    text, _ = fixed(tmp_path, code, "semgrep-rules.javascript.browser.security.eval-detected", "a.js", 2)
+    assert text == code.replace("eval(req.body.preTax)", "JSON.parse(req.body.preTax)")
+    assert fixed(tmp_path, code, "semgrep-rules.javascript.browser.security.eval-detected", "a.js", 3) == (None, None)
+
+
+def test_nested_quantifier_is_dropped_where_the_regex_is_defined(tmp_path):
+    code = "function f(s) {\n    // was /(a+)+b/\n    const re = /([0-9]+)+\\#/;\n    return re.test(s);\n}\n"
+    text, _ = fixed(tmp_path, code, "semgrep-rules.javascript.lang.security.audit.detect-redos", "a.js", 4)
+    assert text == code.replace("/([0-9]+)+\\#/", "/([0-9]+)\\#/")
+
+
+def test_plain_data_is_sent_as_text_and_built_html_is_left_alone(tmp_path):
+    code = "app.post('/', function (req, res) {\n    res.send(child.stdout)\n    res.send('<b>' + req.body.x)\n});\n"
+    rule = "semgrep-rules.javascript.express.security.audit.xss.direct-response-write"
+    text, _ = fixed(tmp_path, code, rule, "s.js", 2)
+    assert text == code.replace("res.send(child.stdout)", "res.type('text/plain').send(child.stdout)")
+    assert fixed(tmp_path, code, rule, "s.js", 3) == (None, None)
+
+
+# ---------------------------------------------------------------- Dockerfiles
+
+MISSING_USER = "semgrep-rules.dockerfile.security.missing-user"
+
+
+def dockerfile(base: str, expose: str = "EXPOSE 3000", cmd: str = 'CMD ["npm", "start"]') -> str:
+    return f"FROM {base}\nWORKDIR /app\nCOPY . .\n{expose}\n{cmd}\n"
+
+
+@pytest.mark.parametrize("base, lines", [
+    ("node:20-alpine", ["USER node"]),
+    ("redis:7", ["USER redis"]),
+    ("python:alpine", ["RUN addgroup -S -g 10001 app && adduser -S -D -H -u 10001 -G app app", "USER 10001:10001"]),
+    ("ubuntu:noble", ["RUN groupadd --gid 10001 app && useradd --uid 10001 --gid app --no-create-home "
+                      "--shell /usr/sbin/nologin app", "USER 10001:10001"]),
+])
+def test_a_non_root_user_that_exists_in_the_image(tmp_path, base, lines):
+    text = dockerfile(base)
+    for rule_id, tool, start, end in ((MISSING_USER, "semgrep", 5, 5), ("CKV_DOCKER_3", "checkov", 1, 5)):
+        out, _ = fixed(tmp_path, text, rule_id, "Dockerfile", start, end, tool)
+        assert out == text.replace("CMD", "\n".join(lines) + "\nCMD")
+
+
+@pytest.mark.parametrize("text", [
+    dockerfile("registry:2"),                                  # what users the image has is unknown
+    dockerfile("golang:1.22", expose="EXPOSE 80"),             # only a port below 1024
+    dockerfile("debian:12", cmd='CMD ["nginx", "-g", "daemon off;"]'),  # a daemon that needs root
+    "FROM node:20 AS build\nRUN npm ci\nFROM scratch\nCMD [\"/app\"]\n",  # the last stage is not node's
+])
+def test_no_user_where_it_would_not_work(tmp_path, text):
+    assert fixed(tmp_path, text, MISSING_USER, "Dockerfile", text.count("\n"))[0] is None
+
+
+def test_a_privileged_port_beside_the_apps_own_one_does_not_stop_the_fix(tmp_path):
+    text = dockerfile("python:3.12-slim", expose="EXPOSE 5000 22")
+    assert fixed(tmp_path, text, MISSING_USER, "Dockerfile", 5)[1] == "dockerfile-non-root-user-debian"
+
+
+def test_dockerfile_one_line_fixes(tmp_path):
+    text = "FROM debian:12\nRUN apt update && apt install -y curl\nRUN pip install flask\nADD conf.ini /etc/a.ini\n"
+    assert fixed(tmp_path, text, "semgrep-rules.dockerfile.best-practice.prefer-apt-get", "Dockerfile", 2)[0] == \
+        text.replace("apt update && apt install", "apt-get update && apt-get install")
+    assert fixed(tmp_path, text, "semgrep-rules.dockerfile.best-practice.missing-pip-no-cache-dir", "Dockerfile",
+                 3)[0] == text.replace("pip install", "pip install --no-cache-dir")
+    assert fixed(tmp_path, text, "CKV_DOCKER_4", "Dockerfile", 4, tool="checkov")[0] == text.replace("ADD", "COPY")
+    archive = text.replace("conf.ini", "tools.tar.gz")  # ADD unpacks it: COPY would not
+    assert fixed(tmp_path, archive, "CKV_DOCKER_4", "Dockerfile", 4, tool="checkov")[0] is None
+
+
+def test_healthchecks_accept_any_http_answer(tmp_path):
+    text = "FROM node:12-alpine\nCOPY . .\nEXPOSE 4000\n"
+    out, rule = fixed(tmp_path, text, "CKV_DOCKER_2", "Dockerfile", 1, 3, "checkov")
+    assert rule == "dockerfile-healthcheck-node"
+    assert out == text + ("HEALTHCHECK --interval=30s --timeout=5s --retries=3 CMD [\"node\", \"-e\", \"require('http')"
+                          ".get('http://127.0.0.1:4000/', () => process.exit(0)).on('error', () => process.exit(1))\"]\n")
+    text = "FROM debian:12\nRUN apt-get update && apt-get install -y curl\nEXPOSE 8080\nCMD [\"app\"]\n"
+    out, _ = fixed(tmp_path, text, "CKV_DOCKER_2", "Dockerfile", 1, 4, "checkov")
+    assert "CMD curl -sS -o /dev/null http://127.0.0.1:8080/ || exit 1\nCMD" in out
+
+
+def test_no_guessed_base_image_version(tmp_path):
+    text = "FROM python:latest\nCMD [\"python\"]\n"
+    assert fixed(tmp_path, text, "CKV_DOCKER_7", "Dockerfile", 1, 2, "checkov") == (None, None)
+
+
+def test_workflow_permissions_added_only_when_no_step_writes(tmp_path):
+    text = "name: Lint\non: [push]\njobs:\n  lint:\n    runs-on: ubuntu-latest\n    steps:\n      - run: make lint\n"
+    out, rule = fixed(tmp_path, text, "CKV2_GHA_1", "wf.yml", 1, tool="checkov")
+    assert (out, rule) == (text.replace("on: [push]\n", "on: [push]\npermissions:\n  contents: read\n"),
+                           "gha-top-level-permissions-read-added")
+    pushing = text.replace("make lint", "git push origin HEAD")
+    assert fixed(tmp_path, pushing, "CKV2_GHA_1", "wf.yml", 1, tool="checkov") == (None, None)
