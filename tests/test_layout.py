@@ -17,7 +17,7 @@ from secai.ops import makedeps  # noqa: E402
 
 PACKAGE = ROOT / "lib" / "secai"
 STAGES = ("parsing", "analysis", "dataset", "training", "publishing", "ops")
-BASE = ("cli", "errors", "records", "config", "files", "secrets", "cache", "untrusted")
+BASE = ("cli", "errors", "records", "config", "files", "secrets", "personal", "cache", "untrusted")
 COMMANDS = ("parse", "analyze", "narrate", "split", "index", "sarif", "lora", "push", "fetch", "daemon", "doctor", "kb")
 # make's own helpers (not user commands): they keep a small argparse main of their own
 INTERNAL_TOOLS = {"secai.ops.status", "secai.dataset.quality", "secai.training.store", "secai.training.tinymodel"}

@@ -57,6 +57,37 @@ def test_addresses_in_code_context_are_blanked():
                                              "    send(user@example.com)"]
 
 
+# ---------------------------------------------------------------- home folders' user names
+
+@pytest.mark.parametrize("text, kept", [
+    ("open('/home/fox/test.yaml')", "open('/home/[REDACTED]/test.yaml')"),
+    ("cd /Users/jane.doe/src && make", "cd /Users/[REDACTED]/src && make"),
+    (r"C:\\Users\\Bob\\app.ini", r"C:\\Users\\[REDACTED]\\app.ini"),       # JSON-escaped backslashes
+    ("log at C:/Users/bob/AppData/x.log", "log at C:/Users/[REDACTED]/AppData/x.log"),
+])
+def test_home_folder_user_names_are_redacted(text, kept):
+    assert secrets.scrub(text) == kept
+    assert secrets.find(text) == ["home-directory"]
+    assert secrets.find(kept) == [] and secrets.scrub(kept) == kept  # idempotent
+
+
+@pytest.mark.parametrize("text", [
+    "/home/user/project", "/Users/username/.ssh", "~/src and $HOME/x",             # placeholders name nobody
+    "https://shop.example.com/home/offers", "GET /home/", "/var/home/x",           # a URL's path, a route, no home
+])
+def test_not_personal_home_paths_are_kept(text):
+    assert secrets.scrub(text) == text
+    assert secrets.find(text) == []
+
+
+def test_quality_counts_what_redaction_leaves():
+    from secai.dataset.quality import private_text
+
+    assert private_text("open('/home/fox/test.yaml')", ())["local_paths"] == 1
+    assert private_text(secrets.scrub("open('/home/fox/test.yaml')"), ())["local_paths"] == 0
+    assert private_text("see /home/user/x", ())["local_paths"] == 0
+
+
 def test_addresses_in_scanner_text_are_blanked_at_parse(tmp_path):
     doc = json.loads(SEMGREP.read_text())
     doc["results"][0]["extra"]["message"] = "Reported by alice@corp.com: " + doc["results"][0]["extra"]["message"]

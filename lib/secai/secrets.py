@@ -26,11 +26,8 @@ words (`required`, `changeme`: a well-known default is no secret, and the findin
 reads better with it), unquoted values without both a letter and a digit or symbol, and values of
 keys that name a hash, digest, file, path, id, length or other property of a secret.
 
-Personal data is blanked the same way (BigCode's PII pass over The Stack): an e-mail address (or
-ssh user@host) whose domain ends in a public suffix (the Public Suffix List's ICANN part), except
-example.com/.org/.net and their subdomains (.example, .test, .invalid, .localhost are no public
-suffix) and `git@` (an ssh remote's service account). Not addresses: `@app.route`, `@types/node`,
-`lodash@4.17.21`, `x@self.weight` (a matrix product: no real suffix).
+Personal data is blanked the same way (secai.personal: e-mail addresses at real domains, the user
+name of a home-directory path), by the same patterns, after the secrets.
 
 Linear time: every repetition is bounded by a constant or possessive (nothing is re-scanned after
 a failed match), no quantifier is nested in an unbounded one, and a pattern runs only on a text
@@ -45,6 +42,8 @@ import re
 from collections.abc import Callable, Iterable
 from functools import lru_cache
 from typing import NamedTuple
+
+from secai import personal
 
 REDACTED = "[REDACTED]"
 
@@ -138,21 +137,6 @@ def _keep_cookie(m: re.Match) -> bool:
     return len(value) < (1 if _SESSIONISH.search(name) else 16)
 
 
-_EXAMPLE_DOMAINS = (".example.com", ".example.org", ".example.net")  # RFC 2606, and their subdomains
-
-
-@lru_cache(maxsize=1)
-def _suffixes():
-    from publicsuffixlist import PublicSuffixList
-    return PublicSuffixList(only_icann=True)
-
-
-def _keep_email(m) -> bool:
-    domain = m.group("domain").lower()
-    return (m.group("local").lower() == "git" or ("." + domain).endswith(_EXAMPLE_DOMAINS)
-            or _suffixes().publicsuffix(domain, accept_unknown=False) is None)
-
-
 def _p(name, regex, description, needles, keep=None, inner=None, flags=0) -> Pattern:
     return Pattern(name, re.compile(regex, flags), description, needles, keep,
                    re.compile(inner) if inner else None)
@@ -243,9 +227,7 @@ PATTERNS: tuple[Pattern, ...] = (
        r"|(?<![\w-])--(?:[\w]{1,20}-)?(?:password|passwd|token|api-key|secret)(?:=|[ \t]{1,4})(?P<flag>[^\s\"'$<{=-][^\s\"'=]{0,255}+)",
        "a password on a command line: mysql -pPASS, curl -u user:PASS, sshpass -p PASS, --password=PASS",
        ("mysql", "mariadb", "curl", "sshpass", "--"), keep=_keep_cli),
-    _p("email-address", r"(?<![\w.%+-])(?P<local>[A-Za-z0-9][A-Za-z0-9._%+-]{0,63}+)@"
-       r"(?P<domain>(?:[A-Za-z0-9][A-Za-z0-9-]{0,62}+\.){1,8}+[A-Za-z]{2,24}+)(?![\w-])",
-       "an e-mail address at a real domain (personal data, not an example domain)", ("@",), keep=_keep_email),
+    *(_p(name, regex, description, needles, keep) for name, regex, description, needles, keep in personal.PATTERNS),
 )
 
 _GROUPS = ("secret", "last", "curl", "sshpass", "flag")  # the names a pattern's secret part goes by

@@ -41,13 +41,12 @@ _PATH = re.compile(r"(?<![\w])(?:[\w.~-]*/[\w./~*-]+|[\w-]+\.(?:py|js|ts|go|java
 _DOTTED = re.compile(r"\b[\w-]+(?:\.[\w-]+)+\b")
 _NUMBER = re.compile(r"\d+")
 _SPACE = re.compile(r"\s+")
-_HOME_USER = re.compile(r"(?:/home/|/Users/|[A-Za-z]:\\\\?Users\\\\?)[\w.-]+")
 _ABSOLUTE = re.compile(r"(?<![\w.~:/-])/(?:[\w.-]+/)+[\w.-]+")  # two names at least: "/home/" is a web route
 # the system's own folders (FHS): a path under them names no user's files, whoever's machine it is
 _SYSTEM = ("/etc/", "/usr/", "/bin/", "/sbin/", "/lib/", "/lib64/", "/var/", "/proc/", "/dev/", "/sys/", "/run/",
            "/tmp/", "/opt/", "/srv/", "/boot/", "/root/")
-# the e-mail addresses secai.secrets redacts (personal data; example domains and git@ are kept)
-_EMAIL = next(p for p in secrets.PATTERNS if p.name == "email-address")
+# the personal data secai.secrets redacts (secai.personal): e-mail addresses, home folders' user names
+_EMAIL, _HOME = (next(p for p in secrets.PATTERNS if p.name == name) for name in ("email-address", "home-directory"))
 
 
 def template_key(analysis: dict) -> str:
@@ -84,8 +83,8 @@ def private_text(text: str, prefixes: tuple[str, ...]) -> dict[str, int]:
     home (/home/USER, /Users/USER, C:\\Users\\USER), under one of `prefixes`, or an absolute path
     outside the system's folders that exists on this machine (an artifact or checkout path); advice
     such as /tmp/x.tgz, and /etc/passwd in scanned code, are none."""
-    paths = len(_HOME_USER.findall(text))
-    paths += sum(1 for m in _ABSOLUTE.finditer(text) if not _HOME_USER.match(m[0])
+    paths = sum(1 for m in _HOME.regex.finditer(text) if not _HOME.keep(m))
+    paths += sum(1 for m in _ABSOLUTE.finditer(text) if not _HOME.regex.match(m[0])
                  and (m[0].startswith(prefixes) or not m[0].startswith(_SYSTEM) and _exists(m[0])))
     emails = sum(1 for m in _EMAIL.regex.finditer(text) if not _EMAIL.keep(m))
     return {"local_paths": paths, "emails": emails}
