@@ -22,9 +22,9 @@ from functools import cache, lru_cache
 from pathlib import Path
 
 from secai.analysis import kb as knowledge
+from secai.analysis import pyfix
 from secai.analysis import yamlset
 from secai.analysis.languages import canonical as canonical_language
-from secai.analysis import pyfix
 from secai.analysis.fixlines import (BRACES, Line, blank_comments, block_end, comment_lines, indent_step, inner_indent,
                                      key_indent, leading_space)
 from secai.records import schema_error
