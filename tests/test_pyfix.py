@@ -224,3 +224,22 @@ def test_bandit_confirms_the_tree_rewrites(tmp_path):
         candidates.append((root, Candidate(rule_id, finding, context, made)))
     for root, c in candidates:
         assert verify([c], root, scanners)[c.key].reason == VERIFIED, (c.key, c.fix["code"])
+
+
+PICKLE = SEMGREP + "lang.security.deserialization.avoid-pickle"
+
+
+def test_pickle_reads_become_json_only_where_nothing_writes_pickles(tmp_path):
+    reader = '''
+        import pickle
+
+        def load(blob):
+            return pickle.loads(blob)
+        '''
+    code, rule, _ = fix(tmp_path, reader, PICKLE, 4)
+    assert rule == "python-pickle-to-json" and "json.loads(blob)" in code and "pickle.loads" not in code
+    # the same module writes the pickles it reads back as objects: JSON on one side only breaks it
+    both = reader + '''
+        token = pickle.dumps(User())
+        '''
+    assert fix(tmp_path, both, PICKLE, 4) is None
