@@ -28,10 +28,11 @@ from __future__ import annotations
 
 import hashlib
 import re
+from functools import cache
 from pathlib import Path
 
 from secai.analysis import kb as knowledge
-from secai.analysis.fixrules import fixes_version, rule_fix
+from secai.analysis.fixrules import rule_fix
 from secai.analysis.languages import code_role, detect_language
 from secai.analysis.readings import SUPPRESS, expectation, flagged, frameworks_of, not_a_secret
 from secai.secrets import REDACTED
@@ -336,9 +337,15 @@ def _sentences(text: str, limit: int) -> str:
     return cut + "." if not cut.endswith(".") else cut
 
 
+@cache
 def kb_version() -> str:
-    """The knowledge base's version: its entries', its fix rules' and the harvested rule knowledge's
-    content hashes, together."""
-    from secai.analysis.rules import version as harvested_version
+    """The kb backend's version: a hash of every file it runs or reads, found the way the Makefile's
+    prerequisites are (secai.ops.makedeps): its code (this composer and all it imports: fix rules,
+    rewrites, readings, ...) and its data (knowledge entries, fix rules, harvested rule knowledge). A
+    cached analysis so never outlives a change to any of them."""
+    from secai.ops.makedeps import LIB, closure
 
-    return hashlib.sha256(f"{knowledge.version()}:{fixes_version()}:{harvested_version()}".encode()).hexdigest()[:16]
+    digest = hashlib.sha256()
+    for path in sorted(closure(__name__)):
+        digest.update(path.relative_to(LIB).as_posix().encode() + b"\0" + path.read_bytes() + b"\0")
+    return digest.hexdigest()[:16]

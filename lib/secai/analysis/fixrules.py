@@ -15,7 +15,6 @@ context shows all of it), `code` is what replaces them, and the code must parse.
 from __future__ import annotations
 
 import ast
-import hashlib
 import re
 import shlex
 from functools import cache, lru_cache
@@ -389,16 +388,6 @@ def _check_rule(data, name: str, index: int, seen: dict) -> FixRule:
 
 
 @cache
-def fixes_version(directory: Path | str = FIXES_DIR) -> str:
-    """A hash of the fix-rule files' names and contents, and of the code of the rewrites they name."""
-    digest = hashlib.sha256()
-    for path in sorted(Path(directory).glob("*.yaml")):
-        digest.update(path.name.encode() + b"\0" + path.read_bytes() + b"\0")
-    for module in pyfix.MODULES:
-        digest.update(Path(module.__file__).read_bytes() + b"\0")
-    return digest.hexdigest()[:16]
-
-
 @cache
 def fix_rules(directory: Path | str = FIXES_DIR) -> tuple[FixRule, ...]:
     """The fix rules in `directory` (every *.yaml, in name order), validated and cached."""

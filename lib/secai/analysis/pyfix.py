@@ -18,12 +18,10 @@ already, the query's driver is unknown, ...): no fix is better than a wrong one.
 from __future__ import annotations
 
 import ast
-import sys
 from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Callable
 
-from secai.analysis import pysource, pysql
 from secai.analysis.fixlines import Line
 from secai.analysis.pysource import Edit, NoRewrite, Source, after_arguments, literal, plain_arguments
 from secai.analysis.pysql import sql_parameters
@@ -336,8 +334,6 @@ def rewrite(name: str, src: Source, first: int, last: int, options: dict) -> Rew
         block = block[:a] + text + block[b:]
     return Rewritten(start, end, block.split("\n"), facts)
 
-
-MODULES = (sys.modules[__name__], pysource, pysql)   # the code the rewrites run (fixrules.fixes_version)
 
 
 # ---------------------------------------------------------------- as a fix rule's edit
