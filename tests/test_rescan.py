@@ -147,3 +147,28 @@ def test_semgrep_rule_ids_lose_the_config_folders_location(tmp_path):
     assert rescan._unplaced(f"{where}.semgrep-rules.python.x", configs) == "semgrep-rules.python.x"
     assert rescan._unplaced("other.rule", configs) == "other.rule"
     assert rescan.own_id("semgrep-rules.python.lang.x") == "x"
+
+
+def test_the_judgement_of_one_copy_against_its_baseline():
+    """secai.analysis.verify._judge over a made-up scan: read or not, the rule on the fixed lines or
+    resource, an unread baseline, and findings counted per rule id wherever they moved."""
+    from secai.analysis.verify import NO_BASELINE, NOT_CHECKED, STILL_REPORTED, _judge, _Job
+
+    def job(rule_id: str, resource: str | None = None) -> _Job:
+        return _Job("k", 1, "", Path("x"), "a.yaml", "", (5, 8), rule_id, resource, None, "1/a.yaml")
+
+    hit = rescan.Hit
+    scan = rescan.Scan({"1/a.yaml", "b0/a.yaml"}, {
+        "1/a.yaml": [hit("CKV_1", (1, 2)), hit("CKV_2", (20, 30), "Pod.web")],
+        "b0/a.yaml": [hit("CKV_1", (9, 9)), hit("CKV_2", (3, 9), "Pod.web")]})
+    assert _judge("checkov", job("CKV_1"), scan, "b0/a.yaml").reason == VERIFIED  # moved from line 9 to 1: the same one
+    assert _judge("checkov", job("CKV_2", "Pod.web"), scan, "b0/a.yaml").reason == STILL_REPORTED  # on its resource
+    assert _judge("checkov", job("CKV_3", "Pod.x"), scan, "b1/a.yaml").reason == NO_BASELINE
+    assert _judge("checkov", job("CKV_3"), rescan.Scan({"b0/a.yaml"}), "b0/a.yaml").reason == NOT_CHECKED
+    scan.hits["1/a.yaml"][1] = hit("CKV_2", (40, 41), "Pod.db")  # one CKV_2 as in the baseline: counts, not places
+    assert _judge("checkov", job("CKV_2", "Pod.web"), scan, "b0/a.yaml").reason == VERIFIED
+    scan.hits["1/a.yaml"] += [hit("CKV_2", (50, 51), "Pod.cache"), hit("CKV_4", (50, 51), "Pod.cache")]
+    verdict = _judge("checkov", job("CKV_2", "Pod.web"), scan, "b0/a.yaml")
+    assert (verdict.verified, verdict.reason, verdict.detail) == (False, NEW_FINDING, "CKV_2 (+1), CKV_4 (+1)")
+    semgrep = rescan.Scan({"1/a.yaml", "b0/a.yaml"}, {"1/a.yaml": [hit("rules.python.x", (6, 6))]})
+    assert _judge("semgrep", job("semgrep-rules.python.x"), semgrep, "b0/a.yaml").reason == STILL_REPORTED
