@@ -1,4 +1,4 @@
-"""Fixes from checkov's declared expectations (secai.analysis.iacfix, iacedit): what a value or
+"""Fixes from checkov's declared expectations (secai.analysis.iacfix, iacedit, yamlset): what a value or
 forbidden-value check expects is set, added (with its blocks) or removed from a list, in Terraform,
 CloudFormation YAML and Kubernetes; a KMS key is added where the check asks for one; nothing is
 guessed (any value, several values, a forbidden string, a key a service must be named in). The
@@ -15,7 +15,8 @@ from conftest import ROOT
 
 from secai.analysis import fixrules
 from secai.analysis.context import code_context
-from secai.analysis.iacedit import Change, Unfixable, hcl_change, yaml_change
+from secai.analysis.iacedit import Change, Unfixable, hcl_change
+from secai.analysis.yamlset import yaml_change
 from secai.analysis.iacfix import EXPECTATION, expectation_fix, plan
 from secai.analysis.languages import parses
 from secai.analysis.verify import VERIFIED, Candidate, Scanners, verify

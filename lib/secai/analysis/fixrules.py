@@ -26,6 +26,7 @@ from secai.analysis import yamlset
 from secai.analysis.languages import canonical as canonical_language
 from secai.analysis.fixlines import (BRACES, Line, blank_comments, block_end, comment_lines, indent_step, inner_indent,
                                      key_indent, leading_space)
+from secai.analysis.iacedit import Unfixable
 from secai.records import schema_error
 from secai.errors import UserError
 from secai.secrets import REDACTED
@@ -236,7 +237,7 @@ class FixRule:
         if "insert" in op:
             return self._insert(op, lines, positions, facts, language, unit)
         if "set" in op:
-            return self._set(op, lines, positions, facts, deleted, unit)
+            return self._set(op, lines, positions, facts, unit)
         if "append" in op:
             if not positions:
                 raise _NoFix("append: nothing in scope")
@@ -288,7 +289,7 @@ class FixRule:
             result += [Line(None, t, ln.scope, True, ln.home) for t in rest]
         return result
 
-    def _set(self, op, lines, positions, facts, deleted, unit):
+    def _set(self, op, lines, positions, facts, unit):
         """YAML: a key path set in each item of the lists `each` opens, or in the mapping that holds
         the `beside` line (secai.analysis.yamlset)."""
         anchor = op["each"] if "each" in op else op["beside"]
@@ -298,8 +299,8 @@ class FixRule:
             if not targets:
                 raise _NoFix(f"set: no line matches {anchor.pattern!r}")
             return yamlset.set_key(lines, tuple(op["set"].split(".")), _expand(op["to"], facts), targets,
-                                   op.get("keep"), deleted, unit)
-        except yamlset.NotMechanical as exc:
+                                   op.get("keep"), unit)
+        except Unfixable as exc:
             raise _NoFix(f"set: {exc}") from None
 
     def _insert(self, op, lines, positions, facts, language, unit):

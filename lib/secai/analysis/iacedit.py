@@ -1,15 +1,15 @@
-"""Structural edits of IaC text, line by line, keeping everything else as written: one attribute of a
-Terraform (HCL) block or one key of a YAML mapping set, added (with the blocks or mappings on its
-path) or reduced (list members removed); secai.analysis.iacfix decides what to change.
+"""Structural edits of Terraform (HCL) text, line by line, keeping everything else as written: one
+attribute of a block set, added (with the blocks on its path) or reduced (list members removed);
+secai.analysis.iacfix decides what to change. The same Change, said of a key path of a YAML
+mapping, is made by secai.analysis.yamlset.
 
     new = hcl_change(lines, open_line, ("versioning", "enabled"), Change("set", True))
-    new = yaml_change(lines, first, last, ("Properties", "IsLogging"), Change("set", True))
 
-`lines` are the lines of the code context; the edited unit (the resource block, the YAML mapping)
-must lie wholly in them. The result is the unit's new lines. `Unfixable(reason)` when the edit is
-not mechanical: the value is an expression rather than a literal, a path step is a map or list
-attribute or a `dynamic` block, a heredoc or flow mapping is in the way, a one-line block would
-have to grow. Nothing is guessed: such code is left to a person.
+`lines` are the lines of the code context; the edited block must lie wholly in them. The result
+is the block's new lines. `Unfixable(reason)` when the edit is not mechanical: the value is an
+expression rather than a literal, a path step is a map or list attribute or a `dynamic` block, a
+heredoc is in the way, a one-line block would have to grow. Nothing is guessed: such code is left
+to a person.
 """
 
 from __future__ import annotations
@@ -18,9 +18,7 @@ import json
 import re
 from dataclasses import dataclass
 
-import yaml
-
-from secai.analysis.fixlines import Line, block_end, leading_space, neutral
+from secai.analysis.fixlines import leading_space, neutral
 
 
 class Unfixable(Exception):
@@ -30,8 +28,8 @@ class Unfixable(Exception):
 @dataclass(frozen=True)
 class Change:
     """What to do at the path's last step: `set` it to the literal `value` or to the expression
-    `value` (`expr`, e.g. a reference to another resource), adding what is missing; or `drop` the
-    list members in `value`."""
+    `value` (`expr`, e.g. a reference to another resource), adding what is missing; `drop` the
+    list members in `value`; or (YAML only) `add` the members of the list `value` it lacks."""
 
     kind: str
     value: object = None
@@ -54,21 +52,6 @@ def hcl_literal(value) -> str:
         return json.dumps(value, ensure_ascii=False)
     if isinstance(value, list):
         return "[" + ", ".join(hcl_literal(v) for v in value) + "]"
-    raise Unfixable(f"no literal for a {type(value).__name__}")
-
-
-_PLAIN = re.compile(r"^[A-Za-z_/][\w./-]*$")
-
-
-def yaml_literal(value) -> str:
-    """A JSON-like value as a YAML flow scalar or sequence that reads back as the same value."""
-    if isinstance(value, list):
-        return "[" + ", ".join(yaml_literal(v) for v in value) + "]"
-    if isinstance(value, str):
-        plain = _PLAIN.match(value) and yaml.safe_load(value) == value
-        return value if plain else json.dumps(value, ensure_ascii=False)
-    if isinstance(value, (bool, int, float)):
-        return hcl_literal(value)
     raise Unfixable(f"no literal for a {type(value).__name__}")
 
 
@@ -250,117 +233,3 @@ def hcl_block_start(texts: list[str], kind: str, labels: tuple[str, ...]) -> int
     if len(found) != 1:
         raise Unfixable(f"{kind} {'.'.join(labels)} is {'not' if not found else 'more than once'} in the code shown")
     return found[0]
-
-
-# ---------------------------------------------------------------- YAML
-
-_YAML_KEY = re.compile(r"""^(\s*)("[^"]*"|'[^']*'|[^\s#'"{\[\-][^#]*?|-[^\s#][^#]*?)\s*:(?:[ \t]+(.*?))?\s*$""")
-
-
-def _lines(texts: list[str]) -> list[Line]:
-    return [Line(i, t, True) for i, t in enumerate(texts)]
-
-
-def _key_name(raw: str) -> str:
-    return raw[1:-1] if raw[:1] in "\"'" and raw[-1:] == raw[:1] else raw
-
-
-def _value_text(raw: str | None) -> str:
-    """A key's inline value without a trailing comment."""
-    return re.sub(r"\s+#.*$", "", raw or "").strip()
-
-
-def yaml_children(texts: list[str], first: int, last: int) -> tuple[int | None, dict[str, tuple[int, int, re.Match]]]:
-    """(indentation of the keys, {key: (line, last line, match)}) of the block mapping in texts[first..last]."""
-    indent, keys = None, {}
-    rows = _lines(texts)
-    j = first
-    while j <= last:
-        text = texts[j]
-        if neutral(text, "yaml") or text.strip() in ("---", "..."):
-            j += 1
-            continue
-        depth = len(leading_space(text))
-        indent = depth if indent is None else indent
-        if depth < indent:
-            break
-        end = min(block_end(rows, j, "yaml"), last)
-        m = _YAML_KEY.match(text)
-        if depth == indent and m and not text.lstrip().startswith("- "):
-            keys.setdefault(_key_name(m[2]), (j, end, m))
-        j = end + 1
-    return indent, keys
-
-
-def yaml_scalar(match: re.Match):
-    """The value of a key line that yaml_children found (None when it holds a block)."""
-    return _scalar(_value_text(match[3])) if _value_text(match[3]) else None
-
-
-def _scalar(raw: str):
-    try:
-        return yaml.safe_load(raw)
-    except yaml.YAMLError:
-        raise Unfixable(f"the value does not read as YAML: {raw[:60]}") from None
-
-
-def yaml_change(texts: list[str], first: int, last: int, path: tuple[str, ...], change: Change,
-                unit: str = "  ") -> list[str]:
-    """The new lines texts[first..last] (a block mapping, e.g. one CloudFormation resource or one
-    Kubernetes document) with `change` made at `path` (keys from that mapping down)."""
-    out = list(texts[first:last + 1])
-    lo, hi = first, last
-    for n, step in enumerate(path):
-        indent, keys = yaml_children(texts, lo, hi)
-        last_step = n == len(path) - 1
-        if step not in keys:
-            if change.kind not in ("set", "expr"):
-                raise Unfixable(f"{step} is not set")
-            if indent is None:  # an empty mapping: `Properties:` with nothing under it
-                indent = len(leading_space(texts[lo - 1])) + len(unit)
-            tail = max((j for j in range(lo, hi + 1) if not neutral(texts[j], "yaml")), default=lo - 1)
-            new = _yaml_nested(path[n:], change.text(yaml_literal), " " * indent, unit)
-            at = tail + 1 - first
-            return out[:at] + new + out[at:]
-        j, end, m = keys[step]
-        inline = _value_text(m[3])
-        if not last_step:
-            if inline:
-                raise Unfixable(f"{step} is not a block mapping")
-            lo, hi = j + 1, end
-            continue
-        a, b = j - first, end - first
-        head = texts[j][:m.start(3)] if m[3] is not None else texts[j].rstrip() + " "
-        if change.kind == "drop":
-            if inline:
-                value = _scalar(inline)
-                if not isinstance(value, list):
-                    raise Unfixable(f"{step} is not a list")
-                kept = [v for v in value if v not in change.value]
-                if not kept:
-                    raise Unfixable(f"every member of {step} is forbidden: what to allow instead is a choice")
-                return out[:a] + [head + yaml_literal(kept)] + out[b + 1:]
-            items = [k for k in range(j + 1, end + 1) if texts[k].lstrip().startswith("- ")]
-            values = {k: _scalar(texts[k].lstrip()[2:]) for k in items}
-            if any(_value_text(texts[k].lstrip()[2:]) == "" or isinstance(values[k], (dict, list)) for k in items):
-                raise Unfixable(f"{step} holds structured items")
-            gone = {k - first for k in items if values[k] in change.value}
-            if not gone or len(gone) == len(items):
-                raise Unfixable(f"every member of {step} is forbidden: what to allow instead is a choice"
-                                if gone else f"{step} holds none of the forbidden values")
-            return [t for k, t in enumerate(out) if k not in gone]
-        if not inline or end > j:
-            raise Unfixable(f"{step} holds a block, not a value")
-        value = _scalar(inline)
-        if change.kind == "set" and not same_kind(value, change.value) and not (isinstance(value, str) and isinstance(change.value, bool)
-                                                       and value.lower() in ("true", "false")):
-            raise Unfixable(f"{step} holds a {type(value).__name__}, the check expects a {type(change.value).__name__}")
-        keep = re.search(r"\s+#.*$", m[3] or "")
-        return out[:a] + [head + change.text(yaml_literal) + (keep[0] if keep else "")] + out[b + 1:]
-    raise Unfixable("empty path")
-
-
-def _yaml_nested(path: tuple[str, ...], value: str, indent: str, unit: str) -> list[str]:
-    if len(path) == 1:
-        return [f"{indent}{path[0]}: {value}"]
-    return [f"{indent}{path[0]}:", *_yaml_nested(path[1:], value, indent + unit, unit)]

@@ -39,8 +39,8 @@ from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 
-from secai.analysis.iacedit import Change, Unfixable, hcl_block_end, hcl_block_start, hcl_change, hcl_literal, \
-    yaml_change, yaml_children, yaml_literal, yaml_scalar
+from secai.analysis.iacedit import Change, Unfixable, hcl_block_end, hcl_block_start, hcl_change, hcl_literal
+from secai.analysis.yamlset import yaml_change, yaml_children, yaml_literal, yaml_scalar
 from secai.secrets import REDACTED
 from secai.untrusted import quote
 
