@@ -121,9 +121,10 @@ def dockerfile(base: str, expose: str = "EXPOSE 3000", cmd: str = 'CMD ["npm", "
 @pytest.mark.parametrize("base, lines", [
     ("node:20-alpine", ["USER node"]),
     ("redis:7", ["USER redis"]),
-    ("python:alpine", ["RUN addgroup -S -g 10001 app && adduser -S -D -H -u 10001 -G app app", "USER 10001:10001"]),
+    ("python:alpine", ["RUN addgroup -S -g 10001 app && adduser -S -D -H -u 10001 -G app app && chown -R 10001:10001 .",
+                       "USER 10001:10001"]),
     ("ubuntu:noble", ["RUN groupadd --gid 10001 app && useradd --uid 10001 --gid app --no-create-home "
-                      "--shell /usr/sbin/nologin app", "USER 10001:10001"]),
+                      "--shell /usr/sbin/nologin app && chown -R 10001:10001 .", "USER 10001:10001"]),
 ])
 def test_a_non_root_user_that_exists_in_the_image(tmp_path, base, lines):
     text = dockerfile(base)
@@ -140,6 +141,27 @@ def test_a_non_root_user_that_exists_in_the_image(tmp_path, base, lines):
 ])
 def test_no_user_where_it_would_not_work(tmp_path, text):
     assert fixed(tmp_path, text, MISSING_USER, "Dockerfile", text.count("\n"))[0] is None
+
+
+@pytest.mark.parametrize("text", [
+    "FROM python:3.12-slim\nCOPY . /app\nEXPOSE 8000\nCMD [\"python\", \"/app/manage.py\", \"runserver\"]\n",  # no WORKDIR
+    "FROM python:3.12-slim\nWORKDIR /usr\nCOPY . .\nEXPOSE 8000\nCMD [\"python\", \"app.py\"]\n",  # a system dir
+    "FROM python:3.12-slim\nWORKDIR /app\nCOPY . .\nVOLUME /data\nEXPOSE 8000\nCMD [\"python\", \"app.py\"]\n",
+    "FROM python:3.12-slim\nWORKDIR /app\nWORKDIR $HOME\nCOPY . .\nEXPOSE 8000\nCMD [\"python\", \"app.py\"]\n",
+])
+def test_no_created_user_where_what_the_application_writes_is_unknown(tmp_path, text):
+    """The created user gets the WORKDIR (a Django app migrates its SQLite database there); without an
+    application WORKDIR, or with a VOLUME (root-owned), it may lose the write access root had."""
+    assert fixed(tmp_path, text, MISSING_USER, "Dockerfile", text.count("\n"))[0] is None
+    assert fixed(tmp_path, text, "CKV_DOCKER_3", "Dockerfile", 1, text.count("\n"), "checkov")[0] is None
+
+
+def test_the_created_user_owns_the_working_directory_it_writes(tmp_path):
+    text = ("FROM python:3.11-buster\nWORKDIR /app\nCOPY . /app/\nRUN python3 /app/manage.py migrate\nWORKDIR /app\n"
+            "EXPOSE 8000\nCMD [\"gunicorn\", \"--bind\", \"0.0.0.0:8000\", \"pygoat.wsgi\"]\n")
+    out, rule = fixed(tmp_path, text, "CKV_DOCKER_3", "Dockerfile", 1, 7, "checkov")
+    assert rule == "dockerfile-non-root-user-debian"
+    assert "migrate\nWORKDIR /app\nEXPOSE 8000\nRUN groupadd" in out and "&& chown -R 10001:10001 .\nUSER 10001:10001\nCMD" in out
 
 
 def test_a_privileged_port_beside_the_apps_own_one_does_not_stop_the_fix(tmp_path):
@@ -181,3 +203,13 @@ def test_workflow_permissions_added_only_when_no_step_writes(tmp_path):
                            "gha-top-level-permissions-read-added")
     pushing = text.replace("make lint", "git push origin HEAD")
     assert fixed(tmp_path, pushing, "CKV2_GHA_1", "wf.yml", 1, tool="checkov") == (None, None)
+
+
+def test_no_insert_after_a_block_the_context_cuts_off(tmp_path):
+    """The context of a finding on line 1 ends at `on:`, whose triggers are below it: a permissions
+    block put right after that line would take them over (on: null, permissions.push: ...)."""
+    text = ("# lint\n#\n\nname: Flake8\n\non:\n  push:\n    branches: [ master ]\n\njobs:\n  build:\n"
+            "    runs-on: ubuntu-latest\n    steps:\n    - run: flake8 .\n")
+    assert fixed(tmp_path, text, "CKV2_GHA_1", "wf.yml", 1, tool="checkov") == (None, None)
+    whole = fixed(tmp_path, text, "CKV2_GHA_1", "wf.yml", 1, 14, "checkov")[0]  # the whole block shown
+    assert whole == text.replace("    branches: [ master ]\n", "    branches: [ master ]\npermissions:\n  contents: read\n")

@@ -243,3 +243,14 @@ def test_pickle_reads_become_json_only_where_nothing_writes_pickles(tmp_path):
         token = pickle.dumps(User())
         '''
     assert fix(tmp_path, both, PICKLE, 4) is None
+
+
+def test_the_listen_address_stays_all_interfaces_in_code_built_into_an_image(tmp_path):
+    """Inside a container the server must listen on all interfaces for the published port to reach
+    it: code that a Dockerfile of its tree builds gets no loopback default."""
+    code = "from flask import Flask\napp = Flask(__name__)\nif __name__ == '__main__':\n    app.run(host='0.0.0.0', port=5000)\n"
+    made = fix(tmp_path, code, "B104", 4, tool="bandit")
+    assert made and made[1] == "python-bind-address-from-environment" and 'os.environ.get("HOST", "127.0.0.1")' in made[0]
+    (tmp_path / "Dockerfile").write_text('FROM python:3.12-slim\nWORKDIR /app\nCOPY . .\nCMD ["python", "app.py"]\n')
+    assert fix(tmp_path, code, "B104", 4, tool="bandit") is None
+    assert fixrules.in_image(tmp_path, "app.py") and not fixrules.in_image(tmp_path / "elsewhere", "app.py")

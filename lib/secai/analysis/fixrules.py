@@ -165,6 +165,8 @@ class FixRule:
         if name:
             facts.update(name=re.split(r"[./]", name)[-1], address=name)
         deleted: set[int] = set()
+        # the file goes on below the lines shown: a block reaching the last of them may not end there
+        open_end = file_text is not None and base + len(texts) - 1 < len(file_text.splitlines())
         for op in self.edits:
             if "rewrite" in op:  # Python, from its parse tree (secai.analysis.pyfix)
                 try:
@@ -172,7 +174,7 @@ class FixRule:
                 except pyfix.NoRewrite as exc:
                     raise _NoFix(f"rewrite {op['rewrite']}: {exc}") from None
                 continue
-            lines = self._edit(op, lines, facts, deleted, language, unit, file_text)
+            lines = self._edit(op, lines, facts, deleted, language, unit, file_text, open_end)
         touched = {ln.home for ln in lines if ln.changed} | deleted
         if not touched:
             raise _NoFix("the edits changed nothing")
@@ -210,7 +212,8 @@ class FixRule:
             raise _NoFix("the finding's lines are not in the context")
         return lo, hi
 
-    def _edit(self, op: dict, lines: list, facts: dict, deleted: set, language: str, unit: str, file_text) -> list:
+    def _edit(self, op: dict, lines: list, facts: dict, deleted: set, language: str, unit: str, file_text,
+              open_end: bool = False) -> list:
         positions = [i for i, ln in enumerate(lines) if ln.scope]
         if op.get("within") is not None:
             keep = set()
@@ -235,7 +238,7 @@ class FixRule:
             deleted.update(lines[i].home for i in gone)
             return [ln for i, ln in enumerate(lines) if i not in gone]
         if "insert" in op:
-            return self._insert(op, lines, positions, facts, language, unit)
+            return self._insert(op, lines, positions, facts, language, unit, open_end)
         if "set" in op:
             return self._set(op, lines, positions, facts, unit)
         if "append" in op:
@@ -303,7 +306,7 @@ class FixRule:
         except Unfixable as exc:
             raise _NoFix(f"set: {exc}") from None
 
-    def _insert(self, op, lines, positions, facts, language, unit):
+    def _insert(self, op, lines, positions, facts, language, unit, open_end=False):
         where = next(k for k in ("after", "before", "end_of") if k in op)
         anchors = [(i, m) for i in positions if (m := op[where].search(lines[i].text))]
         if op.get("unless") is not None:
@@ -323,6 +326,10 @@ class FixRule:
             anchors = anchors[:1]
         for i, m in reversed(anchors):  # bottom-up: earlier indexes stay valid
             end = block_end(lines, i, language)
+            if where != "before" and open_end and end == len(lines) - 1 and \
+                    (end > i or lines[i].text.rstrip().endswith((":", "{", "[", "(", "\\"))):
+                # e.g. a workflow's `on:` shown as the context's last line: its block is below it
+                raise _NoFix("insert: the anchor's block may go on past the lines the context shows")
             local = {**facts, **_all_groups(m), "indent": key_indent(lines[i].text, language),
                      "inner": inner_indent(lines, i, end, language, unit)}
             texts = [s for t in op["insert"] for s in _expand(t, local).split("\n")]
@@ -440,6 +447,8 @@ def rule_fix(finding: dict, context: dict | None, root: Path | None, rules=None)
                         key=lambda c: c[:2])
     file_text = _file_text(root, context["path"]) if candidates else None
     for _, _, rule in candidates:
+        if rule.data.get("unless_in_image") and in_image(root, context["path"]):
+            continue
         try:
             fix = rule.apply(context, file_text)
         except _NoFix:
@@ -454,6 +463,41 @@ def rule_fix(finding: dict, context: dict | None, root: Path | None, rules=None)
     if fix and platform_problems(context, fix, _file_text(root, context["path"])):
         return None
     return (_made(finding, context, fix), EXPECTATION) if fix else None
+
+
+_IMAGE_FILES = re.compile(r"(?i)^(?:dockerfile|containerfile)(?:\..+)?$|\.(?:dockerfile|containerfile)$")
+
+
+def in_image(root: Path | None, rel: str) -> bool:
+    """Whether a Dockerfile or Containerfile in the directory of `rel` or one above it, up to the
+    source root, builds the file into a container image (an unknown root: False)."""
+    if root is None:
+        return False
+    base = Path(root).resolve()
+    try:
+        directory = (base / rel).resolve().parent
+    except (OSError, RuntimeError):
+        return False
+    if not directory.is_relative_to(base):
+        return False
+    while True:
+        try:
+            listed = directory.stat().st_mtime_ns  # a directory's mtime changes when a file is added
+        except OSError:
+            return False
+        if _has_image_file(directory, listed):
+            return True
+        if directory == base:
+            return False
+        directory = directory.parent
+
+
+@lru_cache(maxsize=256)
+def _has_image_file(directory: Path, mtime_ns: int) -> bool:
+    try:
+        return any(_IMAGE_FILES.match(p.name) and p.is_file() for p in directory.iterdir())
+    except OSError:
+        return False
 
 
 def platform_problems(context: dict, fix: dict, file_text: str | None) -> list:
