@@ -34,7 +34,8 @@ from pathlib import Path
 from secai.analysis import kb as knowledge
 from secai.analysis.fixrules import rule_fix
 from secai.analysis.languages import code_role, detect_language
-from secai.analysis.readings import SUPPRESS, expectation, flagged, frameworks_of, not_a_secret
+from secai.analysis.readings import (SUPPRESS, expectation, flagged, foreign_frameworks, frameworks_of, not_a_secret,
+                                     project_frameworks)
 from secai.secrets import REDACTED
 from secai.untrusted import http_links, quote
 
@@ -172,7 +173,9 @@ def compose(finding: dict, context: dict | None, root: Path | None, rule: dict |
     so that an analysis, and the assistant turn trained on it, never says in its own voice what a
     report told it to; links are kept only when http(s)."""
     path = (finding.get("location") or {}).get("path")
-    own_code, frameworks = flagged(context), frameworks_of(finding, rule, context)
+    project = project_frameworks(root, path)
+    own_code, frameworks = flagged(context), frameworks_of(finding, rule, context, project)
+    foreign = foreign_frameworks(finding, rule, context, project)
     head = (context or {}).get("code", "") if (context or {}).get("start_line") == 1 else ""
     role = code_role(path, head)
     level, hand = knowledge.load().lookup(finding)
@@ -197,6 +200,11 @@ def compose(finding: dict, context: dict | None, root: Path | None, rule: dict |
         summary += f" The code is in {enclosing['kind']} {enclosing['name']}."
     if finding.get("message") and finding["message"] not in (finding["title"], finding.get("description")):
         summary += f" {finding['tool']} says: {quote(finding['message'])}"
+    if foreign:
+        summary += (f" The rule is written for {_names(foreign)}, but {path} is part of a project built on "
+                    f"{_names(sorted(project or ()))} (its manifests and imports name no {_names(foreign)}), so "
+                    f"{_names(foreign)}'s own mechanisms do not apply here: the advice below is for "
+                    f"{_names(sorted(project or ()))}.")
     what = (rule or {}).get("what")
     if what and not rule_level and finding["tool"] != "semgrep" and what.strip() not in (finding["title"], finding.get("message")):
         summary += f" What the rule flags, in its authors' words ({rule.get('source') or finding['tool']}): {quote(what)}"
@@ -218,13 +226,22 @@ def compose(finding: dict, context: dict | None, root: Path | None, rule: dict |
     if fix is None and autofix:  # the rule's own autofix, made by semgrep (secai.analysis.autofix)
         fix = autofix
     analysis["remediation"] = _remediation(finding, entry, level, rule, catalogue, expected, secretless,
-                                           manifest, fix)
+                                           manifest, fix, foreign)
     analysis["risk"] = _risk(finding, entry, notes)
     analysis["references"] = http_links([*finding.get("references", []), *(rule or {}).get("references", ()),
                                          *entry["references"], *(catalogue or {}).get("references", ())])
     if fix:
         analysis["fix"] = {k: v for k, v in fix.items() if v}
     return analysis
+
+
+_DISPLAY = {"fastapi": "FastAPI", "nestjs": "NestJS", "ktor": "Ktor"}
+
+
+def _names(frameworks) -> str:
+    """Frameworks as prose: 'Django', 'Express and React'."""
+    shown = [_DISPLAY.get(f, f.capitalize()) for f in frameworks]
+    return " and ".join(shown) if len(shown) < 3 else ", ".join(shown[:-1]) + " and " + shown[-1]
 
 
 _ROLES = {"example": "example code, shipped to show how to use the project, not code the application runs.",
@@ -243,10 +260,11 @@ def _expected(finding: dict, rule: dict | None, context: dict | None, code: str 
     return expectation(rule, code, loc.get("resource"), language, whole)
 
 
-def _remediation(finding, entry, level, rule, catalogue, expected, secretless, manifest, fix) -> str:
+def _remediation(finding, entry, level, rule, catalogue, expected, secretless, manifest, fix, foreign=()) -> str:
     """What to change: the check's expected value first, then the entry's advice (or, where only the
-    category fallback applies, the catalogue's and the rule's own), the rule's advice, the fix."""
-    tool, advice = finding["tool"], (rule or {}).get("advice")
+    category fallback applies, the catalogue's and the rule's own), the rule's advice (not when it
+    is written for a framework the project does not use), the fix."""
+    tool, advice = finding["tool"], None if foreign else (rule or {}).get("advice")
     if secretless:
         remediation = _secret_remediation(finding, secretless)
     else:

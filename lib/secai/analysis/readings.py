@@ -3,6 +3,7 @@ frameworks the advice must be in, the flagged lines, whether a "secret" is evide
 how a checkov check's declared expectation compares with what the code sets.
 
     frameworks_of(finding, rule, context)   # ('django', 'python'): most specific first
+    project_frameworks(root, path)          # frozenset({'express'}): what the project's manifests name
     not_a_secret(finding, flagged)          # ('placeholder', 'the value is ...') or None
     expectation(rule, flagged, ...)         # what the check expects, what the code sets, what to change
 
@@ -16,6 +17,8 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+from functools import cache
+from pathlib import Path
 from typing import NamedTuple
 
 from secai.analysis.languages import detect_language
@@ -36,24 +39,116 @@ _IMPORTS = ((re.compile(r"^\s*(from|import)\s+django\b", re.M), "django"),
             (re.compile(r"^\s*import\s+io\.ktor\b", re.M), "ktor"))
 
 
-def frameworks_of(finding: dict, rule: dict | None, context: dict | None) -> tuple[str, ...]:
+def _ruled(finding: dict, rule: dict | None) -> list[str]:
+    """The frameworks and languages the rule is written for: its knowledge (semgrep: languages +
+    metadata.technology) and the semgrep rule id's path."""
+    names = [str(n).lower() for n in (rule or {}).get("frameworks") or ()]
+    if finding.get("tool") == "semgrep":
+        names += [p for p in finding.get("rule_id", "").lower().split(".")[:-1] if p in FRAMEWORKS | LANGUAGES]
+    return names
+
+
+def _imported(context: dict | None) -> list[str]:
+    code = (context or {}).get("code") or ""
+    return [name for pattern, name in _IMPORTS if pattern.search(code)]
+
+
+def foreign_frameworks(finding: dict, rule: dict | None, context: dict | None,
+                       project: frozenset[str] | None) -> tuple[str, ...]:
+    """The frameworks the rule is written for that the flagged file's project does not use: its
+    manifests (project_frameworks) name frameworks, none of the rule's, and the code shown imports
+    none of them (a Django template rule on the HTML templates of an Express app). Only
+    frameworks a manifest can name count (not 'browser', which no manifest declares)."""
+    if not project:
+        return ()
+    used, declarable = project | set(_imported(context)), {n for _, _, n in _MANIFESTS} | set(_NPM.values())
+    written_for = [n for n in dict.fromkeys(_ruled(finding, rule)) if n in declarable]
+    return () if used.intersection(written_for) else tuple(written_for)
+
+
+def frameworks_of(finding: dict, rule: dict | None, context: dict | None,
+                  project: frozenset[str] | None = None) -> tuple[str, ...]:
     """The finding's frameworks, then its languages, most specific first: from the rule's knowledge
     (semgrep: languages + metadata.technology), the semgrep rule id's path, imports in the code
     shown, and the file's language. Names outside FRAMEWORKS and LANGUAGES (a rule's own
-    technology words) are kept: they match no variant, so they cannot select another's."""
-    names: list[str] = []
-    if rule:
-        names += [str(n).lower() for n in rule.get("frameworks") or ()]
-    if finding.get("tool") == "semgrep":
-        names += [p for p in finding.get("rule_id", "").lower().split(".")[:-1] if p in FRAMEWORKS | LANGUAGES]
-    code = (context or {}).get("code") or ""
-    names += [name for pattern, name in _IMPORTS if pattern.search(code)]
+    technology words) are kept: they match no variant, so they cannot select another's. When the
+    rule is written for a framework the file's project does not use (foreign_frameworks), the
+    rule's frameworks and languages give way to the project's (`project`: project_frameworks)."""
+    names = _ruled(finding, rule)
+    if foreign_frameworks(finding, rule, context, project):
+        names = sorted(project or ())
+    names += _imported(context)
     path = (finding.get("location") or {}).get("path")
     language = (context or {}).get("language") or (detect_language(path) if path else None)
     if language and language != "text":
         names.append(language)
     names = list(dict.fromkeys(names))
     return tuple(sorted(names, key=lambda n: (n in LANGUAGES, names.index(n))))
+
+
+# Manifests that name a project's framework: (file name glob, regex over its text, framework).
+_PY_DEP = r"(?im)(?<![\w.-]){}(?![\w.-])"
+_PY_FILES = ("requirements*.txt", "pyproject.toml", "Pipfile", "setup.py", "setup.cfg")
+_MANIFESTS = tuple((f, re.compile(_PY_DEP.format(n)), n) for f in _PY_FILES
+                   for n in ("django", "flask", "fastapi", "pyramid", "tornado")) + (
+    ("manage.py", re.compile(r"\bdjango\b"), "django"),
+    *((f, re.compile(r"org\.springframework"), "spring") for f in ("pom.xml", "build.gradle", "build.gradle.kts")),
+    *((f, re.compile(r"io\.ktor"), "ktor") for f in ("pom.xml", "build.gradle", "build.gradle.kts")),
+    ("Gemfile", re.compile(r"""(?m)^\s*gem\s+['"]rails['"]"""), "rails"),
+    ("composer.json", re.compile(r'"laravel/framework"'), "laravel"),
+    ("composer.json", re.compile(r'"symfony/'), "symfony"),
+    ("go.mod", re.compile(r"github\.com/gin-gonic/gin\b"), "gin"),
+    ("go.mod", re.compile(r"github\.com/labstack/echo\b"), "echo"))
+_NPM = {"express": "express", "koa": "koa", "@nestjs/core": "nestjs", "react": "react",
+        "@angular/core": "angular", "vue": "vue"}
+
+
+def _package_json(path: Path) -> set[str]:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8", errors="replace"))
+    except (OSError, ValueError):
+        return set()
+    if not isinstance(data, dict):
+        return set()
+    deps = [data.get(k) for k in ("dependencies", "devDependencies", "peerDependencies")]
+    return {_NPM[name] for d in deps if isinstance(d, dict) for name in d if name in _NPM}
+
+
+@cache
+def _declared(directory: Path) -> frozenset[str]:
+    """The frameworks the manifests in `directory` (not below it) name."""
+    found = _package_json(directory / "package.json") if (directory / "package.json").is_file() else set()
+    for glob, pattern, name in _MANIFESTS:
+        for path in directory.glob(glob):
+            if path.is_file() and path.stat().st_size < 1_000_000 and \
+                    pattern.search(path.read_text(encoding="utf-8", errors="replace")):
+                found.add(name)
+    return frozenset(found)
+
+
+def project_frameworks(root: Path | None, path: str | None) -> frozenset[str] | None:
+    """The frameworks the manifests of the flagged file's project name (package.json dependencies,
+    requirements and pyproject entries, manage.py, pom.xml, build.gradle, Gemfile, composer.json,
+    go.mod), in its directory and every one above it up to `root`, and the framework imports of
+    the file itself; None when they name none."""
+    if root is None or not path:
+        return None
+    root = Path(root).resolve()
+    file = (root / path).resolve()
+    directory = file.parent
+    if not directory.is_relative_to(root):
+        return None
+    try:
+        text = file.read_text(encoding="utf-8", errors="replace") if file.stat().st_size < 2_000_000 else ""
+    except OSError:
+        text = ""
+    found = set(_imported({"code": text}))
+    while True:
+        found |= _declared(directory)
+        if directory == root:
+            break
+        directory = directory.parent
+    return frozenset(found) or None
 
 
 def flagged(context: dict | None) -> str | None:
@@ -188,7 +283,9 @@ def expectation(rule: dict, code: str | None, resource: str | None, language: st
     own_kind = (resource or "").split(".")[0]
     if kinds and own_kind not in kinds:  # a graph check: the attribute belongs to a connected resource
         resource, code, whole = f"the {' or '.join(kinds[:2])} connected to {resource or 'the resource'}", None, False
+    workflow = re.fullmatch(r"on\((.+)\)", resource or "")  # checkov's name of a GitHub workflow's top level
     where = (f" in the {parent} block" + (f" of {resource}" if resource else "") if parent
+             else f" at the top level of workflow {workflow[1]}" if workflow
              else f" on {resource}" if resource else "")
     now = current_value(name, code)
     subject = f"{rule.get('tool', 'the scanner')}'s {rule['rule_id']} expects {name}{where}"
@@ -205,6 +302,9 @@ def expectation(rule: dict, code: str | None, resource: str | None, language: st
             return Expectation(f"{subject} not to be {bad}.", f"The flagged code sets {name} to {now}, which the "
                                f"check forbids.", f"Change {name}{where} from {now} to a value the check allows "
                                f"(anything but {bad}).")
+        if reading and now is None:  # not set in the whole resource shown: the check fails on the missing key
+            return Expectation(f"{subject} not to be {bad}.", reading, f"Set {name}{where} to a value the check "
+                               f"allows (anything but {bad}).")
         return Expectation(f"{subject} not to be {bad}.", reading, f"Make sure {name}{where} is not {bad}.")
     if e.get("any_value") or e.get("operator") == "exists":
         return Expectation(f"{subject} to be set.", reading, f"Set {name}{where}.")

@@ -11,7 +11,8 @@ texts an entry gives a finding, each replacing the one before where it has the t
    django before python) that the entry has a variant for; none fits: the neutral text stays,
    so a finding never gets another framework's API;
 3. `by_rule[rule id]`: what the entry says of one of the rules it covers (keyed by the id or its
-   last dotted parts, as semgrep ids carry their config folder in front);
+   last dotted parts, as semgrep ids carry their config folder in front), its `risk_factors`
+   included;
 4. `test_code` (the finding is in test code, `test_code=True`);
 5. the first of `readings` whose `code` regex matches the finding's flagged `code` (and whose
    `frameworks` and `rules`, when given, include the finding's): the reading of that construct, with
@@ -120,7 +121,8 @@ class Entry:
         for over in (rule, tests, reading):
             out |= {k: over[k].format_map(f) for k in TEXTS if over and k in over}
         return {"id": self.id, "title": self.data["title"], **out,
-                "risk_factors": self.data["risk_factors"], "fix": self.data.get("fix", {}),
+                "risk_factors": (rule or {}).get("risk_factors") or self.data["risk_factors"],
+                "fix": self.data.get("fix", {}),
                 "references": list(self.data["sources"]), "variant": variant, "by_rule": rule is not None,
                 "test_lowers": tests["lowers"].format_map(f) if tests else None,
                 "verdict": reading["verdict"] if reading else None}
