@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from secai.analysis import fixrules, pyfix
+from secai.analysis.languages import built_into_image
 from secai.analysis.verify import VERIFIED, Candidate, Scanners, verify
 
 SEMGREP = "semgrep-rules.python."
@@ -253,4 +254,4 @@ def test_the_listen_address_stays_all_interfaces_in_code_built_into_an_image(tmp
     assert made and made[1] == "python-bind-address-from-environment" and 'os.environ.get("HOST", "127.0.0.1")' in made[0]
     (tmp_path / "Dockerfile").write_text('FROM python:3.12-slim\nWORKDIR /app\nCOPY . .\nCMD ["python", "app.py"]\n')
     assert fix(tmp_path, code, "B104", 4, tool="bandit") is None
-    assert fixrules.in_image(tmp_path, "app.py") and not fixrules.in_image(tmp_path / "elsewhere", "app.py")
+    assert built_into_image(tmp_path, "app.py") and not built_into_image(tmp_path / "elsewhere", "app.py")

@@ -215,7 +215,7 @@ def compose(finding: dict, context: dict | None, root: Path | None, rule: dict |
         notes.append((secretless.kind != "default", "the flagged value is no secret (see the summary)"
                       if secretless.kind != "default" else "the value is a guessable default, not a leaked secret"))
     if entry["verdict"] == "false-positive":
-        notes.append((True, "the flagged code does what the rule wants (see the summary), so it is no weakness here"))
+        notes.append((True, "the flagged code is right as it is (see the summary), so it is no weakness here"))
 
     analysis = {"summary": summary, "impact": catalogue["impact"] if catalogue else entry["impact"],
                 "prevention": catalogue["prevention"] if catalogue else entry["prevention"]}

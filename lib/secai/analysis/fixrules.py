@@ -23,7 +23,7 @@ from pathlib import Path
 from secai.analysis import kb as knowledge
 from secai.analysis import pyfix
 from secai.analysis import yamlset
-from secai.analysis.languages import canonical as canonical_language
+from secai.analysis.languages import built_into_image, canonical as canonical_language
 from secai.analysis.fixlines import (BRACES, Line, blank_comments, block_end, comment_lines, indent_step, inner_indent,
                                      key_indent, leading_space)
 from secai.analysis.iacedit import Unfixable
@@ -447,7 +447,7 @@ def rule_fix(finding: dict, context: dict | None, root: Path | None, rules=None)
                         key=lambda c: c[:2])
     file_text = _file_text(root, context["path"]) if candidates else None
     for _, _, rule in candidates:
-        if rule.data.get("unless_in_image") and in_image(root, context["path"]):
+        if rule.data.get("unless_in_image") and built_into_image(root, context["path"]):
             continue
         try:
             fix = rule.apply(context, file_text)
@@ -463,41 +463,6 @@ def rule_fix(finding: dict, context: dict | None, root: Path | None, rules=None)
     if fix and platform_problems(context, fix, _file_text(root, context["path"])):
         return None
     return (_made(finding, context, fix), EXPECTATION) if fix else None
-
-
-_IMAGE_FILES = re.compile(r"(?i)^(?:dockerfile|containerfile)(?:\..+)?$|\.(?:dockerfile|containerfile)$")
-
-
-def in_image(root: Path | None, rel: str) -> bool:
-    """Whether a Dockerfile or Containerfile in the directory of `rel` or one above it, up to the
-    source root, builds the file into a container image (an unknown root: False)."""
-    if root is None:
-        return False
-    base = Path(root).resolve()
-    try:
-        directory = (base / rel).resolve().parent
-    except (OSError, RuntimeError):
-        return False
-    if not directory.is_relative_to(base):
-        return False
-    while True:
-        try:
-            listed = directory.stat().st_mtime_ns  # a directory's mtime changes when a file is added
-        except OSError:
-            return False
-        if _has_image_file(directory, listed):
-            return True
-        if directory == base:
-            return False
-        directory = directory.parent
-
-
-@lru_cache(maxsize=256)
-def _has_image_file(directory: Path, mtime_ns: int) -> bool:
-    try:
-        return any(_IMAGE_FILES.match(p.name) and p.is_file() for p in directory.iterdir())
-    except OSError:
-        return False
 
 
 def platform_problems(context: dict, fix: dict, file_text: str | None) -> list:

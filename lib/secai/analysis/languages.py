@@ -4,6 +4,7 @@
     parses("def f():\n    return 1\n", "python")       # True: no ERROR/MISSING node
     is_test_path("tests/test_app.py")                  # True: test code, not shipped code
     code_role("app/migrations/0001_initial.py")        # 'generated' (also 'test', 'example', None)
+    built_into_image(Path("src"), "app/main.py")       # True: a Dockerfile in app/ or above builds it
 
 Languages come from the file name (extension, Dockerfile/Containerfile, requirements*.txt,
 GitHub workflow folder) and else the shebang. Grammars are the per-language wheels from PyPI
@@ -21,8 +22,8 @@ import re
 import textwrap
 import tomllib
 import warnings
-from functools import cache
-from pathlib import PurePosixPath
+from functools import cache, lru_cache
+from pathlib import Path, PurePosixPath
 
 import yaml
 
@@ -329,3 +330,38 @@ def parses(code: str, language: str) -> bool:
     if result is None:
         return language in ("python", "yaml")  # checked above without a grammar
     return result
+
+
+_IMAGE_FILES = re.compile(r"(?i)^(?:dockerfile|containerfile)(?:\..+)?$|\.(?:dockerfile|containerfile)$")
+
+
+def built_into_image(root: Path | None, rel: str) -> bool:
+    """Whether a Dockerfile or Containerfile in the directory of `rel` or one above it, up to the
+    source root, builds the file into a container image (an unknown root: False)."""
+    if root is None:
+        return False
+    base = Path(root).resolve()
+    try:
+        directory = (base / rel).resolve().parent
+    except (OSError, RuntimeError):
+        return False
+    if not directory.is_relative_to(base):
+        return False
+    while True:
+        try:
+            listed = directory.stat().st_mtime_ns  # a directory's mtime changes when a file is added
+        except OSError:
+            return False
+        if _has_image_file(directory, listed):
+            return True
+        if directory == base:
+            return False
+        directory = directory.parent
+
+
+@lru_cache(maxsize=256)
+def _has_image_file(directory: Path, mtime_ns: int) -> bool:
+    try:
+        return any(_IMAGE_FILES.match(p.name) and p.is_file() for p in directory.iterdir())
+    except OSError:
+        return False
