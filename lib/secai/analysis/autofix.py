@@ -62,6 +62,15 @@ class Request:
     rule: dict
 
 
+def distrusted(finding: dict) -> str | None:
+    """Why the autofix of a semgrep finding's rule is no fix (DISTRUSTED, by the rule's own id: the
+    last dotted part of the finding's rule id, which carries the config folder in front), or None.
+    Such an autofix is also no advice: the finding's fix hint (the rule's fixed text) is not quoted."""
+    if finding.get("tool") != "semgrep":
+        return None
+    return DISTRUSTED.get((finding.get("rule_id") or "").rsplit(".", 1)[-1])
+
+
 def has_autofix(rule: dict | None) -> bool:
     """Whether a semgrep rule mapping carries an autofix secai may use."""
     if not isinstance(rule, dict) or rule.get("id") in DISTRUSTED:

@@ -32,6 +32,7 @@ from functools import cache
 from pathlib import Path
 
 from secai.analysis import kb as knowledge
+from secai.analysis.autofix import distrusted
 from secai.analysis.fixrules import rule_fix
 from secai.analysis.languages import code_role, detect_language
 from secai.analysis.readings import (SUPPRESS, expectation, flagged, foreign_frameworks, frameworks_of, not_a_secret,
@@ -283,7 +284,7 @@ def _remediation(finding, entry, level, rule, catalogue, expected, secretless, m
                            f"{target or 'a version without this vulnerability (none is published yet)'}. {remediation}")
         if manifest:
             remediation = f"It is declared in {manifest[0]} line {manifest[1]} (`{manifest[2].strip()}`). {remediation}"
-    if finding.get("fix_hint") and REDACTED not in finding["fix_hint"]:
+    if finding.get("fix_hint") and REDACTED not in finding["fix_hint"] and not distrusted(finding):
         remediation += f" {tool} advises: {quote(finding['fix_hint'])}"
     if fix and fix.get("explanation") and not secretless:
         remediation += f" The fix below does this here: {fix['explanation']}"
