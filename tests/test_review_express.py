@@ -47,7 +47,8 @@ def test_project_frameworks_come_from_the_manifests_up_the_tree_and_the_files_im
     service.mkdir()
     (service / "requirements.txt").write_text("Django==4.2\nflask-wtf==1.0\n")  # flask-wtf is not flask
     (service / "tool.py").write_text("import fastapi\n")
-    assert project_frameworks(tmp_path, "svc/tool.py") == {"express", "django", "fastapi"}
+    # a project nested in another is its own: svc/ names its frameworks, the Express root's are not its
+    assert project_frameworks(tmp_path, "svc/tool.py") == {"django", "fastapi"}
     assert project_frameworks(tmp_path / "app", "views/form.html") is None  # nothing names one below app/
     assert project_frameworks(None, "app/views/form.html") is None
 

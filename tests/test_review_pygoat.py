@@ -81,3 +81,30 @@ def test_a_false_positive_has_no_impact_of_the_rules_kind():
     a = compose(finding(rule_id), context(code), None)
     assert a["impact"].startswith("None:") and "unused variable" not in a["impact"]
     assert "is right as it is" in a["risk"]["rationale"] and "does what the rule wants" not in a["risk"]["rationale"]
+
+
+def test_the_frameworks_own_csrf_token_rendered_safe_is_no_xss():
+    rule_id = "semgrep-rules.python.flask.security.xss.audit.template-unescaped-with-safe"
+    code = "<script>\n    var url = null;\n    const csrf_token = \"{{ csrf_token|safe }}\";\n</script>\n"
+    ctx = {**context(code, path="challenge/templates/challenge.html"), "language": "html"}
+    a = compose(finding(rule_id, cwe=("CWE-79",), path="challenge/templates/challenge.html"), ctx, None)
+    assert "false positive" in a["summary"] and a["impact"].startswith("None:")
+    assert "Drop the |safe filter" in a["remediation"] and "render_template" not in a["remediation"]
+    assert "no weakness here" in a["risk"]["rationale"] and a["risk"]["rating"] == "low"
+
+
+def test_a_nested_flask_app_under_a_django_project_is_a_flask_project(tmp_path):
+    """A Django rule on the template of a Flask app that lives, with a requirements.txt of its own,
+    inside a Django project's tree (whose requirements also list Flask for it) gets Flask advice."""
+    (tmp_path / "manage.py").write_text("import django\n")
+    (tmp_path / "requirements.txt").write_text("Django==4.2\nFlask==2.3.3\n")
+    lab = tmp_path / "labs" / "auth"
+    (lab / "templates").mkdir(parents=True)
+    (lab / "requirements.txt").write_text("Flask==2.3.3\nJinja2==3.1.2\n")
+    (lab / "templates" / "lab.html").write_text('<form method="POST" action="/login">\n</form>\n')
+    path = "labs/auth/templates/lab.html"
+    f = finding("semgrep-rules.python.django.security.django-no-csrf-token", cwe=("CWE-352",), path=path, line=1)
+    ctx = {**context('<form method="POST" action="/login">\n</form>', line=1, path=path), "language": "html"}
+    a = compose(f, ctx, tmp_path)
+    assert "CSRFProtect" in a["remediation"] and "CsrfViewMiddleware" not in a["remediation"]
+    assert "project built on Flask" in a["summary"]

@@ -129,8 +129,9 @@ def _declared(directory: Path) -> frozenset[str]:
 def project_frameworks(root: Path | None, path: str | None) -> frozenset[str] | None:
     """The frameworks the manifests of the flagged file's project name (package.json dependencies,
     requirements and pyproject entries, manage.py, pom.xml, build.gradle, Gemfile, composer.json,
-    go.mod), in its directory and every one above it up to `root`, and the framework imports of
-    the file itself; None when they name none."""
+    go.mod) nearest to it: in its directory or, where those name none, the closest one above it up
+    to `root` (a project nested in another, such as an app with a requirements.txt of its own, is
+    its own project), and the framework imports of the file itself; None when they name none."""
     if root is None or not path:
         return None
     root = Path(root).resolve()
@@ -143,12 +144,9 @@ def project_frameworks(root: Path | None, path: str | None) -> frozenset[str] | 
     except OSError:
         text = ""
     found = set(_imported({"code": text}))
-    while True:
-        found |= _declared(directory)
-        if directory == root:
-            break
+    while not (declared := _declared(directory)) and directory != root:
         directory = directory.parent
-    return frozenset(found) or None
+    return frozenset(found | declared) or None
 
 
 def flagged(context: dict | None) -> str | None:
