@@ -114,6 +114,7 @@ def test_rst_prose_keeps_the_prose():
     doc = ("**B999: Test for a thing**\n\nIt flags ``eval`` of input.\nThis is dangerous.\n\n"
            "**Config Options:**\n\nnone\n\n:Example:\n\n.. code-block:: none\n\n    >> Issue: x\n")
     assert harvest.rst_prose(doc) == ("Test for a thing", "It flags `eval` of input. This is dangerous.")
+    assert harvest.rst_prose("Docs of Flask [1]_ and Werkzeug [2]_ say so [#]_.")[1] == "Docs of Flask and Werkzeug say so."
 
 
 def test_catalogue_lists_split_only_at_their_keys():

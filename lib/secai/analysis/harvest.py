@@ -30,7 +30,7 @@ from secai.errors import UserError
 from secai.files import write_atomic
 from secai.records import schema_error
 
-HARVESTER_VERSION = "1"
+HARVESTER_VERSION = "2"  # 2: no RST footnote references in prose
 PROBES = Path(__file__).resolve().parent / "probes"
 TIMEOUT = 300  # seconds one probe may run (checkov loads all its checks: ~15 s)
 LICENCES = {
@@ -139,6 +139,7 @@ def rst_prose(doc: str) -> tuple[str | None, str]:
 
 def _plain(text: str) -> str:
     text = re.sub(r":doc:`[^`]*`", "", text)
+    text = re.sub(r"\s*\[(?:\d+|#\w*|\*)\]_", "", text)  # footnote references: "Flask [1]_ and Werkzeug [2]_"
     text = re.sub(r"``([^`]+)``", r"`\1`", text)
     text = text.replace("\\*", "*").replace("\\_", "_")
     return " ".join(text.split())
