@@ -108,3 +108,11 @@ def test_a_nested_flask_app_under_a_django_project_is_a_flask_project(tmp_path):
     a = compose(f, ctx, tmp_path)
     assert "CSRFProtect" in a["remediation"] and "CsrfViewMiddleware" not in a["remediation"]
     assert "project built on Flask" in a["summary"]
+
+
+def test_django_csrf_advice_on_a_template_calls_it_no_view():
+    path = "introduction/templates/Lab/login.html"
+    f = finding("semgrep-rules.python.django.security.django-no-csrf-token", cwe=("CWE-352",), path=path, line=1)
+    ctx = {**context('<form method="POST" action="/login">\n</form>', line=1, path=path), "language": "html"}
+    a = compose(f, ctx, None)
+    assert "{% csrf_token %} inside every" in a["remediation"] and "the view at" not in a["remediation"]
