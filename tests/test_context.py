@@ -398,6 +398,7 @@ def test_hashed_secret_is_redacted_wherever_it_is(tmp_path):
     ("postgres://admin:s3cr3tpass@db/shop", "[REDACTED]"),
     ("    MIIEvQIBADANBgkqhkiG9w0BAQEFAASC", "    [REDACTED]"),
     ("", ""),
+    ("---", "---"), ("  },", "  },"),          # structure beside a secret, no secret in it
 ])
 def test_blank(line, blanked):
     assert secrets.blank_value(line) == blanked

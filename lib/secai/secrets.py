@@ -347,8 +347,9 @@ def key_prefix(line: str) -> int | None:
 
 def blank_value(line: str) -> str:
     """A secret's own line with everything after its key replaced (`password: [REDACTED]`); a line
-    without a key becomes [REDACTED], its indentation kept."""
-    if not line.strip():
+    without a key becomes [REDACTED], its indentation kept; one without a letter or digit (a YAML
+    `---` next to the secret, a closing brace) holds no secret and stays."""
+    if not re.search(r"[A-Za-z0-9]", line):
         return line
     at = key_prefix(line)
     if at is not None:
