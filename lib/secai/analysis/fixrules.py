@@ -22,8 +22,8 @@ from pathlib import Path
 
 from secai.analysis import kb as knowledge
 from secai.analysis import pyfix
-from secai.analysis import yamlset
-from secai.analysis.languages import built_into_image, canonical as canonical_language
+from secai.analysis import fixgates, yamlset
+from secai.analysis.languages import canonical as canonical_language
 from secai.analysis.fixlines import (BRACES, Line, blank_comments, block_end, comment_lines, indent_step, inner_indent,
                                      key_indent, leading_space)
 from secai.analysis.iacedit import Unfixable
@@ -447,7 +447,7 @@ def rule_fix(finding: dict, context: dict | None, root: Path | None, rules=None)
                         key=lambda c: c[:2])
     file_text = _file_text(root, context["path"]) if candidates else None
     for _, _, rule in candidates:
-        if rule.data.get("unless_in_image") and built_into_image(root, context["path"]):
+        if fixgates.declines(rule.data, root, context["path"]):
             continue
         try:
             fix = rule.apply(context, file_text)

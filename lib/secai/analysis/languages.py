@@ -282,14 +282,32 @@ def _requirements_parse(code: str) -> bool:
 def can_check(language: str) -> bool:
     """True when `parses` can check code of this language on this install."""
     language = canonical(language)
-    return language in ("json", "toml", "requirements") or has_grammar(language) or language == "python"
+    return language in ("json", "toml", "requirements", "html") or has_grammar(language) or language == "python"
+
+
+# An HTML file cannot fail to parse (HTML5 defines a result for every input), so what an HTML file's
+# check can catch is its template tags: each {{ }}, {% %} or {# #} (Django, Jinja, Nunjucks, Swig;
+# Vue's and Angular's {{ }}) closed before the next one opens; a lone }} is JavaScript's, not a tag.
+_TAG_OPEN = re.compile(r"\{[{%#]")
+_TAG_CLOSE = {"{{": "}}", "{%": "%}", "{#": "#}"}
+
+
+def _template_tags_close(code: str) -> bool:
+    at = 0
+    while opened := _TAG_OPEN.search(code, at):
+        end = code.find(_TAG_CLOSE[opened.group()], opened.end())
+        if end < 0 or (opened.group() != "{#" and _TAG_OPEN.search(code, opened.end(), end)):
+            return False
+        at = end + 2
+    return True
 
 
 def parses(code: str, language: str) -> bool:
     """True when `code` is well-formed `language`: tree-sitter finds no ERROR or MISSING node
     (with Python also `ast`, with YAML also a safe load that takes any local tag, such as
     CloudFormation's `!Ref`, as plain data); json/toml with their standard
-    library parsers; requirements line by line (PEP 508 requirements and pip options). The code
+    library parsers; requirements line by line (PEP 508 requirements and pip options); html by its
+    template tags (_template_tags_close: HTML itself parses whatever it is given). The code
     may be indented (it is dedented first) or a fragment: a Java/JS/TS class member, a Kotlin/Go/JS
     function body. False for blank code, and for a language that cannot be checked (see can_check)."""
     language = canonical(language)
@@ -312,6 +330,8 @@ def parses(code: str, language: str) -> bool:
             return False
     if language == "requirements":
         return _requirements_parse(code)
+    if language == "html":
+        return _template_tags_close(code)
     if language == "python":
         try:
             ast.parse(code)

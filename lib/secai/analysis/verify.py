@@ -47,7 +47,7 @@ from pathlib import Path, PurePosixPath
 from secai.analysis import placement, platform, rescan
 from secai.analysis.rescan import MAX_COPY, TERRAFORM, VERIFIERS, Scanners, own_id, semgrep_rule_ids
 
-LANGUAGES = {"bandit": {"python"}, "semgrep": {"python", "javascript", "typescript", "dockerfile"},
+LANGUAGES = {"bandit": {"python"}, "semgrep": {"python", "javascript", "typescript", "dockerfile", "html"},
              "checkov": {"hcl", "dockerfile", "yaml", "json"}}
 SUPPRESSIONS = re.compile(r"#\s*nosec\b|nosemgrep|checkov:skip|bridgecrew:skip|kics-scan\s+ignore|tfsec:ignore"
                           r"|trivy:ignore|hadolint\s+ignore|#\s*noqa\b|NOSONAR", re.I)
