@@ -116,3 +116,12 @@ def test_django_csrf_advice_on_a_template_calls_it_no_view():
     ctx = {**context('<form method="POST" action="/login">\n</form>', line=1, path=path), "language": "html"}
     a = compose(f, ctx, None)
     assert "{% csrf_token %} inside every" in a["remediation"] and "the view at" not in a["remediation"]
+
+
+def test_a_rule_of_no_framework_gets_the_projects_variant(tmp_path):
+    (tmp_path / "manage.py").write_text("import django\n")
+    (tmp_path / "app").mkdir()
+    code = "def sql_lab(request):\n    name = request.POST.get('name')\n    q = \"SELECT * FROM t WHERE user='\" + name + \"'\"\n"
+    (tmp_path / "app" / "views.py").write_text(code)
+    a = compose(finding("B608", "bandit", ("CWE-89",)), context(code), tmp_path)
+    assert "Model.objects.raw(" in a["remediation"] and "project built on" not in a["summary"]

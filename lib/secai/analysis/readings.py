@@ -73,11 +73,13 @@ def frameworks_of(finding: dict, rule: dict | None, context: dict | None,
     shown, and the file's language. Names outside FRAMEWORKS and LANGUAGES (a rule's own
     technology words) are kept: they match no variant, so they cannot select another's. When the
     rule is written for a framework the file's project does not use (foreign_frameworks), the
-    rule's frameworks and languages give way to the project's (`project`: project_frameworks)."""
+    rule's frameworks and languages give way to the project's (`project`: project_frameworks); else
+    the project's come after the rule's and the code's own (a bandit finding in a Django project's
+    view gets the Django variant although the lines shown import nothing)."""
     names = _ruled(finding, rule)
     if foreign_frameworks(finding, rule, context, project):
         names = sorted(project or ())
-    names += _imported(context)
+    names += _imported(context) + sorted(project or ())
     path = (finding.get("location") or {}).get("path")
     language = (context or {}).get("language") or (detect_language(path) if path else None)
     if language and language != "text":
