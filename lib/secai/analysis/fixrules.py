@@ -396,7 +396,6 @@ def _check_rule(data, name: str, index: int, seen: dict) -> FixRule:
 
 
 @cache
-@cache
 def fix_rules(directory: Path | str = FIXES_DIR) -> tuple[FixRule, ...]:
     """The fix rules in `directory` (every *.yaml, in name order), validated and cached."""
     import yaml
