@@ -6,11 +6,12 @@ unprivileged process cannot bind, commented-out code)."""
 from __future__ import annotations
 
 import pytest
+from test_verify import SCANNERS, need
 
 from secai.analysis import fixrules
 from secai.analysis.context import code_context
 from secai.analysis.fixlines import blank_comments, comment_lines
-from secai.analysis.verify import place
+from secai.analysis.verify import VERIFIED, Candidate, place, verify
 
 SERVER = """\
 const express = require("express");
@@ -189,6 +190,46 @@ def test_healthchecks_accept_any_http_answer(tmp_path):
     text = "FROM debian:12\nRUN apt-get update && apt-get install -y curl\nEXPOSE 8080\nCMD [\"app\"]\n"
     out, _ = fixed(tmp_path, text, "CKV_DOCKER_2", "Dockerfile", 1, 4, "checkov")
     assert "CMD curl -sS -o /dev/null http://127.0.0.1:8080/ || exit 1\nCMD" in out
+
+
+REDIS_CHECK = "HEALTHCHECK --interval=30s --timeout=5s --retries=3 CMD redis-cli ping || exit 1\n"
+REDIS = "FROM redis:6-alpine\nCOPY data.redis /data.redis\nEXPOSE 6379\nCMD [ \"/bin/sh\", \"/start.sh\" ]\n"
+
+
+def test_a_redis_image_is_checked_with_its_own_redis_cli(tmp_path):
+    out, rule = fixed(tmp_path, REDIS, "CKV_DOCKER_2", "Dockerfile", 1, 4, "checkov")
+    assert (out, rule) == (REDIS.replace("CMD", REDIS_CHECK + "CMD"), "dockerfile-healthcheck-redis")
+    bare = "FROM redis:7 AS cache\nCOPY data /data\n"  # the image's own CMD runs redis-server
+    out, rule = fixed(tmp_path, bare, "CKV_DOCKER_2", "Dockerfile", 1, 2, "checkov")
+    assert (out, rule) == (bare + REDIS_CHECK, "dockerfile-healthcheck-redis-image-command")
+
+
+@pytest.mark.parametrize("text", [
+    'FROM redis:7\nCMD ["redis-server", "--port", "6380"]\n',
+    "FROM redis:7\nCOPY redis.conf /usr/local/etc/redis/redis.conf\n",
+    "FROM redis:7\nEXPOSE 6379 7000\n",
+    "FROM redis:7\nCMD redis-server --requirepass secret\n",
+    "FROM redis:7\nRUN apk add curl\nEXPOSE 6380\n",  # nor the HTTP check: Redis answers no HTTP request
+    "FROM redis:7\nHEALTHCHECK CMD redis-cli ping\n",
+    "FROM redis:7 AS data\nFROM alpine:3\nCMD [\"sh\"]\n",
+])
+def test_no_redis_check_that_would_ask_the_wrong_server(tmp_path, text):
+    assert fixed(tmp_path, text, "CKV_DOCKER_2", "Dockerfile", 1, text.count("\n"), "checkov") == (None, None)
+
+
+def test_checkov_confirms_the_redis_checks(tmp_path):
+    need("checkov")
+    candidates = []
+    for n, text in enumerate([REDIS, "FROM redis:7\nCOPY data /data\n"]):
+        (tmp_path / str(n)).mkdir()
+        (tmp_path / str(n) / "Dockerfile").write_text(text)
+        finding = {"id": f"f{n}", "tool": "checkov", "rule_id": "CKV_DOCKER_2", "cwe": [],
+                   "location": {"path": f"{n}/Dockerfile", "start_line": 1, "end_line": text.count("\n")}}
+        context = code_context(finding, tmp_path)
+        fix, _ = fixrules.rule_fix(finding, context, tmp_path)
+        candidates.append(Candidate("CKV_DOCKER_2", finding, context, fix))
+    verdicts = verify(candidates, tmp_path, SCANNERS)
+    assert {k: v.reason for k, v in verdicts.items()} == {c.key: VERIFIED for c in candidates}
 
 
 def test_no_guessed_base_image_version(tmp_path):

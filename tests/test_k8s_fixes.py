@@ -267,6 +267,58 @@ def test_a_network_policy_goes_into_its_pods_namespace_and_admits_their_one_port
     assert made(tmp_path, two, "CKV2_K8S_6")[2] is None  # a policy for one port would cut off the other
 
 
+# ---------------------------------------------------------------- probes: each container on its own port
+
+WEB = DEPLOYMENT.split("      - name: worker")[0]  # one container, one port
+PAIR = DEPLOYMENT.replace("        env:\n", "        ports:\n        - containerPort: 9000\n        env:\n")
+
+
+def probe(kind: str, port: int, indent: str = "        ", period: int = 10) -> str:
+    return (f"{indent}{kind}Probe:\n{indent}  tcpSocket:\n{indent}    port: {port}\n"
+            f"{indent}  periodSeconds: {period}\n")
+
+
+def test_a_lone_container_gets_a_probe_on_its_port_below_its_image(tmp_path):
+    _, context, fix, rule = made(tmp_path, WEB, "CKV_K8S_8")
+    assert rule == "k8s-liveness-probe"
+    assert fixed_file(tmp_path, WEB, context, fix) == WEB.replace(
+        "image: shop/web:1.2\n", "image: shop/web:1.2\n" + probe("liveness", 80))
+    assert "own port (80)" in fix["explanation"]
+
+
+def test_each_container_gets_a_probe_on_its_own_port(tmp_path):
+    _, context, fix, rule = made(tmp_path, PAIR, "CKV_K8S_9")
+    assert rule == "k8s-readiness-probe"
+    assert fixed_file(tmp_path, PAIR, context, fix) == PAIR.replace(
+        "image: shop/web:1.2\n", "image: shop/web:1.2\n" + probe("readiness", 80, period=5)).replace(
+        "image: shop/worker:1.2\n", "image: shop/worker:1.2\n" + probe("readiness", 9000, period=5))
+    assert "own port (80, 9000)" in fix["explanation"]
+    has_one = PAIR.replace("image: shop/web:1.2\n", "image: shop/web:1.2\n" + probe("liveness", 8081))
+    _, context, fix, _ = made(tmp_path, has_one, "CKV_K8S_8")  # the container that has one keeps it
+    assert fixed_file(tmp_path, has_one, context, fix) == has_one.replace(
+        "image: shop/worker:1.2\n", "image: shop/worker:1.2\n" + probe("liveness", 9000))
+    assert "own port (9000)" in fix["explanation"]
+
+
+@pytest.mark.parametrize("text", [
+    DEPLOYMENT,  # the worker has no port: what to probe there is not known
+    PAIR.replace("        - containerPort: 9000\n", "        - containerPort: 9000\n        - containerPort: 9001\n"),
+])
+def test_no_probe_for_a_container_without_its_one_port(tmp_path, text):
+    for rule_id in ("CKV_K8S_8", "CKV_K8S_9"):
+        assert made(tmp_path, text, rule_id)[2] is None
+
+
+def test_checkov_confirms_the_probes(tmp_path):
+    need("checkov")
+    candidates = []
+    for n, (text, rule_id) in enumerate([(WEB, "CKV_K8S_8"), (PAIR, "CKV_K8S_8"), (PAIR, "CKV_K8S_9")]):
+        finding, context, fix, _ = made(tmp_path, text, rule_id, name=f"p{n}.yaml")
+        candidates.append(Candidate(rule_id, finding, context, fix))
+    verdicts = verify(candidates, tmp_path, SCANNERS)
+    assert {k: v.reason for k, v in verdicts.items()} == {c.key: VERIFIED for c in candidates}
+
+
 # ---------------------------------------------------------------- checkov agrees
 
 def test_checkov_confirms_every_fix(tmp_path):

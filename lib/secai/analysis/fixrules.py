@@ -106,7 +106,7 @@ class FixRule:
         for raw in data["edits"]:
             op = dict(raw)
             for key in ("find", "sub", "delete", "within", "after", "before", "end_of", "unless", "each", "beside",
-                        "keep"):
+                        "keep", "item_find", "item_unless"):
                 if key in op:
                     op[key] = re.compile(op[key])
             for key in ("insert", "append"):
@@ -312,6 +312,13 @@ class FixRule:
         if op.get("unless") is not None:
             anchors = [(i, m) for i, m in anchors
                        if not any(op["unless"].search(ln.text) for ln in lines[i:block_end(lines, i, language) + 1])]
+        per = {}  # YAML: facts of each anchor's own item (secai.analysis.yamlset.item_facts)
+        if op.get("item_find") is not None or op.get("item_unless") is not None:
+            try:
+                per = yamlset.item_facts(lines, [i for i, _ in anchors], op.get("item_find"), op.get("item_unless"))
+            except Unfixable as exc:
+                raise _NoFix(f"insert: {exc}") from None
+            anchors = [(i, m) for i, m in anchors if i in per]
         if not anchors:
             raise _NoFix(f"insert: no anchor line matches {op[where].pattern!r}")
         pick = op.get("pick", "first")
@@ -330,7 +337,7 @@ class FixRule:
                     (end > i or lines[i].text.rstrip().endswith((":", "{", "[", "(", "\\"))):
                 # e.g. a workflow's `on:` shown as the context's last line: its block is below it
                 raise _NoFix("insert: the anchor's block may go on past the lines the context shows")
-            local = {**facts, **_all_groups(m), "indent": key_indent(lines[i].text, language),
+            local = {**facts, **_all_groups(m), **per.get(i, {}), "indent": key_indent(lines[i].text, language),
                      "inner": inner_indent(lines, i, end, language, unit)}
             texts = [s for t in op["insert"] for s in _expand(t, local).split("\n")]
             if where == "before":
@@ -347,6 +354,7 @@ class FixRule:
             lines = lines[:at] + new + lines[at:]
             if len(anchors) == 1:
                 facts.update(_groups(m))
+        facts.update(yamlset.joined([per[i] for i, _ in anchors if i in per]))
         return lines
 
 

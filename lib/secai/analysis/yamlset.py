@@ -19,6 +19,9 @@ one; an empty or null mapping gets its first key). At the last key the Change
 A value already as wanted is left alone; a comment after it is kept. What cannot be edited
 mechanically raises Unfixable: a flow mapping or a list on the path, a key holding a block where
 a value should go, a value that does not read as YAML.
+
+item_facts gives the fix rules' `insert` edits facts of each anchor's own item (a container's own
+containerPort, for a probe put below its `image:`).
 """
 
 from __future__ import annotations
@@ -152,6 +155,31 @@ def holder(lines: list[Line], i: int) -> tuple[int, int, int]:
             break
         last = j
     return first, last, col
+
+
+def item_facts(lines: list[Line], anchors: list[int], find: re.Pattern | None,
+               unless: re.Pattern | None) -> dict[int, dict]:
+    """{anchor: facts} of each anchor line's own item, the mapping it is a key of (a container, for
+    its `image:` line): the named groups of the one line there that matches `find` (the container's
+    own containerPort). An item with a line matching `unless` is left out (it has what the edit
+    adds); one where `find` matches no line or several raises Unfixable (its value is not known)."""
+    out = {}
+    for i in anchors:
+        first, last, _ = holder(lines, i)
+        texts = [lines[j].text for j in range(first, last + 1) if not neutral(lines[j].text, "yaml")]
+        if unless is not None and any(unless.search(t) for t in texts):
+            continue
+        found = [m for t in texts if (m := find.search(t))] if find is not None else [None]
+        if len(found) != 1:
+            raise Unfixable(f"{len(found)} lines of the item at line {i + 1} match {find.pattern!r}, not one")
+        out[i] = {k: v for k, v in found[0].groupdict().items() if v is not None} if found[0] else {}
+    return out
+
+
+def joined(facts: list[dict]) -> dict[str, str]:
+    """The facts of several items as one: each name's distinct values in item order, joined by ', '."""
+    names = dict.fromkeys(k for f in facts for k in f)
+    return {k: ", ".join(dict.fromkeys(f[k] for f in facts if k in f)) for k in names}
 
 
 def _edit(lines: list[Line], target: tuple[int, int, int], path: tuple[str, ...], change: Change,
