@@ -232,6 +232,90 @@ def test_checkov_confirms_the_redis_checks(tmp_path):
     assert {k: v.reason for k, v in verdicts.items()} == {c.key: VERIFIED for c in candidates}
 
 
+ALPINE_USER = "RUN addgroup -S -g 10001 app && adduser -S -D -H -u 10001 -G app app\nUSER 10001:10001\n"
+DEBIAN_USER = ("RUN groupadd --gid 10001 app && useradd --uid 10001 --gid app --no-create-home "
+               "--shell /usr/sbin/nologin app\nUSER 10001:10001\n")
+
+
+@pytest.mark.parametrize("text, user", [
+    ('FROM alpine:latest\nRUN apk add --no-cache htop\nCMD ["ps", "auxx"]\n', ALPINE_USER),
+    ('FROM ubuntu:22.04\nRUN apt-get update\nCMD ["tail", "-f", "/dev/null"]\n', DEBIAN_USER),
+    ('FROM debian:12\nCMD sh -c "sleep infinity"\n', DEBIAN_USER),
+    ('FROM python:3.12-alpine\nCOPY . /app\nCMD ["/bin/sh", "-c", "sleep 3600"]\n', ALPINE_USER),
+    ('FROM example/tools-alpine\nENTRYPOINT ["cat", "/etc/os-release"]\n', ALPINE_USER),  # its own ENTRYPOINT
+])
+def test_a_command_that_writes_nothing_needs_no_workdir_for_its_user(tmp_path, text, user):
+    """tail -f /dev/null, sleep, ps, cat, ... write no file: the created user is given no directory."""
+    n = text.count("\n")
+    for rule_id, tool, start in ((MISSING_USER, "semgrep", n), ("CKV_DOCKER_3", "checkov", 1)):
+        out, rule = fixed(tmp_path, text, rule_id, "Dockerfile", start, n, tool)
+        assert out == text.replace("\nCMD", "\n" + user + "CMD").replace("\nENTRYPOINT", "\n" + user + "ENTRYPOINT")
+        assert rule.endswith("-idle")
+
+
+@pytest.mark.parametrize("text", [
+    'FROM alpine:3\nCMD ["python", "/app.py"]\n',                # an application: where it writes is unknown
+    "FROM alpine:3\nCMD echo ready > /tmp/state\n",              # the shell writes a file
+    'FROM alpine:3\nCMD ["sh", "-c", "sleep 1; ./run"]\n',       # not exactly an idle command
+    'FROM alpine:3\nENTRYPOINT ["/start.sh"]\nCMD ["sleep", "infinity"]\n',
+    'FROM example/tools-alpine\nCMD ["sleep", "infinity"]\n',    # the image's own ENTRYPOINT runs first
+    'FROM debian:12\nEXPOSE 80\nCMD ["sleep", "infinity"]\n',    # only a port below 1024
+    'FROM debian:12\nVOLUME /data\nCMD ["sleep", "infinity"]\n',
+    'FROM debian:12\nUSER 1000\nCMD ["sleep", "infinity"]\n',
+    'FROM registry:2\nCMD ["sleep", "infinity"]\n',              # no known way to create the user
+])
+def test_no_user_without_workdir_unless_the_command_writes_nothing(tmp_path, text):
+    n = text.count("\n")
+    assert fixed(tmp_path, text, "CKV_DOCKER_3", "Dockerfile", 1, n, "checkov") == (None, None)
+
+
+NGINX_CHECK = "HEALTHCHECK --interval=30s --timeout=5s --retries=3 CMD wget -q --spider http://127.0.0.1/ || exit 1\n"
+NGINX_SITE = ("FROM alpine AS build\nWORKDIR /build\nCOPY home .\nRUN hugo\n\nFROM nginx:alpine-slim\n"
+              "COPY --from=build /build/public /usr/share/nginx/html\n")
+NGINX_CMD = 'FROM nginx:1.27-alpine\nCOPY site /usr/share/nginx/html\nEXPOSE 80\nCMD ["nginx", "-g", "daemon off;"]\n'
+
+
+def test_an_alpine_nginx_with_its_default_configuration_is_checked_with_busybox_wget(tmp_path):
+    out, rule = fixed(tmp_path, NGINX_SITE, "CKV_DOCKER_2", "Dockerfile", 1, 7, "checkov")
+    assert (out, rule) == (NGINX_SITE + NGINX_CHECK, "dockerfile-healthcheck-nginx-alpine-image-command")
+    out, rule = fixed(tmp_path, NGINX_CMD, "CKV_DOCKER_2", "Dockerfile", 1, 4, "checkov")
+    assert (out, rule) == (NGINX_CMD.replace("CMD [", NGINX_CHECK + "CMD ["), "dockerfile-healthcheck-nginx-alpine")
+    docs = 'FROM python:3.12 AS docs\nRUN mkdocs build\nFROM nginx:alpine\nCMD ["nginx", "-g", "daemon off;"]\n'
+    out, rule = fixed(tmp_path, docs, "CKV_DOCKER_2", "Dockerfile", 1, 4, "checkov")  # not python's check
+    assert (out, rule) == (docs.replace("CMD [", NGINX_CHECK + "CMD ["), "dockerfile-healthcheck-nginx-alpine")
+
+
+@pytest.mark.parametrize("text", [
+    "FROM nginx:alpine\nCOPY default.conf /etc/nginx/conf.d/default.conf\n",
+    "FROM nginx:alpine\nCOPY site.conf /tmp/\n",
+    "FROM nginx:1.27\nCOPY site /usr/share/nginx/html\n",        # Debian: which client it has varies
+    "FROM nginx:alpine\nEXPOSE 8080\n",
+    "FROM nginx:alpine\nEXPOSE 80 443\n",
+    "FROM nginx:alpine\nRUN rm -rf /usr/share/nginx/html/*\n",   # the shipped index.html is gone
+    'FROM nginx:alpine\nCMD ["/start.sh"]\n',                    # a script may configure it otherwise
+    "FROM nginx:alpine\nHEALTHCHECK CMD wget -q -O- http://127.0.0.1/\n",
+])
+def test_no_nginx_check_where_the_configuration_is_not_the_default(tmp_path, text):
+    assert fixed(tmp_path, text, "CKV_DOCKER_2", "Dockerfile", 1, text.count("\n"), "checkov") == (None, None)
+
+
+def test_checkov_confirms_the_user_and_nginx_fixes(tmp_path):
+    need("checkov")
+    candidates = []
+    for n, (rule_id, text) in enumerate([("CKV_DOCKER_3", 'FROM alpine:3\nCMD ["ps", "auxx"]\n'),
+                                         ("CKV_DOCKER_3", 'FROM debian:12\nCMD tail -f /dev/null\n'),
+                                         ("CKV_DOCKER_2", NGINX_SITE), ("CKV_DOCKER_2", NGINX_CMD)]):
+        (tmp_path / str(n)).mkdir()
+        (tmp_path / str(n) / "Dockerfile").write_text(text)
+        finding = {"id": f"f{n}", "tool": "checkov", "rule_id": rule_id, "cwe": [],
+                   "location": {"path": f"{n}/Dockerfile", "start_line": 1, "end_line": text.count("\n")}}
+        context = code_context(finding, tmp_path)
+        fix, _ = fixrules.rule_fix(finding, context, tmp_path)
+        candidates.append(Candidate(rule_id, finding, context, fix))
+    verdicts = verify(candidates, tmp_path, SCANNERS)
+    assert {k: v.reason for k, v in verdicts.items()} == {c.key: VERIFIED for c in candidates}
+
+
 def test_no_guessed_base_image_version(tmp_path):
     text = "FROM python:latest\nCMD [\"python\"]\n"
     assert fixed(tmp_path, text, "CKV_DOCKER_7", "Dockerfile", 1, 2, "checkov") == (None, None)
