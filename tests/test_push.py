@@ -351,11 +351,22 @@ def test_a_model_that_records_a_local_path_is_refused(tmp_path, lora_stub, name)
     model = make_model(tmp_path / "m")
     path = model / name
     record = orjson.loads(path.read_bytes()) if path.is_file() else {"schema": "eval/1", "loss": {"adapter": 1.0}}
-    record["data"] = ["fine", {"deep": "/Users/dev/secai/build/datasets/analysis"}]
+    record["data"] = ["fine", {"deep": "/srv/ml/secai/build/datasets/analysis"}]
     path.write_bytes(orjson.dumps(record))
     code, report, err = push(tmp_path, "model", str(model), "--repo", "octo/m", "--dry-run")
     assert code == 1 and report is None and len(err.strip().splitlines()) == 1
-    assert f"{name} records the local path '/Users/dev/secai/build/datasets/analysis'" in err
+    assert f"{name} records the local path '/srv/ml/secai/build/datasets/analysis'" in err
+    assert not (tmp_path / "build" / "push").exists()
+
+
+def test_a_model_that_names_a_home_folder_is_refused(tmp_path, lora_stub):
+    """A user's home folder in a published file is personal data (secai.personal): refused too."""
+    model = make_model(tmp_path / "m")
+    record = orjson.loads((model / "metadata.json").read_bytes())
+    record["data"] = "/Users/dev/secai/build/datasets/analysis"
+    (model / "metadata.json").write_bytes(orjson.dumps(record))
+    code, report, err = push(tmp_path, "model", str(model), "--repo", "octo/m", "--dry-run")
+    assert code == 1 and report is None and "home-directory" in err and "/Users/dev" not in err.split(":", 3)[-1]
     assert not (tmp_path / "build" / "push").exists()
 
 

@@ -105,9 +105,11 @@ def test_kb_fixes_most_shipped_findings_and_every_fix_fits_its_file(analyses, ca
     scanned = [r for r in analyses if r["finding"]["tool"] in ("bandit", "checkov", "semgrep") and "code_context" in r]
     share = len(candidates) / len(scanned)
     print(f"kb fixes for {len(candidates)}/{len(scanned)} shipped findings ({share:.0%})")
-    # 46/59: the demo's privileged container gets no fix for the six settings it cannot use
-    # (lib/secai/analysis/kb/fixes/40_kubernetes.yaml, tests/test_platform.py)
-    assert share >= 0.75
+    # 44/59: the demo's privileged container gets no fix for the six settings it cannot use
+    # (lib/secai/analysis/kb/fixes/40_kubernetes.yaml, tests/test_platform.py); B104's loopback bind
+    # would cut app.py, which the Dockerfile builds into the image, off its published port; the
+    # Dockerfile's base image gets no version pin nothing in the file states (CKV_DOCKER_7)
+    assert share >= 44 / 59
     rules = {(c.finding["tool"], c.finding["rule_id"]) for c in candidates}
     assert {("bandit", "B602"), ("bandit", "B307"), ("bandit", "B105"), ("checkov", "CKV_AWS_20"),
             ("checkov", "CKV_DOCKER_3"), ("checkov", "CKV_GHA_2"), ("checkov", "CKV_K8S_16"),
