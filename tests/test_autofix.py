@@ -74,7 +74,7 @@ def test_a_distrusted_autofix_is_never_asked_for(tmp_path, monkeypatch):
     rule = {**TIMEOUT_RULE, "id": "missing-user"}
     assert not has_autofix(rule) and "missing-user" in autofix.DISTRUSTED
     finding, context, src, rules = setup(tmp_path, rule, 5)
-    monkeypatch.setattr(autofix, "_scan", lambda *a: pytest.fail("semgrep ran"))
+    monkeypatch.setattr(autofix, "run_scanner", lambda *a: pytest.fail("semgrep ran"))
     assert autofixes([(finding, context)], src, Path(__file__), rules) == [None]
 
 
@@ -82,7 +82,7 @@ def test_hunks_are_cached(tmp_path, monkeypatch):
     finding, context, src, rules = setup(tmp_path, TIMEOUT_RULE, 5)
     cache, exe = Cache(tmp_path / "cache"), semgrep()
     first = autofix_hunks([Request("k", finding, TIMEOUT_RULE)], src, exe, cache)
-    monkeypatch.setattr(autofix, "_scan", lambda *a: pytest.fail("semgrep ran again"))
+    monkeypatch.setattr(autofix, "run_scanner", lambda *a: pytest.fail("semgrep ran again"))
     assert autofix_hunks([Request("k", finding, TIMEOUT_RULE)], src, exe, cache) == first
     assert first["k"]["fixed"] == ["    first = requests.get(url, timeout=10)"]
 

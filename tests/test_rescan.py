@@ -60,13 +60,13 @@ def candidate(key: str, tool: str, rule_id: str, path: str, language: str, sourc
 def counting_runs(monkeypatch) -> list[list[str]]:
     """Every scanner command verify starts, in order (each still runs)."""
     started: list[list[str]] = []
-    real = rescan._run
+    real = rescan.run_scanner
 
     def run(argv, cwd, timeout):
         started.append(argv)
         return real(argv, cwd, timeout)
 
-    monkeypatch.setattr(rescan, "_run", run)
+    monkeypatch.setattr(rescan, "run_scanner", run)
     return started
 
 

@@ -30,19 +30,17 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import signal
-import subprocess
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 import yaml
 
+from secai.analysis.rescan import run_scanner
 from secai.cache import Cache, key
 
 TIMEOUT = 120.0              # seconds for one semgrep run
 MAX_FILE = 2 * 1024 * 1024   # bytes: a bigger file is not copied
-QUIET_ENV = {"SEMGREP_ENABLE_VERSION_CHECK": "0", "SEMGREP_SEND_METRICS": "off"}
 # a rule's own id -> why its autofix is not a fix (the fix rules of kb/fixes may still make one)
 DISTRUSTED = {
     "missing-user": "inserts USER non-root, a user that no image has: the container would not start",
@@ -136,22 +134,6 @@ def autofix_hunks(requests: list[Request], root: Path, semgrep: Path, cache: Cac
     return out
 
 
-def _scan(argv: list[str], cwd: Path, timeout: float) -> tuple[int, str]:
-    """Run semgrep (no shell) in its own process group, quiet and offline; the group is killed on
-    timeout (RuntimeError)."""
-    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME", "VIRTUAL_ENV")}
-    env.update(QUIET_ENV)
-    proc = subprocess.Popen(argv, cwd=cwd, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                            stderr=subprocess.DEVNULL, text=True, start_new_session=True)
-    try:
-        out, _ = proc.communicate(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.communicate()
-        raise RuntimeError(f"timed out after {timeout:g} s") from None
-    return proc.returncode, out
-
-
 def _run(rule_text: str, items: list, semgrep: Path, timeout: float) -> dict[str, dict]:
     """One semgrep run of one rule over copies of the items' files; their hunks by request key."""
     with tempfile.TemporaryDirectory(prefix="secai-autofix-") as tmp:
@@ -167,7 +149,7 @@ def _run(rule_text: str, items: list, semgrep: Path, timeout: float) -> dict[str
         argv = [str(semgrep), "scan", "--config", "rule.yaml", "--autofix", "--dryrun", "--json", "--metrics", "off",
                 "--quiet", "--disable-version-check", "--no-git-ignore", "--disable-nosem", *sorted(set(copies.values()))]
         try:
-            code, stdout = _scan(argv, work, timeout)
+            code, stdout, _ = run_scanner(argv, work, timeout)
             report = json.loads(stdout) if code in (0, 1) else None
         except (RuntimeError, OSError, ValueError):
             report = None

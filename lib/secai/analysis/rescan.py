@@ -112,8 +112,9 @@ def _env() -> dict:
     return env
 
 
-def _run(argv: list[str], cwd: Path, timeout: float) -> tuple[int, str, str]:
-    """Run a scanner (no shell) in its own process group; the whole group is killed on timeout."""
+def run_scanner(argv: list[str], cwd: Path, timeout: float) -> tuple[int, str, str]:
+    """Run a scanner (no shell), quiet and offline (QUIET_ENV), in its own process group; the whole
+    group is killed on timeout (RuntimeError). (code, stdout, stderr)."""
     proc = subprocess.Popen(argv, cwd=cwd, env=_env(), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True, start_new_session=True)
     try:
@@ -147,13 +148,13 @@ def _rel(path: str) -> str:
 
 def bandit_tests(scanners: Scanners, cwd: Path) -> set[str]:
     """The test ids this Bandit knows (B101, ...), from its --help; empty when it lists none."""
-    code, out, err = _run([scanners.paths["bandit"], "--help"], cwd, scanners.timeout)
+    code, out, err = run_scanner([scanners.paths["bandit"], "--help"], cwd, scanners.timeout)
     return set(re.findall(r"^\s+(B\d{3})\s", out, re.M))
 
 
 def bandit(folder: Path, scanners: Scanners) -> Scan:
     """Every Bandit test over the folder."""
-    code, out, err = _run([scanners.paths["bandit"], "-q", "-f", "json", "--exit-zero", "--ignore-nosec", "-r", "."],
+    code, out, err = run_scanner([scanners.paths["bandit"], "-q", "-f", "json", "--exit-zero", "--ignore-nosec", "-r", "."],
                           folder, scanners.timeout)
     report = _json_out(out)
     broken = {_rel(e.get("filename", "")) for e in report.get("errors", [])}
@@ -170,7 +171,7 @@ def checkov(folder: Path, scanners: Scanners, frameworks: set[str] | None) -> Sc
     if frameworks:  # a Terraform directory may hold .tf and .tf.json files alike
         terraform = {"terraform", "terraform_json"} if frameworks & {"terraform", "terraform_json"} else set()
         argv += ["--framework", ",".join(sorted(frameworks | terraform))]
-    code, out, err = _run(argv, folder, scanners.timeout)
+    code, out, err = run_scanner(argv, folder, scanners.timeout)
     if code != 0:
         raise RuntimeError(f"exit {code}: {_last_line(err or out)}")
     report = _json_out(out)
@@ -228,7 +229,7 @@ def semgrep(folder: Path, scanners: Scanners) -> Scan:
             "--quiet", "--disable-version-check"]
     for c in configs:
         argv += ["--config", c]
-    code, out, err = _run(argv + ["."], folder, scanners.timeout)
+    code, out, err = run_scanner(argv + ["."], folder, scanners.timeout)
     if code not in (0, 1):
         raise RuntimeError(f"exit {code}: {_last_line(err or out)}")
     report = _json_out(out)
