@@ -20,7 +20,7 @@ from conftest import ROOT
 from secai.dataset import quality
 
 REALSCANS = ROOT.parent / "shared" / "realscans"
-FIX_FLOOR = {"pygoat": 0.35, "nodegoat": 0.50, "kubernetes-goat": 0.48}  # proposed fixes, as measured (issue 14)
+FIX_FLOOR = {"pygoat": 0.35, "nodegoat": 0.50, "kubernetes-goat": 0.50}  # proposed fixes, as measured (issue 14)
 
 pytestmark = pytest.mark.skipif(not (REALSCANS / "README.md").is_file(), reason=f"{REALSCANS} is absent")
 
