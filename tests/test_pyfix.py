@@ -255,3 +255,119 @@ def test_the_listen_address_stays_all_interfaces_in_code_built_into_an_image(tmp
     (tmp_path / "Dockerfile").write_text('FROM python:3.12-slim\nWORKDIR /app\nCOPY . .\nCMD ["python", "app.py"]\n')
     assert fix(tmp_path, code, "B104", 4, tool="bandit") is None
     assert built_into_image(tmp_path, "app.py") and not built_into_image(tmp_path / "elsewhere", "app.py")
+
+
+HASH = "B324"
+
+
+def test_a_weak_hash_named_for_a_cache_or_looked_up_as_a_key_is_declared_not_for_security(tmp_path):
+    code, rule, explanation = fix(tmp_path, '''
+        import hashlib
+
+        def cache_key(url):
+            return hashlib.md5(
+                url.encode()).hexdigest()
+        ''', HASH, 4, 5, tool="bandit")
+    assert rule == "python-weak-hash-not-for-security" and "Python 3.9" in explanation and "cache_key" in explanation
+    assert code == "    return hashlib.md5(\n        url.encode(), usedforsecurity=False).hexdigest()"
+    code, _, explanation = fix(tmp_path, '''
+        from hashlib import sha1
+        seen = {}
+
+        def add(blob):
+            h = sha1(blob).hexdigest()
+            if h in seen:
+                return
+            seen[h] = blob
+        ''', HASH, 5, tool="bandit")
+    assert code == "    h = sha1(blob, usedforsecurity=False).hexdigest()" and "looked up in a dict" in explanation
+    code, _, _ = fix(tmp_path, "import hashlib\netag = hashlib.new('md5')\n", HASH, 2, tool="bandit")
+    assert code == "etag = hashlib.new('md5', usedforsecurity=False)"
+    code, _, _ = fix(tmp_path, "import hashlib\n\ndef file_checksum(f):\n    h = hashlib.md5()\n", HASH, 4,
+                     tool="bandit")
+    assert code == "    h = hashlib.md5(usedforsecurity=False)"
+
+
+@pytest.mark.parametrize("code", [
+    "import hashlib\n\ndef store(user, password):\n    user.pw = hashlib.md5(password.encode()).hexdigest()\n",
+    "import hashlib\n\ndef make_reset_token(user):\n    return hashlib.sha1(user.email.encode()).hexdigest()\n",
+    "import hashlib\n\ndef cache_entry(secret):\n    return hashlib.md5(secret).hexdigest()\n",     # a cache of a secret
+    "import hashlib\nsession_key = hashlib.md5(os.urandom(16)).hexdigest()\n",
+    "import hashlib\n\ndef f(blob):\n    return hashlib.md5(blob).hexdigest()\n",              # purpose unknown
+    "import hashlib\ncache = hashlib.md5(b, usedforsecurity=True)\n",                         # the code decided
+    "import hashlib\ncache = hashlib.sha256(b)\n",                                            # not a weak hash
+], ids=["password", "reset-token", "secret-input", "session-key", "unknown", "flag-given", "sha256"])
+def test_a_weak_hash_for_a_security_use_or_an_unknown_one_gets_no_flag(tmp_path, code):
+    line = next(i for i, t in enumerate(code.split("\n"), 1) if "hashlib." in t and "import" not in t)
+    assert fix(tmp_path, code, HASH, line, tool="bandit") is None
+
+
+TEMP = "B108"
+
+
+def test_a_scratch_file_at_a_fixed_temp_path_becomes_a_private_temporary_file(tmp_path):
+    code, rule, explanation = fix(tmp_path, '''
+        import csv
+
+        def report(rows):
+            path = "/tmp/report.csv"
+            with open(path, "w", newline="") as f:
+                csv.writer(f).writerows(rows)
+            with open(path) as f:  # read back
+                return f.read()
+        ''', TEMP, 4, tool="bandit")
+    assert rule == "python-temp-path-to-mkstemp" and "0600" in explanation
+    assert code == ('    import os\n    import tempfile\n    fd, path = tempfile.mkstemp(suffix=".csv")\n    os.close(fd)\n'
+                    '    try:\n        with open(path, "w", newline="") as f:\n            csv.writer(f).writerows(rows)\n'
+                    '        with open(path) as f:  # read back\n            return f.read()\n'
+                    '    finally:\n        os.remove(path)')
+    code, rule, _ = fix(tmp_path, '''
+        import tempfile
+
+        def roundtrip(data):
+            with open('/var/tmp/scratch', 'w+', encoding='utf-8') as f:
+                f.write(data)
+                f.seek(0)
+                return f.read()
+        ''', TEMP, 4, tool="bandit")
+    assert rule == "python-temp-path-to-temporary-file"
+    assert code == ("    with tempfile.TemporaryFile('w+', encoding='utf-8') as f:\n        f.write(data)\n        f.seek(0)\n"
+                    "        return f.read()")  # the file imports tempfile already
+
+
+@pytest.mark.parametrize("code", [
+    'import subprocess\n\ndef run(d):\n    p = "/tmp/in.txt"\n    with open(p, "w") as f:\n        f.write(d)\n'
+    '    subprocess.run(["wc", p])\n',                                                   # another process reads it
+    'def save(d):\n    p = "/tmp/out.txt"\n    with open(p, "w") as f:\n        f.write(d)\n    return p\n',  # returned
+    'def load():\n    p = "/tmp/state.json"\n    with open(p) as f:\n        return f.read()\n',     # someone else wrote it
+    'def log(m):\n    with open("/tmp/app.log", "a") as f:\n        f.write(m)\n',                 # read by its name
+    'LOG = "/tmp/app.log"\n\ndef log(m):\n    with open(LOG, "a+") as f:\n        f.write(m)\n',      # module level
+    'def a(d):\n    p = "/tmp/x.txt"\n    with open(p, "w") as f:\n        f.write(d)\n\n'
+    'def b():\n    return open("/tmp/x.txt").read()\n',                                       # appears twice
+    'def a(d):\n    global p\n    p = "/tmp/x.txt"\n    with open(p, "w") as f:\n        f.write(d)\n',  # global
+    'def a(d):\n    with open("/tmp/x", "w+") as f:\n        f.write(d)\n    os.chmod("/tmp/x", 0o600)\n',
+], ids=["subprocess", "returned", "read-only", "append-by-name", "module-level", "twice", "global", "named-again"])
+def test_a_temp_path_something_else_names_gets_no_fix(tmp_path, code):
+    line = next(i for i, t in enumerate(code.split("\n"), 1) if "/tmp/" in t)
+    assert fix(tmp_path, code, TEMP, line, tool="bandit") is None
+
+
+def test_bandit_confirms_the_weak_hash_and_temp_file_rewrites(tmp_path):
+    scanners = Scanners.find()
+    if "bandit" not in scanners.paths:
+        pytest.skip("bandit not installed (run `make scanners`)")
+    cases = {
+        "B324": ("import hashlib\n\n\ndef etag(body):\n    return hashlib.md5(body).hexdigest()\n", 5),
+        "B108": ("def roundtrip(rows):\n    path = '/tmp/rows.txt'\n    with open(path, 'w') as f:\n"
+                 "        f.write(rows)\n    with open(path) as f:\n        return f.read()\n", 2),
+    }
+    for rule_id, (text, line) in cases.items():
+        root = tmp_path / rule_id
+        root.mkdir()
+        (root / "app.py").write_text(text)
+        context = {"path": "app.py", "language": "python", "start_line": 1, "end_line": text.count("\n"),
+                   "code": text.rstrip("\n"), "finding_lines": [line, line]}
+        finding = {"id": rule_id, "tool": "bandit", "rule_id": rule_id, "cwe": []}
+        made, _ = fixrules.rule_fix(finding, context, root)
+        c = Candidate(rule_id, finding, context, made)
+        assert verify([c], root, scanners)[c.key].reason == VERIFIED, (c.key, c.fix["code"])

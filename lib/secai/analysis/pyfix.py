@@ -23,8 +23,10 @@ from functools import lru_cache
 from typing import Callable
 
 from secai.analysis.fixlines import Line
-from secai.analysis.pysource import Edit, NoRewrite, Source, after_arguments, literal, plain_arguments
+from secai.analysis.pysource import Edit, NoRewrite, Source, after_arguments, block_unit, literal, plain_arguments
+from secai.analysis.pyhash import hash_not_for_security
 from secai.analysis.pysql import sql_parameters
+from secai.analysis.pytemp import temp_file_handle, temp_file_name
 
 @dataclass(frozen=True)
 class Rewritten:
@@ -219,24 +221,12 @@ def open_with(src: Source, first: int, last: int, options: dict) -> tuple[list[E
             raise NoRewrite(f"{name} is used after those statements or leaves them")
         if any(isinstance(n, (ast.Constant, ast.JoinedStr)) and n.end_lineno > n.lineno for st in run for n in ast.walk(st)):
             raise NoRewrite("a string spans lines: indenting it would change it")
-        unit = _unit(src, node)
+        unit = block_unit(src, node)
         edits = [src.replace(node, f"with {src.segment(node.value)} as {name}:")]
         edits += [src.insert_at((n, 0), unit) for n in range(run[0].lineno, run[-1].end_lineno + 1)
                   if src.lines[n - 1].strip()]
         return edits, {"file": name}
     raise NoRewrite("no `name = open(...)` on the finding's lines")
-
-
-def _unit(src: Source, node: ast.stmt) -> str:
-    """One level of indentation as this code writes it: a block's own step past its header."""
-    parent = src.parents.get(node)
-    headers = [parent] if isinstance(parent, ast.stmt) else \
-        [n for n in ast.walk(src.tree) if isinstance(n, ast.stmt) and isinstance(getattr(n, "body", None), list)]
-    for header in headers:
-        inner, outer = src.indent(header.body[0].lineno), src.indent(header.lineno)
-        if header.body[0].lineno > header.lineno and inner.startswith(outer) and len(inner) > len(outer):
-            return inner[len(outer):]
-    return "    "
 
 
 def _only_used(src: Source, name: ast.Name) -> bool:
@@ -290,6 +280,9 @@ REWRITES = {
     "sql-parameters": Rewrite(sql_parameters, ("query", "values")),
     "open-with": Rewrite(open_with, ("file",)),
     "dict-duplicate-keys": Rewrite(dict_duplicate_keys, ("keys",)),
+    "hash-not-for-security": Rewrite(hash_not_for_security, ("call", "use")),
+    "temp-file-handle": Rewrite(temp_file_handle, ()),
+    "temp-file-name": Rewrite(temp_file_name, ("name",)),
 }
 
 

@@ -99,6 +99,18 @@ class Source:
         return text[:len(text) - len(text.lstrip())]
 
 
+def block_unit(src: Source, node: ast.stmt) -> str:
+    """One level of indentation as this code writes it: a block's own step past its header."""
+    parent = src.parents.get(node)
+    headers = [parent] if isinstance(parent, ast.stmt) else \
+        [n for n in ast.walk(src.tree) if isinstance(n, ast.stmt) and isinstance(getattr(n, "body", None), list)]
+    for header in headers:
+        inner, outer = src.indent(header.body[0].lineno), src.indent(header.lineno)
+        if header.body[0].lineno > header.lineno and inner.startswith(outer) and len(inner) > len(outer):
+            return inner[len(outer):]
+    return "    "
+
+
 def after_arguments(src: Source, call: ast.Call, text: str) -> Edit:
     """Insert `text` (', name=value') after a call's last argument."""
     args = [*call.args, *call.keywords]
