@@ -188,3 +188,19 @@ def test_a_secret_set_by_dockerfile_env_is_explained_as_part_of_the_image():
 def test_javascript_rules_say_what_they_match(rule, said):
     f = finding("semgrep", f"semgrep-rules.{rule}", "server.js", 7)
     assert said in compose(f, context("server.js", "const app = express();", "javascript"), None)["summary"]
+
+
+SECRET_MANIFEST = ("apiVersion: v1\nkind: Secret\nmetadata:\n  name: vaultapikey\n  namespace: big-monolith\n"
+                   "type: Opaque\ndata:\n  k8svaultapikey: [REDACTED]")
+
+
+def test_a_secret_in_a_kubernetes_manifest_gets_kubernetes_advice_not_a_run_time_lookup():
+    f = finding("checkov", "CKV_SECRET_6", "deploy/secrets.yaml", 8, 8, category="secret",
+                title="Base64 High Entropy String", severity=None)
+    analysis = compose(f, context("deploy/secrets.yaml", SECRET_MANIFEST, "yaml", 8, 8), None)
+    assert "out of the manifest" in analysis["remediation"] and "secretKeyRef" in analysis["remediation"]
+    assert "base64 is an encoding" in analysis["remediation"] and "run-time lookup" not in analysis["remediation"]
+    # the same rule in application code keeps the language-neutral advice
+    code = compose(f | {"location": {"path": "app/settings.py", "start_line": 1, "end_line": 1}},
+                   context("app/settings.py", "API_KEY = [REDACTED]", "python", 1, 1), None)
+    assert "run-time lookup" in code["remediation"] and "manifest" not in code["remediation"]

@@ -27,7 +27,8 @@ from secai.secrets import REDACTED
 # Frameworks whose APIs advice may name, in the words rule metadata (semgrep `technology`), semgrep
 # rule ids (semgrep-rules.python.django.security...) and kb `remediation_by` keys use.
 FRAMEWORKS = frozenset({"django", "flask", "fastapi", "pyramid", "tornado", "express", "koa", "nestjs", "react",
-                        "angular", "vue", "browser", "spring", "ktor", "rails", "laravel", "symfony", "gin", "echo"})
+                        "angular", "vue", "browser", "spring", "ktor", "rails", "laravel", "symfony", "gin", "echo",
+                        "kubernetes"})
 LANGUAGES = frozenset({"python", "javascript", "typescript", "java", "kotlin", "go", "ruby", "php", "csharp",
                        "scala", "rust", "c", "cpp", "swift", "hcl", "yaml", "dockerfile", "shell"})
 # An import in the lines shown that names the framework the code uses
@@ -36,7 +37,9 @@ _IMPORTS = ((re.compile(r"^\s*(from|import)\s+django\b", re.M), "django"),
             (re.compile(r"^\s*(from|import)\s+fastapi\b", re.M), "fastapi"),
             (re.compile(r"require\(\s*['\"]express['\"]\s*\)|from\s+['\"]express['\"]"), "express"),
             (re.compile(r"^\s*import\s+org\.springframework\b", re.M), "spring"),
-            (re.compile(r"^\s*import\s+io\.ktor\b", re.M), "ktor"))
+            (re.compile(r"^\s*import\s+io\.ktor\b", re.M), "ktor"),
+            # a Kubernetes object: its apiVersion and kind at the top level of a YAML document
+            (re.compile(r"\A(?=[\s\S]*^apiVersion:[ \t]*\S)(?=[\s\S]*^kind:[ \t]*[A-Z]\w*[ \t]*$)", re.M), "kubernetes"))
 
 
 def _ruled(finding: dict, rule: dict | None) -> list[str]:
