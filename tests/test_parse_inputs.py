@@ -133,6 +133,14 @@ def test_artifact_zip_members_are_read(tmp_path):
     assert len(records) == 6 and records[0]["source"]["file"] == "artifact.zip!reports/codeql.sarif"
 
 
+@pytest.mark.parametrize("stdin", [b"", b"  \n\n "])
+def test_empty_stdin_is_no_report_like_in_every_filter(stdin):
+    """`secai-parse < /dev/null` writes nothing and exits 0, as analyze, narrate and sarif do on empty
+    input; an empty file named as a report is still an error (BAD above)."""
+    code, records, err = run_command(Parse, [], stdin=stdin)
+    assert (code, records) == (0, []) and "error" not in err
+
+
 def test_stdin_and_utf16_bom():
     code, records, _ = run_command(Parse, ["-q"], stdin=GOOD.decode().encode("utf-16"))
     assert code == 0 and len(records) == 6 and records[0]["source"]["file"] == "-"

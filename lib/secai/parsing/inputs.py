@@ -132,6 +132,8 @@ def _file(path: str, limits: Limits, reject: Reject, root: str | None, source: s
     except OSError as exc:
         raise InputError(path, None, exc.strerror or str(exc)) from None
     limits.refuse(path, len(data), read=True)
+    if path == "-" and not data.strip():  # an empty pipe holds no report: no findings, as in every filter
+        return
     if data.startswith(ZIP_MAGIC):
         yield from _zip_members(path, data, limits, reject, source)
     else:
