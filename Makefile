@@ -80,6 +80,12 @@ help: ## this list
 	@echo "  FT_ARGS=$(FT_ARGS)                    extra secai-lora train flags (empty: --epochs 1 on the tiny test model)"
 	@echo "  PUSH=$(PUSH)                       1: \`all\` ends by publishing (make push: DATASET_REPO, MODEL_REPO, PUSH_FLAGS)"
 	@echo "  PUSH_MODEL=$(PUSH_MODEL)                 0: publish the dataset only"
+	@echo "  DATASET_REPO=$(DATASET_REPO)               Hub dataset OWNER/NAME make push publishes the stage-1 dataset to (empty: push.dataset_repo of the config)"
+	@echo "  MODEL_REPO=$(MODEL_REPO)                 Hub model OWNER/NAME make push publishes the model to (empty: push.model_repo of the config)"
+	@echo "  MODEL_DIR=$(MODEL_DIR)                  the model folder make push publishes (empty: the latest fine-tuned model)"
+	@echo "  PUSH_FLAGS=$(PUSH_FLAGS)                 extra secai-push flags (e.g. --dry-run: stage only)"
+	@echo "  SCANNERS_VENV=$(SCANNERS_VENV)     where make scanners installs the pinned scanners"
+	@echo "  SCANNER_PINS=$(SCANNER_PINS)  what make scanners installs (make kb harvests from it)"
 
 # ---------------------------------------------------------------- install
 install: $(STAMP) ## create .venv and install secai with its dependencies

@@ -10,6 +10,7 @@ runs (a guard checks this before any other make call, so the real venv is never 
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -189,3 +190,11 @@ def test_bad_report_goes_to_rejects_and_findings_are_still_written(tree):
     assert "invalid JSON" in rejects[0]["reason"]
     assert "1 rejected" in proc.stderr
     assert {r["id"] for r in findings(tree)} == good
+
+
+def test_help_lists_every_variable():
+    """`make help` names every variable the Makefile lets a user set (VAR ?= default)."""
+    makefile = (ROOT / "Makefile").read_text()
+    settable = set(re.findall(r"(?m)^([A-Z][A-Z0-9_]*)\s*\?=", makefile))
+    shown = subprocess.run(["make", "-s", "-C", str(ROOT), "help"], capture_output=True, text=True, timeout=60).stdout
+    assert settable and not {v for v in settable if f"{v}=" not in shown}
