@@ -84,3 +84,23 @@ def findings():
     code, records, err = run_command(Parse, ["-q", str(ROOT / "examples" / "artifacts")])
     assert code == 0, err
     return records
+
+
+@pytest.fixture
+def prompts_seen(monkeypatch) -> list:
+    """secai.analysis.mlx.Model replaced by a model that records every chat it is given and replies
+    with nothing usable (so the kb analysis stands in); the list of chats is the fixture's value."""
+    from secai.analysis import mlx
+
+    seen: list = []
+
+    class RecordingModel:
+        def __init__(self, path, adapter=None, max_tokens=512):
+            self.path, self.adapter, self.hash = path, adapter, "f" * 16
+
+        def generate(self, chats):
+            seen.extend(chats)
+            return ["no"] * len(chats)
+
+    monkeypatch.setattr(mlx, "Model", RecordingModel)
+    return seen

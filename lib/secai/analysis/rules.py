@@ -19,7 +19,6 @@ a semgrep rule folder is read one directory at a time, the first time a rule in 
 
 from __future__ import annotations
 
-import hashlib
 import re
 from functools import cache
 from pathlib import Path, PurePosixPath
@@ -69,15 +68,6 @@ def _index(name: str) -> dict[str, list[dict]]:
     for record in harvested(name)["records"]:
         out.setdefault(record["id"], []).append(record)
     return out
-
-
-@cache
-def version() -> str:
-    """A content hash of the harvested files (what analyses made from them depend on), once per process."""
-    digest = hashlib.sha256()
-    for path in sorted(HARVESTED.glob("*.json")):
-        digest.update(path.name.encode() + b"\0" + path.read_bytes() + b"\0")
-    return digest.hexdigest()[:16]
 
 
 def source_line(name: str) -> str:
