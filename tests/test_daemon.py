@@ -388,3 +388,20 @@ def test_make_daemon_cycle_fetches_builds_and_pushes(tmp_path):
         assert (f["runs"], f["build"], f["push"]) == ("0", "ok", "dataset:unchanged,model:off")
         assert len(hub.commits) == 1 and gh.downloads == [100100]
         assert HF_TOKEN not in proc.stdout + proc.stderr and GH_TOKEN not in proc.stdout + proc.stderr
+
+
+@pytest.mark.parametrize("answer,rc,said", [("no", 0, True), ("yes", 0, False), ("", 1, False)])
+def test_linger_off_is_told_with_the_command_that_turns_it_on(tmp_path, monkeypatch, answer, rc, said):
+    """systemd stops a user's timers at logout unless linger is on: loginctl (here a stand-in on PATH)
+    is asked about the user, and only a plain "no" gives the note."""
+    from secai.ops.units import linger
+
+    fake = tmp_path / "loginctl"
+    fake.write_text(f"#!/bin/sh\n[ \"$2\" = alice ] && [ \"$3\" = --property=Linger ] || exit 9\necho {answer}\nexit {rc}\n")
+    fake.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{tmp_path}:{os.environ['PATH']}")
+    note = linger("alice")
+    assert (note == "linger is off for alice: the timer stops when alice logs out; "
+                    "`loginctl enable-linger alice` keeps it running") if said else note is None
+    monkeypatch.setenv("PATH", str(tmp_path / "nothing-here"))
+    assert linger("alice") is None

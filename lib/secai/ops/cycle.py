@@ -38,7 +38,7 @@ from pathlib import Path
 from secai import config
 from secai.errors import InputError
 from secai.files import now_iso, try_lock
-from secai.ops.units import control_commands, label, render, run_control
+from secai.ops.units import control_commands, label, linger, render, run_control
 
 # ---------------------------------------------------------------- environment file
 
@@ -265,6 +265,9 @@ def status(platform: str, directory: Path, control: bool, log, lines: int = 5) -
     if control:
         for text in run_control(control_commands(platform, "status", directory), True, log):
             out += ["  " + line for line in text.splitlines()[:12]]
+        note = linger() if platform == "linux" else None
+        if note:
+            out.append("  " + note)
     else:
         out.append("  scheduler: not asked (control off)")
     holder = _holder(Path(config.get("daemon", "lock"))) if Path(config.get("daemon", "lock")).exists() else ""

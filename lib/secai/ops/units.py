@@ -148,6 +148,24 @@ def run_control(commands: list[list[str]], enabled: bool, log, check: set[int] =
     return outputs
 
 
+def linger(user: str | None = None) -> str | None:
+    """Linux: systemd stops a user's timers when that user's last session ends (logging out of a
+    headless box) unless lingering is on for the user. A line saying so and how to turn it on when it
+    is off; None when it is on or loginctl cannot tell."""
+    user = user or os.environ.get("USER") or os.environ.get("LOGNAME")
+    if not user or not shutil.which("loginctl"):
+        return None
+    try:
+        proc = subprocess.run(["loginctl", "show-user", user, "--property=Linger", "--value"],
+                              capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    if proc.returncode != 0 or proc.stdout.strip() != "no":
+        return None
+    return (f"linger is off for {user}: the timer stops when {user} logs out; "
+            f"`loginctl enable-linger {user}` keeps it running")
+
+
 def install(platform: str, directory: Path, control: bool, dry_run: bool, log, out) -> list[Path]:
     files = render(platform)
     paths = [directory / n for n in files]
@@ -164,6 +182,9 @@ def install(platform: str, directory: Path, control: bool, dry_run: bool, log, o
         log(f"wrote {directory / n}")
     cmds = control_commands(platform, "install", directory)
     run_control(cmds, control, log, check={len(cmds) - 1})
+    note = linger() if control and platform == "linux" else None
+    if note:
+        log(note)
     return paths
 
 
