@@ -16,7 +16,7 @@ from collections.abc import Iterable, Iterator
 from urllib.parse import urlsplit
 
 from secai.errors import UserError
-from secai.secrets import scrub_tree
+from secai.secrets import scrub, scrub_tree
 from secai.untrusted import http_links, http_url
 
 SCHEMA = "finding/1"
@@ -239,11 +239,8 @@ def capped(value: str, limit: int) -> str:
     return value[:limit] + TRUNCATED.format(len(value) - limit)
 
 
-def _cap_text(f: dict, limit: int) -> None:
-    for key in FREE_TEXT:
-        value = f.get(key)
-        if type(value) is str and len(value) > limit:
-            f[key] = capped(value, limit)
+def _cap_nested(f: dict, limit: int) -> None:
+    """Cap the free text inside a finding's objects (its top-level texts: Finisher._text)."""
     for key, fields in NESTED_FREE_TEXT.items():
         for part in [f.get(key), *(f.get("instances") or [] if key == "endpoint" else [])]:
             if type(part) is dict:
@@ -301,29 +298,77 @@ def finalize(f: dict, source: dict, clean: bool = False, max_text: int | None = 
     """Complete a parser's finding (in place): prune empties (unless the parser gives none: clean),
     keep only web links in references, cap each free-text field at `max_text` characters (None: no
     cap), add schema, id, occurrences and source, and blank every secret in every field (secai.secrets)."""
-    if not clean:
-        prune(f)
-    if "description" in f and f["description"] == f.get("title"):
-        del f["description"]
-    if "message" in f and (f["message"] == f.get("title") or f["message"] == f.get("description")):
-        del f["message"]
-    refs = f.get("references")  # links: absolute http(s) URLs only (javascript:, data:, file: are dropped)
-    if refs and not all(type(u) is str and http_url(u) == u for u in refs):
-        refs = http_links(refs)
-        if refs:
-            f["references"] = refs
-        else:
+    return Finisher(source, clean, max_text)(f)
+
+
+class Finisher:
+    """finalize for the findings of one report, doing once what they share: the source is scrubbed
+    once, and each text or list of texts that repeats (a rule's title, description, links and
+    tags, a file's path) is checked, capped and scrubbed once. The records it completes share
+    those finished values, so they are to be rendered, not changed."""
+
+    MEMO = 200_000  # texts and lists remembered per report, at most (then forgotten and begun again)
+
+    def __init__(self, source: dict, clean: bool = False, max_text: int | None = None):
+        self.source = scrub_tree(source)
+        self.clean = clean
+        self.max_text = max_text
+        self.texts: dict[str, str] = {}
+        self.free_texts: dict[str, str] = {}
+        self.lists: dict[tuple, list] = {}
+
+    def _text(self, value: str, free: bool) -> str:
+        memo = self.free_texts if free else self.texts
+        done = memo.get(value)
+        if done is None:
+            if len(memo) >= self.MEMO:
+                memo.clear()
+            limit = self.max_text
+            done = memo[value] = scrub(capped(value, limit) if free and limit is not None else value)
+        return done
+
+    def _list(self, key: str, value: list) -> list:
+        links = key == "references"
+        if not all(type(v) is str for v in value):  # links: absolute http(s) URLs only, so never these
+            return [scrub(v) for v in http_links(value)] if links else scrub_tree(value)
+        memo_key = (key, *value)
+        done = self.lists.get(memo_key)
+        if done is None:
+            if len(self.lists) >= self.MEMO:
+                self.lists.clear()
+            if links and not all(http_url(u) == u for u in value):  # javascript:, data:, file: are dropped
+                value = http_links(value)
+            done = self.lists[memo_key] = [scrub(v) for v in value]
+        return done
+
+    def __call__(self, f: dict) -> dict:
+        if not self.clean:
+            prune(f)
+        if "description" in f and f["description"] == f.get("title"):
+            del f["description"]
+        if "message" in f and (f["message"] == f.get("title") or f["message"] == f.get("description")):
+            del f["message"]
+        if self.max_text is not None:
+            _cap_nested(f, self.max_text)
+        refs = f.get("references")
+        fid = fingerprint(f)  # of the texts as found: a URL's credentials are part of its site
+        for key, value in f.items():  # no secret in any field
+            t = type(value)
+            if t is str:
+                if key in FREE_TEXT or len(value) >= 8:
+                    f[key] = self._text(value, key in FREE_TEXT)
+            elif t is list:
+                f[key] = self._list(key, value)
+            elif t is dict:
+                f[key] = scrub_tree(value)
+        if f.get("references") == [] and refs:  # none of them a web link
             del f["references"]
-    if max_text is not None:
-        _cap_text(f, max_text)
-    f.setdefault("suppressed", False)
-    f["schema"] = SCHEMA
-    f["id"] = fingerprint(f)
-    for key, value in f.items():  # no secret in any field (after the id: a URL's credentials are part of its site)
-        f[key] = scrub_tree(value)
-    f["occurrences"] = 1
-    f["source"] = scrub_tree(source)
-    return f
+        f.setdefault("suppressed", False)
+        f["schema"] = SCHEMA
+        f["id"] = fid
+        f["occurrences"] = 1
+        f["source"] = self.source
+        return f
 
 
 # ---------------------------------------------------------------- duplicates

@@ -27,7 +27,7 @@ from secai import secrets
 from secai.records import dumps, render, schema_error
 from secai.errors import InputError
 from secai.parsing import formats as parsers
-from secai.parsing.finding import ParseError, finalize, merge_duplicates, relative_paths, text
+from secai.parsing.finding import Finisher, ParseError, merge_duplicates, relative_paths, text
 from secai.parsing.formats import Format
 from secai.parsing.inputs import Limits, Reject, Unit, units
 
@@ -177,7 +177,7 @@ def render_report(unit: Unit, fmt: Format, doc, base: dict, max_text: int, rejec
     is not valid is rejected alone (by its position among the report's findings); a ParseError, or
     any other exception out of the parser, is an InputError for the whole report."""
     ids, ends, buf = [], [], io.BytesIO()
-    sources: dict[tuple, dict] = {}  # a report's findings share a few sources: build each once
+    finishers: dict[tuple, Finisher] = {}  # a report's findings share a few sources: one finisher each
     source = {"file": unit.source, "format": fmt.name}
     n = 0
     try:
@@ -186,13 +186,14 @@ def render_report(unit: Unit, fmt: Format, doc, base: dict, max_text: int, rejec
             try:
                 found = partial.pop("source", None) or {}
                 key = (found.get("run_id"), found.get("commit"), found.get("branch")) if found else ()
-                src = sources.get(key)
-                if src is None:
-                    src = sources[key] = dict(source)
+                finish = finishers.get(key)
+                if finish is None:
+                    src = dict(source)
                     for name in ("run_id", "commit", "branch"):
                         if value := base[name] or found.get(name):
                             src[name] = str(value)
-                rec = finalize(partial, src, fmt.clean, max_text)
+                    finish = finishers[key] = Finisher(src, fmt.clean, max_text)
+                rec = finish(partial)
                 reason = schema_error("finding/1", rec)
             except Exception as exc:  # a partial that finalize cannot complete: this finding alone
                 reason = f"cannot be completed ({type(exc).__name__}: {exc})"
