@@ -5,6 +5,8 @@
 - Sample packing: short examples share a row (first fit decreasing); segment ids keep each example
   from seeing the others. Packed rows have one fixed width, so the compiled step is traced once;
   packing is used only when it saves positions (packing_pays).
+- Gradient accumulation: an optimizer step's batch_size x grad_accum rows are planned together and
+  go through the model as grad_accum micro-batches of batch_size rows (micro_batches).
 - The data order is a pure function of (seed, epoch), so a resumed run replays the same batches.
 """
 
@@ -88,11 +90,13 @@ def row_width(data: Encoded, settings: Settings) -> int:
 
 
 def plan_epoch(data: Encoded, settings: Settings, epoch: int) -> list[list[list[int]]]:
-    """The batches of one epoch: lists of rows, each row a list of example indices. A pure
-    function of the data, the settings and (seed, epoch)."""
+    """The optimizer steps of one epoch: lists of batch_size x grad_accum rows (micro_batches
+    splits them), each row a list of example indices. A pure function of the data, the settings
+    and (seed, epoch)."""
     rng = np.random.default_rng([settings.seed, max(epoch, 0), 1 if epoch >= 0 else 0])
     costs = [len(t) - 1 for t in data.tokens]
     n = len(costs)
+    per_step = settings.batch_size * settings.grad_accum
     if settings.pack:
         width = row_width(data, settings)
         order = sorted(rng.permutation(n).tolist(), key=lambda i: -costs[i])  # first fit decreasing
@@ -111,11 +115,18 @@ def plan_epoch(data: Encoded, settings: Settings, epoch: int) -> list[list[list[
                 open_rows.append(len(rows) - 1)
             open_rows = [k for k in open_rows if room[k] >= smallest]
         rows = [rows[k] for k in rng.permutation(len(rows)).tolist()]
-        return [rows[s:s + settings.batch_size] for s in range(0, len(rows), settings.batch_size)]
+        return [rows[s:s + per_step] for s in range(0, len(rows), per_step)]
     # unpacked: one example per row; batches of similar lengths (little padding), in random order
     order = sorted(rng.permutation(n).tolist(), key=lambda i: costs[i])
-    batches = [[[i] for i in order[s:s + settings.batch_size]] for s in range(0, n, settings.batch_size)]
+    batches = [[[i] for i in order[s:s + per_step]] for s in range(0, n, per_step)]
     return [batches[k] for k in rng.permutation(len(batches)).tolist()]
+
+
+def micro_batches(rows: list[list[int]], settings: Settings) -> list[list[list[int]]]:
+    """An optimizer step's rows as the micro-batches of batch_size rows that go through the model
+    one at a time (the last one shorter at the end of an epoch). Unpacked, a step's rows are sorted
+    by length, so each micro-batch is padded to its own longest row."""
+    return [rows[s:s + settings.batch_size] for s in range(0, len(rows), settings.batch_size)]
 
 
 @dataclass
@@ -169,6 +180,7 @@ def positions(data: Encoded, plan: list[list[list[int]]], width: int | None) -> 
 def packing_pays(data: Encoded, settings: Settings) -> bool:
     """Packing is used when it saves at least a tenth of the positions computed (padding included)
     on the first epoch; with examples of similar lengths it would only add padding and wider rows."""
+    settings = replace(settings, grad_accum=1)  # positions as the micro-batches compute them
     packed = positions(data, plan_epoch(data, settings, 0), row_width(data, settings))
     unpacked = positions(data, plan_epoch(data, replace(settings, pack=False), 0), None)
     return packed <= 0.9 * unpacked

@@ -17,6 +17,11 @@ schedules, gradient checkpointing) with its own loop, because that loop is where
 - Data parallel under `mlx.launch`: every rank takes its share of each global batch; token-weighted
   loss sums and gradients are all-summed, then divided by the global token count, so N processes
   compute the same update as one process with the same global batch.
+- Gradient accumulation, exact: a step's grad_accum micro-batches add up their loss and gradient
+  sums and token counts, and the step divides by the total token count once, so N micro-batches of
+  B rows give the update of one batch of N x B rows, whatever each micro-batch's token count.
+  (mlx-lm's trainer averages the micro-batches' mean gradients, which weighs a micro-batch of few
+  tokens as much as one of many.)
 
 Its parts: secai.training.settings (the hyperparameters), secai.training.batches (tokens, masking,
 packing, the data order) and secai.training.adapters (LoRA layers, the loss, the optimizer).
@@ -35,7 +40,8 @@ from typing import Callable
 import orjson
 
 from secai.training.adapters import adapter_weights, load_adapter_weights, loss_sum, make_optimizer, supports_packing
-from secai.training.batches import Encoded, batch_arrays, make_batch, packing_pays, plan_epoch, row_width, shard
+from secai.training.batches import (Encoded, batch_arrays, make_batch, micro_batches, packing_pays, plan_epoch,
+                                    row_width, shard)
 from secai.training.settings import Settings
 
 
@@ -50,7 +56,7 @@ def evaluate(model, data: Encoded, settings: Settings, max_batches: int = -1) ->
     direct = supports_packing(model)
     packed = settings.pack and direct and packing_pays(data, settings)
     width = row_width(data, settings) if packed else None
-    plan = plan_epoch(data, replace(settings, pack=packed), -1)
+    plan = plan_epoch(data, replace(settings, pack=packed, grad_accum=1), -1)
     if max_batches >= 0:
         plan = plan[:max_batches]
     total, count = mx.array(0.0), mx.array(0.0)
@@ -211,14 +217,21 @@ class Run:
         compiled_state = [model.state, optimizer.state, mx.random.state]
 
         @partial(mx.compile, inputs=compiled_state, outputs=compiled_state)
-        def step(*arrays):
+        def step(sums, update, *arrays):
+            """One micro-batch: its loss and gradient sums and token count, added to sums (those of
+            the step's earlier micro-batches; None for its first). update (the step's last): apply
+            the summed gradient divided by the step's token count, once."""
             (lsum, ntok), grads = loss_and_grad(model, *arrays)
+            if sums is not None:
+                lsum, ntok, grads = lsum + sums[0], ntok + sums[1], tree_map(mx.add, grads, sums[2])
+            if not update:
+                return lsum, ntok, grads
             if distributed:
                 grads = tree_map(lambda g: mx.distributed.all_sum(g), grads)
                 lsum, ntok = mx.distributed.all_sum(lsum), mx.distributed.all_sum(ntok)
             denom = mx.maximum(ntok, 1.0)
             optimizer.update(model, tree_map(lambda g: g / denom, grads))
-            return lsum, ntok
+            return lsum, ntok, None
 
         def run_eval() -> float:
             loss, _ = evaluate(model, self.valid, self.plan_settings, s.val_batches)
@@ -244,24 +257,29 @@ class Run:
                     epoch, index = epoch + 1, 0
                     plan = plan_epoch(self.train_data, self.plan_settings, epoch)
                     continue
-                rows = plan[index]
+                micro = [make_batch(self.train_data, mine, self.width, per_rank)
+                         for mine, per_rank in (shard(rows, self.rank, self.size) for rows in micro_batches(plan[index], s))]
                 index += 1
-                mine, per_rank = shard(rows, self.rank, self.size)
-                b = make_batch(self.train_data, mine, self.width, per_rank)
                 tic = time.perf_counter()
                 # dropout's randomness depends on (seed, step) only, so a resumed run draws the same
                 mx.random.seed(s.seed * 1_000_003 + step_no)
-                lsum, ntok = step(*batch_arrays(b))
-                mx.eval(compiled_state, lsum, ntok)
+                sums = None
+                for k, b in enumerate(micro):  # evaluated one at a time: one micro-batch's activations at a time
+                    sums = step(sums, k == len(micro) - 1, *batch_arrays(b))
+                    mx.eval(compiled_state, sums)
+                lsum, ntok, _ = sums
                 elapsed = time.perf_counter() - tic
                 step_no += 1
-                in_tokens = b.tokens if self.size == 1 else int(mx.distributed.all_sum(mx.array(b.tokens), stream=mx.cpu).item())
+                in_tokens = sum(b.tokens for b in micro)
+                if self.size > 1:
+                    in_tokens = int(mx.distributed.all_sum(mx.array(in_tokens), stream=mx.cpu).item())
+                cells = sum(b.inputs.size for b in micro) * self.size
                 state["step"] = step_no
                 state["train_tokens"] += in_tokens
                 state["loss_tokens"] += int(ntok.item())
                 state["train_seconds"] += elapsed
-                state["positions"] += b.inputs.size * self.size
-                state["pad_positions"] += b.inputs.size * self.size - in_tokens
+                state["positions"] += cells
+                state["pad_positions"] += cells - in_tokens
                 window_loss += lsum.item()
                 window_tokens += int(ntok.item())
                 window_time += elapsed

@@ -5,7 +5,6 @@ eval/1 report written beside the adapter with its model card."""
 from __future__ import annotations
 
 import time
-from dataclasses import fields
 from pathlib import Path
 
 import orjson
@@ -17,7 +16,7 @@ from secai.training.batches import encode_all
 from secai.training.card import card, num, perplexity
 from secai.training.engine import evaluate
 from secai.training.run import apply_adapter, base_dir, load_base, read_metadata, read_split, resolve_model_dir
-from secai.training.settings import Settings, TrainError
+from secai.training.settings import Settings, TrainError, recorded
 
 HELD_OUT = ("test", "valid")  # eval uses the first of these a dataset has
 
@@ -70,7 +69,7 @@ def evaluate_model(s: Settings, say, *, samples: int, max_tokens: int, adapter: 
     data = Path(data)
     stage = stage or (meta and meta["stage"]) or "analysis"
     if meta:  # the same tokenisation and masking as training
-        s = Settings(**{k: v for k, v in meta["settings"].items() if k in {f.name for f in fields(Settings)}})
+        s = recorded(meta["settings"])
     split = held_out(data)
     kinds: list = []
     conversations = read_split(data, split, kinds)

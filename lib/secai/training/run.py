@@ -42,7 +42,7 @@ from secai.training.adapters import add_lora, load_adapter_weights
 from secai.training.batches import check_chat_template, encode_all
 from secai.training.card import base_reference, card, num
 from secai.training.engine import Interrupted, Run, environment
-from secai.training.settings import Settings, TrainError
+from secai.training.settings import Settings, TrainError, recorded
 
 STAGES = ("analysis", "codefix", "combined")  # combined: one stage on both kinds of example (STAGES=1)
 KIND = "model/1"
@@ -151,7 +151,7 @@ def base_dir(model_dir: Path, meta: dict) -> Path:
 def apply_adapter(model, model_dir: Path, s: Settings | None = None) -> dict:
     """Add the LoRA layers a fine-tuned model was trained with and load its weights (shape-checked)."""
     meta = read_metadata(model_dir)
-    s = s or Settings(**{k: v for k, v in meta["settings"].items() if k in {f.name for f in fields(Settings)}})
+    s = s or recorded(meta["settings"])
     cfg = add_lora(model, s)
     load_adapter_weights(model, model_dir / "adapters" / "adapters.safetensors", f"adapter {model_dir}")
     return cfg

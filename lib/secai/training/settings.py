@@ -3,7 +3,7 @@ error of training."""
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 
 from secai.errors import UserError
 
@@ -27,7 +27,8 @@ class Settings:
     lr_schedule: str  # cosine | linear | constant, after warmup
     warmup: int  # steps of linear warmup from 0
     min_lr_ratio: float  # cosine/linear decay ends at learning_rate * this
-    batch_size: int  # rows per step (a packed row holds several examples)
+    batch_size: int  # rows per micro-batch (a packed row holds several examples)
+    grad_accum: int  # micro-batches per optimizer step, accumulated exactly (a step trains batch_size x this rows)
     epochs: float  # used when iters is 0
     iters: int  # optimizer steps; 0: derived from epochs
     max_seq_length: int  # longer examples are truncated
@@ -46,7 +47,7 @@ class Settings:
         return self.scale * self.rank
 
     def check(self) -> None:
-        for name in ("rank", "batch_size", "max_seq_length", "steps_per_report", "steps_per_eval", "steps_per_save"):
+        for name in ("rank", "batch_size", "grad_accum", "max_seq_length", "steps_per_report", "steps_per_eval", "steps_per_save"):
             if getattr(self, name) < 1:
                 raise TrainError(f"{name} must be at least 1 (got {getattr(self, name)})")
         if not 0 <= self.dropout < 1:
@@ -67,3 +68,13 @@ class Settings:
 
 
 OPTIMIZERS = ("adam", "adamw", "sgd", "adafactor")
+
+# what a run recorded before a setting existed did (a model trained before gradient accumulation ran
+# one micro-batch per step): read back with these, older metadata.json settings mean what they meant
+RECORDED_BEFORE = {"grad_accum": 1}
+
+
+def recorded(values: dict) -> Settings:
+    """The Settings a metadata.json records (its `settings`; alpha and unknown keys ignored)."""
+    known = {f.name for f in fields(Settings)}
+    return Settings(**{**RECORDED_BEFORE, **{k: v for k, v in values.items() if k in known}})

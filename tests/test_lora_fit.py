@@ -1,0 +1,58 @@
+"""Training that fits a laptop (issue 16): exact gradient accumulation."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from test_lora import conversation
+
+pytestmark = pytest.mark.usefixtures("no_network")
+
+from secai.training import adapters, batches, engine, run as lora  # noqa: E402
+from secai.training.settings import TrainError  # noqa: E402
+
+# one long example and 31 short ones of different lengths: packing pays (the long one sets the row
+# width, the short ones share rows) and a step's micro-batches hold different numbers of tokens
+CONVERSATIONS = [conversation(i, "analysis")["messages"] for i in range(40) if i == 0 or i % 5][:32]
+
+
+def train_steps(tiny_model, workdir, **kw):
+    """(adapter weights, Result) after a short run of the engine on CONVERSATIONS."""
+    s = lora.settings({"iters": 2, "optimizer": "sgd", "learning_rate": 0.5, "lr_schedule": "constant", "warmup": 0,
+                       "dropout": 0.0, "steps_per_report": 1, "steps_per_eval": 10**6, "steps_per_save": 10**6, **kw})
+    model, tok, _ = lora.load_base(tiny_model)
+    adapters.add_lora(model, s)
+    data = batches.encode_all(tok, CONVERSATIONS, s)
+    workdir.mkdir()
+    run = engine.Run(model, data, None, s, workdir, log=lambda line: None)
+    result = run.run(resume=False)
+    return {k: np.array(v) for k, v in adapters.adapter_weights(model).items()}, result, run, data
+
+
+@pytest.mark.parametrize("pack", [False, True], ids=["unpacked", "packed"])
+def test_accumulated_micro_batches_give_the_update_of_one_big_batch(tiny_model, tmp_path, pack):
+    big, r_big, run_big, data = train_steps(tiny_model, tmp_path / "big", batch_size=8, grad_accum=1, pack=pack)
+    acc, r_acc, run_acc, _ = train_steps(tiny_model, tmp_path / "acc", batch_size=2, grad_accum=4, pack=pack)
+    assert run_big.packed == run_acc.packed == pack
+    # the micro-batches of the first step hold unequal token counts, so averaging their mean
+    # gradients would not be this update
+    s = run_acc.plan_settings
+    first = batches.plan_epoch(data, s, 0)[0]
+    counts = [int(batches.make_batch(data, rows, run_acc.width, len(rows)).weights.sum())
+              for rows in batches.micro_batches(first, s)]
+    assert len(counts) == 4 and len(set(counts)) > 1, counts
+    assert r_big.steps == r_acc.steps == 2 and r_big.loss_tokens == r_acc.loss_tokens
+    assert big.keys() == acc.keys()
+    for k in big:  # float32 sums in another order: ~4e-6 apart where the two steps moved weights by up to ~3
+        np.testing.assert_allclose(acc[k], big[k], rtol=1e-4, atol=2e-5, err_msg=k)
+    losses = [[e["train_loss"] for e in r.log if "train_loss" in e] for r in (r_big, r_acc)]
+    assert losses[0] == pytest.approx(losses[1], rel=1e-5)
+    # and the parameters do depend on what a step trains on: two rows a step give another model
+    small, _, _, _ = train_steps(tiny_model, tmp_path / "small", batch_size=2, grad_accum=1, pack=pack)
+    assert any(not np.allclose(small[k], big[k], rtol=1e-3, atol=1e-5) for k in big)
+
+
+def test_grad_accum_must_be_at_least_one():
+    with pytest.raises(TrainError, match="grad_accum must be at least 1"):
+        lora.settings({"grad_accum": 0})
+
