@@ -1,15 +1,18 @@
 """secai.config: config/secai.yaml holds every default and no module keeps a copy; a user file
-(SECAI_CONFIG or config.use) sets a subset; SECAI_* values are typed by the default's type, never
-read as YAML; every mistake is one ConfigError naming the setting and where it came from."""
+(config.use, else SECAI_CONFIG, else ~/.config/secai/secai.yaml) sets a subset; SECAI_* values are
+typed by the default's type, never read as YAML; every mistake is one ConfigError naming the setting
+and where it came from."""
 
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
 
 import pytest
 import yaml
 
+from conftest import ROOT
 from secai import config
 from secai.config import ConfigError
 from secai.errors import InputError
@@ -18,12 +21,12 @@ LIB = Path(config.__file__).resolve().parent
 
 
 @pytest.fixture(autouse=True)
-def clean(monkeypatch):
-    """No SECAI_* variable and no chosen file leak in or out; the cache is read afresh."""
-    import os
-
+def clean(monkeypatch, tmp_path_factory):
+    """No SECAI_* variable, no chosen file and no file in the user's config folder leak in or out;
+    the cache is read afresh."""
     for name in [n for n in os.environ if n.startswith("SECAI_")]:
         monkeypatch.delenv(name)
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path_factory.mktemp("no-user-config")))
     config.use(None)
     yield
     config.use(None)
@@ -182,6 +185,59 @@ def test_use_chooses_the_file_over_secai_config(tmp_path, monkeypatch):
     assert config.get("lora", "rank") == 4 and config.user_file()[1] == "SECAI_CONFIG"
 
 
+def folder_file(folder: Path, text: str) -> Path:
+    """secai/secai.yaml in a config folder (~/.config or $XDG_CONFIG_HOME)."""
+    p = folder / "secai" / "secai.yaml"
+    p.parent.mkdir(parents=True, exist_ok=True)
+    p.write_text(text)
+    return p
+
+
+def test_the_file_in_the_users_config_folder_is_read_when_nothing_chooses_one(tmp_path, monkeypatch):
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.delenv("XDG_CONFIG_HOME")
+    assert config.user_file() is None and config.files() == ["config/secai.yaml"]  # none there: the defaults
+    mine = folder_file(tmp_path / "home" / ".config", "lora:\n  rank: 4\n")
+    config.load.cache_clear()
+    assert config.user_file() == (mine, config.USER_FOLDER)
+    assert config.get("lora", "rank") == 4 and config.source("lora", "rank") == f"{mine}:2"
+    assert config.get("lora", "scale") == config.default("lora", "scale")  # the rest: the shipped defaults
+    assert config.files() == ["config/secai.yaml", str(mine)]
+
+
+def test_xdg_config_home_is_the_users_config_folder(tmp_path, monkeypatch):
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    folder_file(tmp_path / "home" / ".config", "lora:\n  rank: 4\n")   # not read: XDG_CONFIG_HOME is set
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg"))
+    assert config.user_file() is None and config.get("lora", "rank") == config.default("lora", "rank")
+    mine = folder_file(tmp_path / "xdg", "lora:\n  rank: 2\n")
+    config.load.cache_clear()
+    assert config.user_file() == (mine, config.USER_FOLDER) and config.get("lora", "rank") == 2
+
+
+def test_secai_config_and_the_flag_win_over_the_users_config_folder(tmp_path, monkeypatch):
+    folder_file(tmp_path / "xdg", "lora:\n  rank: 2\n")
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg"))
+    monkeypatch.setenv("SECAI_CONFIG", str(user_file(tmp_path, "lora:\n  scale: 3.0\n")))
+    assert config.get("lora", "scale") == 3.0
+    assert config.get("lora", "rank") == config.default("lora", "rank")  # the folder's file is not a layer
+    config.use(folder_file(tmp_path / "other", "lora:\n  rank: 6\n"))
+    assert config.get("lora", "rank") == 6
+
+
+def test_a_bad_value_in_the_users_config_folder_names_that_file(tmp_path, monkeypatch):
+    mine = folder_file(tmp_path / "xdg", "parse:\n  max_file_mb: abc\n")
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg"))
+    line = f"{mine}:2: parse.max_file_mb: expected a number, got 'abc'"
+    assert str(raised("parse", "max_file_mb")) == line
+    code, out, err = secai("secai-parse", "-", env={"XDG_CONFIG_HOME": str(tmp_path / "xdg")})  # a command reads it
+    assert (code, err) == (1, f"secai-parse: error: {line}\n")
+    mine.chmod(0)
+    if not os.access(mine, os.R_OK):  # root reads it anyway
+        config.load.cache_clear()
+        assert str(raised("lora", "rank")) == f"{mine}: Permission denied"  # the folder chose it, not a variable
+
+
 def test_an_empty_user_file_or_section_changes_nothing(tmp_path):
     config.use(user_file(tmp_path, "# nothing yet\nlora:\n"))
     assert config.problems() == [] and config.get("lora", "rank") == 8
@@ -252,12 +308,11 @@ def test_a_value_a_later_layer_replaces_is_still_reported(tmp_path, monkeypatch)
 # ---------------------------------------------------------------- what a command prints
 
 def secai(command: str, *argv: str, env: dict, stdin: bytes = b"") -> tuple[int, str, str]:
-    import os
     import subprocess
 
     clean_env = {k: v for k, v in os.environ.items() if not k.startswith("SECAI_")}
-    p = subprocess.run([str(config.ROOT / "bin" / command), *argv], input=stdin, capture_output=True,
-                       env={**clean_env, **env}, cwd=config.ROOT, timeout=120)
+    p = subprocess.run([str(ROOT / "bin" / command), *argv], input=stdin, capture_output=True,
+                       env={**clean_env, **env}, cwd=ROOT, timeout=120)
     return p.returncode, p.stdout.decode(), p.stderr.decode()
 
 
@@ -274,7 +329,7 @@ def test_a_command_prints_a_bad_setting_as_one_line(command, argv, env, line):
 
 def test_secai_config_and_the_config_flag_reach_a_command(tmp_path):
     mine = user_file(tmp_path, "lora:\n  rank: 4\n")   # was KeyError: 'parse'
-    code, out, err = secai("secai-parse", str(config.ROOT / "examples" / "artifacts" / "bandit.json"),
+    code, out, err = secai("secai-parse", str(ROOT / "examples" / "artifacts" / "bandit.json"),
                            env={"SECAI_CONFIG": str(mine)})
     assert code == 0 and out.count("\n") > 0, err
     mine.write_text("parse:\n  max_file_mb: abc\n")

@@ -18,6 +18,9 @@ from secai.ops import makedeps  # noqa: E402
 PACKAGE = ROOT / "lib" / "secai"
 STAGES = ("parsing", "analysis", "dataset", "training", "publishing", "ops")
 BASE = ("cli", "errors", "records", "config", "files", "secrets", "personal", "cache", "untrusted")
+# the package data that lives at the top of the repository: symlinks, so a checkout and a wheel find
+# it the same way (secai.files.shipped)
+SHIPPED = {"schemas": "schemas", "defaults": "config"}
 COMMANDS = ("parse", "analyze", "narrate", "split", "index", "sarif", "lora", "push", "fetch", "daemon", "doctor", "kb")
 # make's own helpers (not user commands): they keep a small argparse main of their own
 INTERNAL_TOOLS = {"secai.ops.status", "secai.dataset.quality", "secai.training.store", "secai.training.tinymodel"}
@@ -41,7 +44,9 @@ def test_the_rooms_are_there():
     assert {*STAGES, "commands"} <= top
     assert {f"{b}.py" for b in BASE} <= top
     # nothing else at the top: every module lives in its room or is part of the shared base
-    assert top == {*STAGES, "commands", *(f"{b}.py" for b in BASE)}, sorted(top)
+    assert top == {*STAGES, "commands", *(f"{b}.py" for b in BASE), *SHIPPED}, sorted(top)
+    for name, folder in SHIPPED.items():
+        assert (PACKAGE / name).is_symlink() and (PACKAGE / name).resolve() == ROOT / folder
     assert {p.stem for p in (PACKAGE / "commands").glob("*.py")} - {"__init__"} == set(COMMANDS)
     assert sorted(p.name for p in (ROOT / "bin").iterdir()) == sorted(f"secai-{c}" for c in COMMANDS)
 

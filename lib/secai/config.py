@@ -1,6 +1,8 @@
-"""Configuration, in layers: config/secai.yaml holds every default (the only place they live); a user
-file chosen by SECAI_CONFIG=FILE (or `use(FILE)`, which `--config FILE` calls) may set any subset of
-it; SECAI_<SECTION>_<KEY> environment variables override both; command-line flags override all.
+"""Configuration, in layers: config/secai.yaml holds every default (the only place they live; a wheel
+ships it as the package data secai/defaults/secai.yaml); a user file may set any subset of it:
+`use(FILE)` (which `--config FILE` calls), else SECAI_CONFIG=FILE, else ~/.config/secai/secai.yaml
+($XDG_CONFIG_HOME/secai/secai.yaml) when it exists; SECAI_<SECTION>_<KEY> environment variables
+override both; command-line flags override all.
 
 Each setting has the type of its shipped default. The `types:` section of secai.yaml declares it
 where the default does not show it: a null default (null then stays allowed) or one string that may
@@ -30,10 +32,15 @@ from pathlib import Path
 import yaml
 
 from secai.errors import InputError
+from secai.files import shipped
 
-ROOT = Path(__file__).resolve().parents[2]
-SHIPPED = ROOT / "config" / "secai.yaml"
+_ABOVE = Path(__file__).resolve().parents[2]
+# The source checkout this secai runs from (make, bin/ and the editable install use one), or None when
+# it is an installed package: only conveniences of a checkout hang on it (build/, .scanners/, the daemon).
+CHECKOUT = _ABOVE if (_ABOVE / "pyproject.toml").is_file() and (_ABOVE / "Makefile").is_file() else None
+SHIPPED = shipped("defaults", "secai.yaml")
 CHOOSER = "SECAI_CONFIG"
+USER_FOLDER = "user config folder"  # what user_file says chose the file found in the user's config folder
 ALIASES = {"SECAI_MODELS_DIR": ("paths", "models_dir")}  # short names; they win over SECAI_<SECTION>_<KEY>
 KINDS = {"bool": "true or false", "int": "an integer", "float": "a number", "str": "a string",
          "list": "a list of strings", "str or list": "a string or a list of strings"}
@@ -123,18 +130,27 @@ def use(path) -> None:
     load.cache_clear()
 
 
+def user_folder_file() -> Path:
+    """Where a user's own settings are found when nothing else chooses a file: secai/secai.yaml in
+    $XDG_CONFIG_HOME, else in ~/.config."""
+    return Path(os.environ.get("XDG_CONFIG_HOME") or Path.home() / ".config") / "secai" / "secai.yaml"
+
+
 def user_file() -> tuple[Path, str] | None:
-    """The user file in effect and what chose it (`--config` or SECAI_CONFIG), or None."""
+    """The user file in effect and what chose it (`--config`, SECAI_CONFIG or USER_FOLDER: the
+    user's config folder has one), or None."""
     if _chosen is not None:
         return _chosen, "--config"
     if os.environ.get(CHOOSER):
         return Path(os.environ[CHOOSER]), CHOOSER
-    return None
+    found = user_folder_file()
+    return (found, USER_FOLDER) if found.is_file() else None
 
 
 def _shown(path: Path) -> str:
+    """A shipped file as messages show it: relative to the checkout (config/secai.yaml), else in full."""
     try:
-        return str(path.resolve().relative_to(ROOT))
+        return str(path.resolve().relative_to(CHECKOUT)) if CHECKOUT else str(path)
     except ValueError:
         return str(path)
 
@@ -226,7 +242,8 @@ def _parse(path: Path, where: str, chooser: str | None) -> tuple[dict, list]:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         why = getattr(exc, "strerror", None) or str(exc)
-        return {}, [ConfigError(where, None, why + (f" (the file {chooser} names)" if chooser else ""))]
+        named = chooser in ("--config", CHOOSER)
+        return {}, [ConfigError(where, None, why + (f" (the file {chooser} names)" if named else ""))]
     loader = yaml.SafeLoader(text)
     tree, problems = {}, []
     try:

@@ -1,6 +1,6 @@
 """The plumbing every command shares, each piece written once: files and folders that appear whole,
 the leftovers of killed runs, state files and their locks, safe unzipping, content hashes and the
-YAML metadata a Hugging Face card (README.md) starts with.
+YAML metadata a Hugging Face card (README.md) starts with, and where the files secai ships are.
 
 - A file is written to a hidden temporary beside it, `.NAME.RANDOM.tmp`, and renamed into place
   (`AtomicOutput`, `write_atomic`): readers see the old file or the new one, never a part. A
@@ -16,6 +16,8 @@ YAML metadata a Hugging Face card (README.md) starts with.
   the file, never a silent reset. `try_lock` keeps a second fetch or daemon cycle from starting.
 - Zip members are judged by one policy (`zip_member_problem`): names that leave the archive,
   symlinks, special files, encryption, sizes, compression ratio and the archive's total.
+- The data secai ships (schemas, the default config, the knowledge base) is package data, found
+  only through `shipped`: the same in a checkout and in an installed wheel.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ import copy
 import datetime as dt
 import fcntl
 import hashlib
+import importlib.resources
 import os
 import re
 import shutil
@@ -43,6 +46,18 @@ from secai.errors import InputError
 # tempfile.mkstemp's or the fixed ".NAME.tmp" earlier versions made) and a folder built or moved aside
 _TEMP_FILE = re.compile(r"(?:[A-Za-z0-9_]{8,32}\.)?tmp")
 _TEMP_DIR = re.compile(r"(tmp|old)-\d+-[0-9a-f]{8}")
+
+
+# ---------------------------------------------------------------- files secai ships
+
+def shipped(*parts: str) -> Path:
+    """A file or folder shipped inside the package, by its path there: `schemas/` (the record
+    schemas), `defaults/secai.yaml` (every default), `analysis/kb/` (the knowledge base). The one
+    way to find them, read through importlib.resources, so an installed wheel finds its own copies.
+    In a checkout lib/secai/schemas and lib/secai/defaults are symlinks to the top-level schemas/
+    and config/ (resolved: config/secai.yaml is the file shown and edited); a wheel carries their
+    files as package data under those names."""
+    return Path(str(importlib.resources.files("secai").joinpath(*parts))).resolve()
 
 
 # ---------------------------------------------------------------- files written whole

@@ -12,10 +12,10 @@ from functools import cache
 
 import orjson
 
-from secai.config import ROOT
 from secai.errors import InputError
+from secai.files import shipped
 
-SCHEMA_DIR = ROOT / "schemas"
+SCHEMA_DIR = shipped("schemas")
 
 
 # ---------------------------------------------------------------- schemas
@@ -30,7 +30,9 @@ def schema(kind: str) -> dict:
 @cache
 def validator(kind: str):
     """Compiled validator for a record kind (jsonschema-rs: ~30x faster than jsonschema here).
-    Schemas refer to each other by $id; all of schemas/ is registered and nothing is fetched."""
+    Schemas refer to each other by their relative $ids (analysis.schema.json's `finding` is
+    {"$ref": "finding.schema.json"}), which any validator resolves against the documents it is given
+    or against the files beside it: all of schemas/ is registered and nothing is fetched."""
     import jsonschema_rs
 
     others = [orjson.loads(p.read_bytes()) for p in sorted(SCHEMA_DIR.glob("*.schema.json"))]

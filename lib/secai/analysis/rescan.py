@@ -51,11 +51,11 @@ class Scanners:
     @classmethod
     def find(cls, scanners_dir: str | os.PathLike | None = None, semgrep_configs=(), timeout: float = 600.0):
         """The scanners in `scanners_dir` (or its bin/); without one, in the project's own scanner
-        venv (`make scanners`: .scanners/) when it is there, else on PATH."""
-        from secai.config import ROOT
+        venv in the checkout (`make scanners`: .scanners/) when there is one, else on PATH."""
+        from secai.config import CHECKOUT
 
-        if not scanners_dir and (ROOT / ".scanners" / "bin").is_dir():
-            scanners_dir = ROOT / ".scanners"
+        if not scanners_dir and CHECKOUT and (CHECKOUT / ".scanners" / "bin").is_dir():
+            scanners_dir = CHECKOUT / ".scanners"
         paths = {}
         for name in VERIFIERS:
             if scanners_dir:

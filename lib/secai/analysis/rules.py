@@ -26,9 +26,10 @@ from pathlib import Path, PurePosixPath
 import orjson
 import yaml
 
+from secai.files import shipped
 from secai.untrusted import http_links
 
-HARVESTED = Path(__file__).resolve().parent / "kb" / "harvested"
+HARVESTED = shipped("analysis", "kb", "harvested")
 SOURCES = ("checkov", "bandit", "cwe")  # HARVESTED/<name>.json
 RULE_KEYS = ("tool", "rule_id", "name", "what", "why", "advice", "frameworks", "resources", "expects",
              "categories", "cwe", "references", "autofix", "matches", "source")

@@ -106,9 +106,9 @@ def _read(path: Path) -> list[dict]:
 
 def local_prefixes(extra: tuple[str, ...] = ()) -> tuple[str, ...]:
     """Absolute folders of this machine whose names must not reach training text."""
-    from secai.config import ROOT
+    from secai.config import CHECKOUT
 
-    found = {str(ROOT), str(Path.cwd()), *extra}
+    found = {*((str(CHECKOUT),) if CHECKOUT else ()), str(Path.cwd()), *extra}
     return tuple(sorted(p + "/" for p in found if len(p) > 1))
 
 

@@ -17,13 +17,12 @@ import sys
 from dataclasses import asdict
 
 from secai import __version__
-from secai.config import ROOT
 from secai.errors import UserError
 from secai.ops.installation import (check_base_models, check_config, check_daemon, check_github_token,
                                     check_hf_token, check_scanners)
 from secai.ops.machine import (check_disk, check_embedder, check_grammars, check_memory, check_mlx,
                                check_packages, check_platform)
-from secai.ops.verdict import FAIL, OK, WARN, Check, Options, Result, tilde
+from secai.ops.verdict import FAIL, OK, WARN, Check, Options, Result, secai_home, tilde
 
 
 # ---------------------------------------------------------------- the checks
@@ -87,7 +86,7 @@ def _marks() -> dict:
 def render_human(report: dict, quiet: bool = False) -> str:
     marks = _marks()
     width = max(len(n) for n in NAMES)
-    out = [] if quiet else [f"secai-doctor {__version__}: {tilde(ROOT)}"]
+    out = [] if quiet else [f"secai-doctor {__version__}: {tilde(secai_home())}"]
     group = None
     for c in report["checks"]:
         if quiet and c["status"] == OK:

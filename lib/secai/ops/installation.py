@@ -9,7 +9,6 @@ import os
 from pathlib import Path
 
 from secai import config
-from secai.config import ROOT
 from secai.ops.verdict import FAIL, Options, OK, WARN, Result, fmt_size, setting, tilde
 
 # config sections `make all` reads: a bad value there blocks the pipeline; elsewhere it only warns
@@ -49,7 +48,8 @@ def check_config(opts: Options) -> Result:
             (envs if p.env else files).append(p.file)
     fixes = [f"fix or unset {', '.join(dict.fromkeys(envs))}"] if envs else []
     for f in dict.fromkeys(files):
-        fixes.append(f"fix {f}" + (" (`git diff config/secai.yaml` shows what changed)" if f == config.files()[0] else ""))
+        fixes.append(f"fix {f}" + (" (`git diff config/secai.yaml` shows what changed)"
+                                  if f == config.files()[0] and config.CHECKOUT else ""))
     raise Result(FAIL if any(b for b, _, _ in found) else WARN, "; ".join(t for _, t, _ in found), "; ".join(fixes),
                  **data)
 
@@ -78,8 +78,8 @@ def check_base_models(opts: Options) -> Result:
     fine_tuned = store / "fine-tuned"
     tuned = sorted(p.name for p in fine_tuned.iterdir() if (p / "metadata.json").is_file()) \
         if fine_tuned.is_dir() else []
-    tiny = ROOT / models.TINY_BASE
-    tiny_built = (tiny / models.MANIFEST).is_file()
+    tiny = models.tiny_base()
+    tiny_built = tiny is not None and (tiny / models.MANIFEST).is_file()
     tiny_hash = None
     if tiny_built:
         try:
@@ -93,16 +93,18 @@ def check_base_models(opts: Options) -> Result:
 
     listing = ", ".join(describe(m) for m in found) or "none"
     tiny_text = (f"tiny test model built ({tiny_hash[:12] if tiny_hash else 'no hash'})" if tiny_built
-                 else "tiny test model not built yet (make builds it, offline)")
+                 else "tiny test model not built yet (make builds it, offline)" if tiny
+                 else "no tiny test model (an installed package: python -m secai.training.tinymodel DIR builds one)")
     data = {"models_dir": str(store), "exists": store.is_dir(), "base": found, "fine_tuned": tuned,
-            "real_base": models.REAL_BASE, "tiny": {"path": str(tiny), "built": tiny_built, "content_hash": tiny_hash}}
+            "real_base": models.REAL_BASE, "tiny": {"path": tiny and str(tiny), "built": tiny_built, "content_hash": tiny_hash}}
     detail = (f"{tilde(store)}: base/ {listing}; fine-tuned/ {len(tuned)}; {tiny_text}" if store.is_dir()
               else f"no model store at {tilde(store)}; {tiny_text}")
     get_real = (f"`make base-model` converts {models.REAL_BASE_HF} into {tilde(base / models.REAL_BASE)} "
                 "(needs the network once), or point SECAI_MODELS_DIR at a store that has it")
     real = next((m for m in found if m["name"] == models.REAL_BASE), None)
     if real is None:
-        raise Result(WARN, detail + " — fine-tuning uses the tiny RANDOM-WEIGHT model", get_real, **data)
+        fallback = "uses the tiny RANDOM-WEIGHT model" if tiny else "needs --base-model"
+        raise Result(WARN, f"{detail} — fine-tuning {fallback}", get_real, **data)
     if not real["weights"]:
         # the Makefile picks this folder as soon as it has a config.json: training would fail
         raise Result(FAIL, detail + f" — {models.REAL_BASE} has no weights (*.safetensors)",

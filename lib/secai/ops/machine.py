@@ -20,8 +20,8 @@ from pathlib import Path
 import orjson
 
 from secai import __version__
-from secai.config import ROOT
-from secai.ops.verdict import FAIL, Options, GIB, OK, WARN, Result, fmt_gib, norm_dist, project_path, setting, tilde, version_of
+from secai.config import CHECKOUT
+from secai.ops.verdict import FAIL, Options, GIB, OK, WARN, Result, fmt_gib, norm_dist, project_path, secai_home, setting, tilde, version_of
 
 BUILD_DISK_FAIL_GIB = 1.0     # free space under the build directory below this: `make all` may not finish
 DISK_WARN_GIB = 5.0           # below this: converting the real base model or fine-tuning it may run out
@@ -57,8 +57,8 @@ def check_platform(opts: Options) -> Result:
         except (OSError, subprocess.SubprocessError):
             make_version = None
     data = {"system": system, "python": py, "executable": sys.executable, "make": make_version,
-            "secai": __version__, "root": str(ROOT)}
-    detail = f"{system}, Python {py}, {make_version or 'no make'}, secai {__version__} ({tilde(ROOT)})"
+            "secai": __version__, "root": str(secai_home())}
+    detail = f"{system}, Python {py}, {make_version or 'no make'}, secai {__version__} ({tilde(secai_home())})"
     if sys.version_info < (3, 11):
         raise Result(FAIL, detail, "secai needs Python >= 3.11: `make install PYTHON=python3.11`", **data)
     if not make_version or "GNU Make" not in make_version:
@@ -146,8 +146,8 @@ def check_disk(opts: Options) -> Result:
 
 def requirements() -> list[str]:
     """The project's dependencies that apply here (pyproject.toml, else the installed metadata)."""
-    pyproject = ROOT / "pyproject.toml"
-    if pyproject.is_file():
+    pyproject = CHECKOUT / "pyproject.toml" if CHECKOUT else None
+    if pyproject:
         reqs = tomllib.loads(pyproject.read_text(encoding="utf-8"))["project"]["dependencies"]
     else:
         reqs = [r for r in (metadata.requires("secai") or []) if "extra ==" not in r]
@@ -171,8 +171,10 @@ def _parse_requirement(text: str):
 
 def _stamp_is_stale() -> bool:
     """True when the Makefile's install stamp is older than pyproject.toml: `make` reinstalls first."""
-    stamp, pyproject = ROOT / ".venv" / ".installed", ROOT / "pyproject.toml"
-    return (ROOT / "Makefile").is_file() and stamp.is_file() and pyproject.is_file() and \
+    if CHECKOUT is None:
+        return False
+    stamp, pyproject = CHECKOUT / ".venv" / ".installed", CHECKOUT / "pyproject.toml"
+    return stamp.is_file() and \
         stamp.stat().st_mtime < pyproject.stat().st_mtime
 
 

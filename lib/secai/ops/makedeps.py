@@ -14,6 +14,9 @@ from pathlib import Path
 
 LIB = Path(__file__).resolve().parents[2]   # lib/
 PACKAGE = "secai"
+# the package's folders that are the top-level schemas/ and config/ (symlinks in a checkout, package
+# data in a wheel): no module's data, and the Makefile names those files itself
+TOP_DATA = ("schemas", "defaults")
 
 
 def module_file(name: str) -> Path | None:
@@ -70,6 +73,8 @@ def data_files(folder: Path) -> set[Path]:
     """The YAML and JSON files of a package: in its folder and in sub-folders that are not packages."""
     found = set(folder.glob("*.yaml")) | set(folder.glob("*.json"))
     for sub in folder.iterdir():
+        if folder == LIB / PACKAGE and sub.name in TOP_DATA:
+            continue
         if sub.is_dir() and not (sub / "__init__.py").exists():
             found |= data_files(sub)
     return found

@@ -14,7 +14,6 @@ from pathlib import Path
 
 from secai import config
 from secai.errors import InputError
-from secai.config import ROOT
 from secai.files import write_atomic
 
 
@@ -38,7 +37,11 @@ def label(name: str) -> str:
 
 
 def _paths() -> dict:
-    root = ROOT
+    root = config.CHECKOUT
+    if root is None:
+        raise InputError(str(Path(__file__).resolve().parents[1]), None,
+                         "an installed package: the daemon runs `make daemon-cycle` in a secai checkout "
+                         "(clone the repository and run `make daemon-install` there)")
     log_dir = (root / config.get("daemon", "log")).parent
     make = shutil.which("make") or "/usr/bin/make"
     return {"root": root, "log_dir": log_dir, "make": make, "name": config.get("daemon", "name"),

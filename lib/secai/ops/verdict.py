@@ -10,7 +10,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from secai import config
-from secai.config import ROOT
 
 OK, WARN, FAIL = "ok", "warn", "fail"
 GIB = 1024 ** 3
@@ -84,7 +83,12 @@ def setting(section: str, key: str):
             return None
 
 
+def secai_home() -> Path:
+    """Where this secai runs from: its checkout, else the installed package's folder."""
+    return config.CHECKOUT or Path(__file__).resolve().parents[1]
+
+
 def project_path(value) -> Path:
-    """A configured path: ~ expanded, a relative one under the project root."""
+    """A configured path: ~ expanded, a relative one under the checkout (installed: the current folder)."""
     p = Path(os.path.expanduser(str(value)))
-    return p if p.is_absolute() else ROOT / p
+    return p if p.is_absolute() else (config.CHECKOUT or Path.cwd()) / p

@@ -22,7 +22,7 @@ from secai.files import sha256_file
 MANIFEST = "secai-model.json"           # written by secai.training.tinymodel next to the model it builds
 REAL_BASE = "OLMo-2-1B-mlx-q4"          # `make base-model`: allenai/OLMo-2-0425-1B, 4-bit
 REAL_BASE_HF = "allenai/OLMo-2-0425-1B"
-TINY_BASE = Path("build/models/base/tiny-olmo2")  # `make demo-model`, relative to the project root
+TINY_BASE = Path("build/models/base/tiny-olmo2")  # `make demo-model`, relative to the checkout
 
 
 def models_dir() -> Path:
@@ -33,15 +33,20 @@ def fine_tuned_dir() -> Path:
     return models_dir() / "fine-tuned"
 
 
+def _roots() -> tuple[Path, ...]:
+    """The folders a recorded path may be relative to: the models dir, and the checkout (if any)."""
+    return (models_dir(), *((config.CHECKOUT,) if config.CHECKOUT else ()))
+
+
 def portable(path: str | os.PathLike, near: str | os.PathLike | None = None) -> str:
     """A local path as published metadata records it: relative to the models dir ('base/NAME',
-    'fine-tuned/NAME'), else to the project root ('build/datasets/analysis'), else to the folder
+    'fine-tuned/NAME'), else to the checkout ('build/datasets/analysis'), else to the folder
     `near` (the model's own) when the two share a folder below the filesystem root and the way
     between them names neither the user nor the home folder ('../../data'), else its name alone
     (the content hashes beside it still identify it). Never an absolute path or a user name."""
     p = Path(os.path.abspath(os.path.expanduser(str(path))))
     real = p.resolve()
-    for root in (models_dir(), config.ROOT):
+    for root in _roots():
         for a, b in ((p, Path(os.path.abspath(os.path.expanduser(str(root))))), (real, Path(root).expanduser().resolve())):
             if a.is_relative_to(b) and a != b:
                 return a.relative_to(b).as_posix()
@@ -57,7 +62,7 @@ def portable(path: str | os.PathLike, near: str | os.PathLike | None = None) -> 
 
 def local(recorded: str | None, near: str | os.PathLike | None = None) -> Path | None:
     """Where a path that metadata recorded (see portable) is on this machine: an absolute one (older
-    metadata) as it is, a relative one under the models dir, the folder `near` or the project root,
+    metadata) as it is, a relative one under the models dir, the folder `near` or the checkout,
     whichever has it; None when none does."""
     if not recorded:
         return None
@@ -65,7 +70,7 @@ def local(recorded: str | None, near: str | os.PathLike | None = None) -> Path |
     if p.is_absolute():
         return p if p.exists() else None
     nearby = [Path(near)] if near is not None else []
-    for root in nearby if p.parts[0] == ".." else (models_dir(), config.ROOT, *nearby):
+    for root in nearby if p.parts[0] == ".." else (*_roots(), *nearby):
         if (root / p).exists():
             return Path(os.path.normpath(root / p))
     return None
@@ -125,13 +130,21 @@ def check_model_dir(path: str | os.PathLike) -> Path:
     return p
 
 
-def default_base(root: Path = config.ROOT) -> tuple[Path, bool]:
+def tiny_base() -> Path | None:
+    """Where `make demo-model` builds the tiny test model in the checkout; None for an installed
+    package (build one with `python -m secai.training.tinymodel DIR` and name it)."""
+    return config.CHECKOUT / TINY_BASE if config.CHECKOUT else None
+
+
+def default_base() -> tuple[Path, bool]:
     """(the base model to fine-tune, whether it is the tiny test model): the real OLMo-2-1B in the
-    shared store when it is there, else the tiny model `make demo-model` builds."""
+    shared store when it is there, else the tiny model `make demo-model` builds in the checkout;
+    outside one, the real model's place (so that the error names what is missing)."""
     real = models_dir() / "base" / REAL_BASE
-    if (real / "config.json").is_file():
+    tiny = tiny_base()
+    if (real / "config.json").is_file() or tiny is None:
         return real, False
-    return root / TINY_BASE, True
+    return tiny, True
 
 
 def test_model_notice(prog: str, path: Path) -> None:

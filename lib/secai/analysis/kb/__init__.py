@@ -31,11 +31,11 @@ from pathlib import Path
 
 import yaml
 
-from secai.config import ROOT
 from secai.errors import UserError
+from secai.files import shipped
 
-KB_DIR = Path(__file__).resolve().parent
-SCHEMA_FILE = ROOT / "schemas" / "kb.schema.json"
+KB_DIR = shipped("analysis", "kb")
+SCHEMA_FILE = shipped("schemas", "kb.schema.json")
 TEXTS = ("summary", "impact", "remediation", "remediation_no_fix", "prevention", "verification")
 ALIASES = {"typescript": "javascript"}  # a framework key whose variants also serve another's findings
 LEVELS = ("rule_id", "rule_pattern", "cwe", "category")
