@@ -1,4 +1,5 @@
-"""Training that fits a laptop (issue 16): exact gradient accumulation."""
+"""Training that fits a laptop (issue 16): exact gradient accumulation, and the Metal wired limit set as
+mlx-lm sets it."""
 
 from __future__ import annotations
 
@@ -55,4 +56,24 @@ def test_accumulated_micro_batches_give_the_update_of_one_big_batch(tiny_model, 
 def test_grad_accum_must_be_at_least_one():
     with pytest.raises(TrainError, match="grad_accum must be at least 1"):
         lora.settings({"grad_accum": 0})
+
+
+# ---------------------------------------------------------------- the wired limit
+
+def test_the_wired_limit_is_set_as_mlx_lm_sets_it_and_restored(tiny_model, tmp_path, monkeypatch):
+    import mlx.core as mx
+    import mlx_lm.utils
+
+    # on this machine (no Metal) mlx-lm's own helper finds no recommended working set: nothing is set
+    if "max_recommended_working_set_size" not in mx.device_info():
+        assert mlx_lm.utils.maybe_set_recommended_wired_limit() is None
+    calls, restored = [], []
+    monkeypatch.setattr(mlx_lm.utils, "maybe_set_recommended_wired_limit", lambda: calls.append(1) or 12345)
+    monkeypatch.setattr(mx, "set_wired_limit", lambda limit: restored.append(limit) or 0)
+    train_steps(tiny_model, tmp_path / "run", iters=1, batch_size=2)
+    assert calls == [1] and restored == [12345]  # set once for the run, the previous limit put back after it
+    monkeypatch.setattr(mlx_lm.utils, "maybe_set_recommended_wired_limit", lambda: None)
+    restored.clear()
+    train_steps(tiny_model, tmp_path / "cpu", iters=1, batch_size=2)
+    assert restored == []  # no recommended size (not Metal): no limit touched
 

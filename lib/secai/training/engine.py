@@ -1,7 +1,7 @@
 """The LoRA training engine behind `secai-lora`: mlx-lm's pieces, and what mlx-lm lacks.
 
 Built from mlx-lm's Python API (`linear_to_lora_layers`, its LoRA layers, its optimizers and
-schedules, gradient checkpointing) with its own loop, because that loop is where mlx-lm stops short:
+schedules, gradient checkpointing, the Metal wired limit its trainer sets) with its own loop, because that loop is where mlx-lm stops short:
 
 - Prompt masking: the loss covers exactly the tokens of the final assistant turn (its content and
   the EOS that ends it) and nothing after it. (mlx-lm's default loss also counts one padding
@@ -193,6 +193,7 @@ class Run:
         import mlx.core as mx
         import mlx.nn as nn
         from mlx.utils import tree_map
+        from mlx_lm.utils import maybe_set_recommended_wired_limit
 
         s, model = self.settings, self.model
         optimizer = make_optimizer(s, self.steps)
@@ -245,6 +246,9 @@ class Run:
             state["log_lines"] = len(log)
 
         old_handlers = {sig: signal.signal(sig, self._on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
+        # on Metal, the wired limit mlx-lm's trainer sets (the device's recommended working set, so
+        # the model's memory is not paged out between steps); None, and nothing done, elsewhere
+        old_wired = maybe_set_recommended_wired_limit()
         mx.reset_peak_memory()
         model.train()
         window_loss, window_tokens, window_time, window_in = 0.0, 0, 0.0, 0
@@ -319,6 +323,8 @@ class Run:
         finally:
             for sig, handler in old_handlers.items():
                 signal.signal(sig, handler)
+            if old_wired is not None:
+                mx.set_wired_limit(old_wired)
         if best is not None:  # the result is the best checkpoint
             model.load_weights(list(best.items()), strict=False)
         return Result(
