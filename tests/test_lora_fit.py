@@ -1,5 +1,5 @@
-"""Training that fits a laptop (issue 16): exact gradient accumulation, and the Metal wired limit set as
-mlx-lm sets it."""
+"""Training that fits a laptop (issue 16): exact gradient accumulation, the Metal wired limit set as
+mlx-lm sets it, and the learning-rate schedule built by mlx-lm's own build_schedule."""
 
 from __future__ import annotations
 
@@ -77,3 +77,39 @@ def test_the_wired_limit_is_set_as_mlx_lm_sets_it_and_restored(tiny_model, tmp_p
     train_steps(tiny_model, tmp_path / "cpu", iters=1, batch_size=2)
     assert restored == []  # no recommended size (not Metal): no limit touched
 
+
+# ---------------------------------------------------------------- the schedule
+
+def expected_rate(s, total: int, step: int) -> float:
+    """The rate of optimizer step `step` (0-based) as secai-lora documents it."""
+    lr, w = s.learning_rate, s.warmup if s.warmup > 1 else 0  # a warmup of one step is none
+    if step < w:
+        return lr * (step + 1) / w
+    decay, end = max(total - w, 1), lr * s.min_lr_ratio
+    k = min(step - w, decay)
+    if s.lr_schedule == "cosine":
+        return end + 0.5 * (1 + np.cos(np.pi * k / decay)) * (lr - end)
+    if s.lr_schedule == "linear":
+        return lr + (end - lr) * k / decay
+    return lr
+
+
+@pytest.mark.parametrize("schedule,warmup", [("cosine", 4), ("cosine", 0), ("linear", 3), ("linear", 1),
+                                             ("constant", 5), ("constant", 0)])
+def test_the_schedule_is_mlx_lms_build_schedule(monkeypatch, schedule, warmup):
+    import mlx_lm.tuner.utils
+
+    built = []
+    real = mlx_lm.tuner.utils.build_schedule
+    monkeypatch.setattr(mlx_lm.tuner.utils, "build_schedule", lambda config: built.append(config) or real(config))
+    s = lora.settings({"learning_rate": 1e-3, "lr_schedule": schedule, "warmup": warmup, "min_lr_ratio": 0.1})
+    total = 20
+    opt = adapters.make_optimizer(s, total)
+    config = adapters.schedule_config(s, total)
+    assert built == ([config] if config else [])
+    rates = []
+    for _ in range(total + 3):  # an update sets the rate of the step it makes, as in training
+        opt.apply_gradients({}, {})
+        rates.append(opt.learning_rate.item())
+    # np.float32 arithmetic inside MLX: a relative tolerance of a few ulps
+    assert rates == pytest.approx([expected_rate(s, total, k) for k in range(total + 3)], rel=1e-5)

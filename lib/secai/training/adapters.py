@@ -104,23 +104,35 @@ def load_adapter_weights(model, path: Path, what: str) -> None:
     model.load_weights(list(weights.items()), strict=False)
 
 
+def schedule_config(settings: Settings, total_steps: int) -> dict | None:
+    """The learning-rate schedule as mlx-lm's `lr_schedule` config (what its build_schedule takes, and
+    `mlx_lm lora -c` reads), or None for a constant rate without warmup.
+
+    Steps 1..warmup climb linearly to learning_rate, the first already learning (learning_rate /
+    warmup); then the decay runs over the remaining steps, from learning_rate again, to
+    learning_rate x min_lr_ratio. In build_schedule's terms: a warmup of warmup - 1 steps from
+    warmup_init = learning_rate / warmup (its warmup starts at warmup_init and reaches the peak
+    after its last warmup step). A warmup of 1 is none: its one step is already at the peak."""
+    lr = settings.learning_rate
+    warmup = settings.warmup if settings.warmup > 1 else 0
+    if settings.lr_schedule == "constant" and not warmup:
+        return None
+    decay_steps, end = max(total_steps - warmup, 1), lr * settings.min_lr_ratio
+    name, arguments = {"cosine": ("cosine_decay", [lr, decay_steps, end]),
+                       "linear": ("linear_schedule", [lr, end, decay_steps]),
+                       "constant": ("linear_schedule", [lr, lr, 1])}[settings.lr_schedule]
+    config = {"name": name, "arguments": arguments}
+    if warmup:
+        config.update(warmup=warmup - 1, warmup_init=lr / warmup)
+    return config
+
+
 def make_optimizer(settings: Settings, total_steps: int):
     import mlx.optimizers as optim
+    from mlx_lm.tuner.utils import build_schedule
 
-    lr = settings.learning_rate
-    decay_steps = max(total_steps - settings.warmup, 1)
-    end = lr * settings.min_lr_ratio
-    if settings.lr_schedule == "cosine":
-        schedule = optim.cosine_decay(lr, decay_steps, end)
-    elif settings.lr_schedule == "linear":
-        schedule = optim.linear_schedule(lr, end, decay_steps)
-    else:
-        schedule = lambda step: lr  # noqa: E731
-    if settings.warmup:  # steps 1..warmup climb to lr (the first step already learns: lr / warmup)
-        warm = optim.linear_schedule(lr / settings.warmup, lr, max(settings.warmup - 1, 1))
-        schedule = optim.join_schedules([warm, schedule], [settings.warmup])
-    elif settings.lr_schedule == "constant":
-        schedule = lr
+    config = schedule_config(settings, total_steps)
+    schedule = build_schedule(config) if config else settings.learning_rate
     kwargs = {"learning_rate": schedule}
     if settings.optimizer == "adamw":
         return optim.AdamW(weight_decay=settings.weight_decay, **kwargs)

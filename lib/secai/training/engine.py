@@ -1,7 +1,7 @@
 """The LoRA training engine behind `secai-lora`: mlx-lm's pieces, and what mlx-lm lacks.
 
 Built from mlx-lm's Python API (`linear_to_lora_layers`, its LoRA layers, its optimizers and
-schedules, gradient checkpointing, the Metal wired limit its trainer sets) with its own loop, because that loop is where mlx-lm stops short:
+`build_schedule`, gradient checkpointing, the Metal wired limit its trainer sets) with its own loop, because that loop is where mlx-lm stops short:
 
 - Prompt masking: the loss covers exactly the tokens of the final assistant turn (its content and
   the EOS that ends it) and nothing after it. (mlx-lm's default loss also counts one padding
