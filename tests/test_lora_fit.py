@@ -113,3 +113,21 @@ def test_the_schedule_is_mlx_lms_build_schedule(monkeypatch, schedule, warmup):
         rates.append(opt.learning_rate.item())
     # np.float32 arithmetic inside MLX: a relative tolerance of a few ulps
     assert rates == pytest.approx([expected_rate(s, total, k) for k in range(total + 3)], rel=1e-5)
+
+
+# ---------------------------------------------------------------- the mlx-lm secai is tested with
+
+def test_mlx_lm_is_in_the_tested_range_and_has_the_internals_secai_imports():
+    import tomllib
+    from importlib.metadata import version
+
+    from conftest import ROOT
+    from packaging.requirements import Requirement
+
+    deps = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
+    spec = next(Requirement(d) for d in deps if Requirement(d).name == "mlx-lm").specifier
+    assert any(s.operator == "<" for s in spec), f"mlx-lm has no upper bound: {spec}"
+    assert spec.contains(version("mlx-lm")), f"installed mlx-lm {version('mlx-lm')} is outside {spec}"
+    from mlx_lm.tuner.trainer import grad_checkpoint, iterate_batches  # noqa: F401
+    from mlx_lm.tuner.utils import build_schedule, linear_to_lora_layers  # noqa: F401
+    from mlx_lm.utils import maybe_set_recommended_wired_limit  # noqa: F401
