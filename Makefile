@@ -54,7 +54,7 @@ FT_BASE_DEP := $(if $(filter $(TINY_MODEL),$(FT_BASE)),$(TINY_MODEL)/secai-model
 ANALYZE_DEPS := $(if $(filter mlx,$(BACKEND)),$(FT_BASE_DEP))
 
 .PHONY: scanners kb help install all parse analyze index dataset dataset-codefix sarif finetune finetune-stage1 finetune-stage2 eval base-model status \
-        quality quality-realscans demo-model test lint bench clean examples examples-checkov examples-semgrep examples-bandit
+        report chromium quality quality-realscans demo-model test lint bench clean examples examples-checkov examples-semgrep examples-bandit
 
 help: ## this list
 	@echo "secai — make targets"
@@ -98,7 +98,7 @@ $(STAMP): pyproject.toml
 	touch $@
 
 # ---------------------------------------------------------------- pipeline
-all: parse index analyze dataset sarif $(if $(SKIP_FINETUNE),,finetune eval) $(BUILD)/summary.json $(if $(PUSH),push) ## run the whole pipeline on ARTIFACTS (SKIP_FINETUNE=1: no fine-tuning; PUSH=1: publish)
+all: parse index analyze dataset sarif $(if $(SKIP_FINETUNE),,finetune eval) $(BUILD)/summary.json $(BUILD)/report.html $(if $(PUSH),push) ## run the whole pipeline on ARTIFACTS, ending with BUILD/report.html (SKIP_FINETUNE=1: no fine-tuning; PUSH=1: publish)
 
 parse: $(BUILD)/findings.jsonl ## scanner reports -> findings
 
@@ -216,6 +216,15 @@ $(BUILD)/summary.json: $(BUILD)/analyses.sarif $(BUILD)/datasets/analysis/manife
                        $(if $(SKIP_FINETUNE),,$(FT_EVALS)) $(call code,secai.ops.status) | $(STAMP)
 	SECAI_MODELS_DIR=$(MODELS_DIR) $(PY) -m secai.ops.status --build $(BUILD) --write $@
 
+# ---------------------------------------------------------------- report
+# one static page of the whole build (secai-report); the verification report is a by-product of the
+# code-fix examples, the models' numbers and loss curves come in through summary.json's prerequisites
+report: $(BUILD)/report.html ## one page to open: findings, fixes as diffs and their verification, dataset, loss curves, eval, quality
+
+$(BUILD)/report.html: $(BUILD)/analyses.jsonl $(BUILD)/training/codefix.jsonl $(BUILD)/datasets/analysis/manifest.json \
+                      $(BUILD)/quality.json $(BUILD)/summary.json $(call code,secai.commands.report) | $(STAMP)
+	SECAI_MODELS_DIR=$(MODELS_DIR) $(PY) -m secai.commands.report -q --build $(BUILD) -o $@
+
 # ---------------------------------------------------------------- quality
 quality: $(BUILD)/quality.json ## per tool and language: templates, verified fixes, private text, unsupported severity claims
 
@@ -306,11 +315,21 @@ kb: $(SCANNERS_VENV)/.installed | $(STAMP) ## harvest checkov's checks, bandit's
 	$(PY) -m secai.commands.kb harvest --scanners-dir $(KB_SCANNERS) -o $(KB_DIR)
 
 # ---------------------------------------------------------------- checks
-test: $(STAMP) $(SCANNERS_VENV)/.installed ## lint, then the test suite with the scanners installed (fails when no test ran)
+test: $(STAMP) $(SCANNERS_VENV)/.installed chromium ## lint, then the test suite with the scanners and chromium installed (fails when no test ran)
 	@mkdir -p $(BUILD)
 	$(VENV)/bin/ruff check -q .
 	$(PY) -m pytest -q --junitxml=$(BUILD)/test-results.xml
 	$(PY) tests/junit_check.py $(BUILD)/test-results.xml
+
+# Debian's chromium, for the browser test of secai-report (headless, driven through playwright's own
+# driver; no browser is downloaded). Installed with apt-get when missing and running as root (CI);
+# otherwise the test says it is skipped and why.
+chromium: ## install Debian's chromium when missing (as root), for the report's browser test
+	@command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1 || \
+	if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	  echo "make chromium: apt-get install chromium" >&2; \
+	  apt-get install -y -q chromium >/dev/null || { apt-get update -q >/dev/null && apt-get install -y -q chromium >/dev/null; }; \
+	else echo "make chromium: chromium not found and not root: the browser test of secai-report will be skipped" >&2; fi
 
 lint: $(STAMP) ## check the Python code with ruff (rules: [tool.ruff] in pyproject.toml)
 	$(VENV)/bin/ruff check .

@@ -21,6 +21,7 @@ from secai.commands.index import Index
 from secai.commands.lora import Lora
 from secai.commands.narrate import Narrate
 from secai.commands.push import Push
+from secai.commands.report import Report
 from secai.commands.sarif import Sarif
 from secai.commands.split import Split
 from secai.commands.parse import Parse
@@ -29,7 +30,7 @@ from secai.commands.parse import Parse
 ALL = [(Parse, "secai.commands.parse"), (Analyze, "secai.commands.analyze"), (Narrate, "secai.commands.narrate"),
        (Split, "secai.commands.split"), (Index, "secai.commands.index"), (Sarif, "secai.commands.sarif"),
        (Lora, "secai.commands.lora"), (Push, "secai.commands.push"), (Fetch, "secai.commands.fetch"),
-       (Daemon, "secai.commands.daemon"), (Doctor, "secai.commands.doctor")]
+       (Daemon, "secai.commands.daemon"), (Doctor, "secai.commands.doctor"), (Report, "secai.commands.report")]
 ALL_IDS = [c.name for c, _ in ALL]
 TYPE_NAME = re.compile(r"\b[A-Z]\w*(Error|Exception|Interrupt)\b")
 

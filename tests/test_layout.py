@@ -21,7 +21,8 @@ BASE = ("cli", "errors", "records", "config", "files", "secrets", "personal", "c
 # the package data that lives at the top of the repository: symlinks, so a checkout and a wheel find
 # it the same way (secai.files.shipped)
 SHIPPED = {"schemas": "schemas", "defaults": "config"}
-COMMANDS = ("parse", "analyze", "narrate", "split", "index", "sarif", "lora", "push", "fetch", "daemon", "doctor", "kb")
+COMMANDS = ("parse", "analyze", "narrate", "split", "index", "sarif", "lora", "push", "fetch", "daemon", "doctor", "kb",
+            "report")
 # make's own helpers (not user commands): they keep a small argparse main of their own
 INTERNAL_TOOLS = {"secai.ops.status", "secai.dataset.quality", "secai.training.store", "secai.training.tinymodel"}
 
