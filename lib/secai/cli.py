@@ -124,7 +124,8 @@ class Command:
                                 "instead of stopping at the first")
         p.add_argument("-q", "--quiet", action="store_true", help="no progress or summary on stderr")
         p.add_argument("-v", "--verbose", action="store_true", help="more detail on stderr; tracebacks on errors")
-        p.add_argument("--config", metavar="FILE", help="settings file instead of config/secai.yaml "
+        p.add_argument("--config", metavar="FILE", help="your settings file, over the defaults, instead of "
+                                                        "SECAI_CONFIG or ~/.config/secai/secai.yaml "
                                                         "(SECAI_* variables and flags still override it)")
         p.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
 
