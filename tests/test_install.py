@@ -136,6 +136,22 @@ def test_the_installed_scripts_run_a_pipe_outside_the_checkout(venv, tmp_path):
     assert sorted(os.listdir(work)) == sorted([*REPORTS, "analyses.jsonl"])  # nothing else written where it ran
 
 
+def test_every_installed_console_script_starts_outside_the_checkout(venv, tmp_path):
+    import tomllib
+
+    scripts = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["scripts"]
+    for name in scripts:
+        proc = run([str(venv / "bin" / name), "--version"], cwd=tmp_path, env=environ(venv, tmp_path))
+        assert proc.stdout.split()[0] == name, proc.stdout
+
+
+def test_the_installed_daemon_says_it_needs_a_checkout_in_one_line(venv, tmp_path):
+    proc = subprocess.run([str(venv / "bin" / "secai-daemon"), "install", "--dry-run", "--unit-dir", str(tmp_path)],
+                          capture_output=True, text=True, timeout=STEP_S, cwd=tmp_path, env=environ(venv, tmp_path))
+    assert proc.returncode == 1 and proc.stdout == "" and proc.stderr.count("\n") == 1, proc.stderr
+    assert "an installed package: the daemon runs `make daemon-cycle` in a secai checkout" in proc.stderr
+
+
 def test_the_installed_doctor_reports_the_packaged_and_the_users_config(venv, tmp_path):
     mine = tmp_path / "xdg" / "secai" / "secai.yaml"
     mine.parent.mkdir(parents=True)
