@@ -103,7 +103,7 @@ def stage2(tiny_model, stage1, data):
 def test_stage1_learns_and_writes_a_complete_model_dir(stage1, store):
     d = Path(where(stage1))
     assert d == store / "fine-tuned" / "s1"
-    assert {p.name for p in d.iterdir()} == {"adapters", "metadata.json", "training_log.jsonl", "README.md"}
+    assert {p.name for p in d.iterdir()} == {"adapters", "metadata.json", "training_log.jsonl", "loss.png", "README.md"}
     assert not list(d.parent.glob(".run-*")), "the work folder is removed once the model is in place"
     meta = orjson.loads((d / "metadata.json").read_bytes())
     assert meta == stage1 and schema_error("model/1", meta) is None

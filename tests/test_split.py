@@ -282,7 +282,7 @@ def test_the_card_has_hugging_face_metadata_listing_the_files(tmp_path):
     text = (d / "README.md").read_text()
     assert text.startswith("---\n")
     meta = yaml.safe_load(text.split("---\n")[1])
-    assert meta["license"] == "apache-2.0" and meta["pretty_name"] == "demo set"
+    assert meta["license"] == "apache-2.0" and meta["pretty_name"] == "demo set (analysis and code fixes)"
     assert meta["task_categories"] == ["text-generation"] and meta["language"] == ["en"]
     assert {"security", "sast"} <= set(meta["tags"]) and meta["size_categories"] == ["n<1K"]
     [config] = meta["configs"]
@@ -293,6 +293,56 @@ def test_the_card_has_hugging_face_metadata_listing_the_files(tmp_path):
     body = text.split("---\n", 2)[2]
     for words in ("Grouped by finding", "kb backend", "Redaction", "Limitations", "| codefix |", "| semgrep | 100 |"):
         assert words in body, words
+
+
+def card_data(d: Path):
+    """The card's metadata as huggingface_hub reads it (DatasetCard: no network), and the front matter."""
+    from huggingface_hub import DatasetCard, DatasetCardData
+
+    text = (d / "README.md").read_text()
+    front = yaml.safe_load(text.split("---\n")[1])
+    data = DatasetCard(text).data
+    assert isinstance(data, DatasetCardData) and data.to_dict() == front  # every key round-trips
+    return data, text.split("---\n", 2)[2]
+
+
+def test_the_two_stage_datasets_have_distinct_names_huggingface_hub_reads(tmp_path):
+    stage1 = examples(range(60))
+    assert split(tmp_path, stage1, out="analysis", name="analysis.jsonl")[0] == 0
+    write(tmp_path / "stage1.jsonl", stage1)
+    codefix = examples(range(40), stage="codefix", language="python")
+    assert split(tmp_path, codefix, "--replay", str(tmp_path / "analysis"), out="codefix", name="codefix.jsonl")[0] == 0
+    (a, a_body), (c, c_body) = card_data(tmp_path / "analysis"), card_data(tmp_path / "codefix")
+    assert a.pretty_name == "secai security findings (stage 1, analysis)"
+    assert c.pretty_name == "secai security findings (stage 2, code fixes)"  # its replayed stage-1 examples aside
+    assert orjson.loads((tmp_path / "codefix" / "manifest.json").read_bytes())["replay"]["added"] > 0
+    assert a_body.startswith(f"\n# {a.pretty_name}\n") and c_body.startswith(f"\n# {c.pretty_name}\n")
+    assert [f["split"] for f in a.configs[0]["data_files"]] == ["train", "validation"]
+    assert a.license == "apache-2.0" and a.task_categories == ["text-generation"]
+
+
+@pytest.mark.parametrize("argv, rule", [
+    ((), "u < 0.2 → validation, otherwise → train (target shares train 0.8, validation 0.2, test 0)"),
+    (("--test", "0.1"), "u < 0.2 → validation, 0.2 ≤ u < 0.3 → test, otherwise → train (target shares train 0.7, "
+                        "validation 0.2, test 0.1)"),
+    (("--valid", "0.25", "--test", "0.15"), "u < 0.25 → validation, 0.25 ≤ u < 0.4 → test, otherwise → train"),
+])
+def test_the_card_states_the_split_rule_with_its_fractions(tmp_path, argv, rule):
+    records = examples(range(80))
+    assert split(tmp_path, records, *argv)[0] == 0
+    d = tmp_path / "dataset"
+    _, body = card_data(d)
+    assert rule in " ".join(body.split())
+    # the rule is the one that placed the groups (no group was moved in a set this size)
+    m = orjson.loads((d / "manifest.json").read_bytes())
+    f, placed = m["fractions"], {}
+    assert m["moved_groups"] == []
+    for info in m["splits"].values():
+        for r in read_split(d, info["file"]):
+            placed[r["metadata"]["finding_id"]] = info["hf_split"]
+    for fid, where in placed.items():
+        u = unit(0, "finding", fid)
+        assert where == ("validation" if u < f["valid"] else "test" if u < f["valid"] + f["test"] else "train")
 
 
 # ---------------------------------------------------------------- atomic directory, refusals

@@ -113,6 +113,29 @@ def _cell(text: str) -> str:
     return re.sub(r"[|\n\r]", " ", text)
 
 
+def own_stages(m: dict) -> dict[str, int]:
+    """Examples per stage of the manifest `m`, the replayed stage-1 examples left out."""
+    stages = dict(m["stages"])
+    if m["replay"]:
+        stages["analysis"] = stages.get("analysis", 0) - m["replay"]["added"]
+    return {k: v for k, v in stages.items() if v > 0}
+
+
+def title(m: dict) -> str:
+    """The dataset's name as its card shows it (pretty_name and heading): the manifest's name and what
+    its own examples teach, so that the stage-1 and stage-2 datasets of one build read apart."""
+    kind = {("analysis",): "stage 1, analysis", ("codefix",): "stage 2, code fixes",
+            ("analysis", "codefix"): "analysis and code fixes"}.get(tuple(sorted(own_stages(m))))
+    return f"{m['name']} ({kind})" if kind else m["name"]
+
+
+def split_rule(f: dict) -> str:
+    """How a group's number u in [0, 1) places it, with the configured fractions."""
+    v, t = f["valid"], f["test"]
+    parts = ([f"u < {v:g} → validation"] if v else []) + ([f"{v:g} ≤ u < {v + t:g} → test"] if t else [])
+    return ", ".join(parts + [f"{'otherwise' if parts else 'every group'} → train"])
+
+
 def card(m: dict) -> str:
     """README.md: a Hugging Face dataset card for the manifest `m`."""
     splits = m["splits"]
@@ -121,7 +144,7 @@ def card(m: dict) -> str:
     tags += [c for c in categories if c not in tags]
     meta = {
         "license": m["license"],
-        "pretty_name": m["name"],
+        "pretty_name": title(m),
         "task_categories": ["text-generation"],
         "language": ["en"],
         "tags": tags,
@@ -167,7 +190,7 @@ def card(m: dict) -> str:
     return f"""---
 {front}---
 
-# {m['name']}
+# {title(m)}
 
 Instruction-tuning examples that teach a language model to explain security-scanner findings and
 to fix the code they point at. Each example is a chat (`system`, `user`, `assistant`): the user
@@ -226,9 +249,9 @@ fractions, and the SHA-256 of every file here and of every input.
 
 Grouped by {by_what}: all examples of one group are in the same split, so no {m['group_by']} of the
 validation{' or test' if 'test' in splits else ''} split is seen in training. Each group is placed by
-its own hash — sha256 of the seed ({m['seed']}) and its key, read as a number u in [0, 1): u <
-{f['valid']:g} → validation, u < {f['valid'] + f['test']:g} → test, otherwise train (target shares
-train {f['train']:g}, validation {f['valid']:g}, test {f['test']:g}). A group's split depends only on
+its own hash: the first 64 bits of sha256 of the seed ({m['seed']}), the grouping and its key, read as
+a number u in [0, 1): {split_rule(f)} (target shares train {f['train']:g}, validation {f['valid']:g},
+test {f['test']:g}). A group's split depends only on
 the seed and its key, so a later, larger version of this dataset keeps every earlier group where it
 was. Within each file the order is a seeded shuffle (sorted by sha256 of the seed and example id).{moved}{replay}
 

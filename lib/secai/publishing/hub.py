@@ -11,7 +11,7 @@ What happens:
 2. The files to publish are copied into a staging folder (push.staging/<kind>-<owner>--<name>,
    replaced whole): for a dataset, the files its manifest lists plus manifest.json; for a model,
    every file except hidden ones and mlx-lm's intermediate checkpoints
-   (adapters/NNNNNNN_adapters.safetensors). `--dry-run` stops here and lists what would be sent.
+   (adapters/NNNNNNN_adapters.safetensors) — the card's loss plot loss.png and eval.json included. `--dry-run` stops here and lists what would be sent.
 3. The repository is created if needed (private unless --public or push.private is false; an
    existing repository keeps its visibility, but a private push to a public one is refused), the
    branch `--revision` too, and the staged folder is sent as ONE commit (huggingface_hub
@@ -218,7 +218,7 @@ def model_facts(md: dict) -> list[str]:
     out = []
     base = md.get("base_model")
     if isinstance(base, dict):
-        b = pick(base, "hf_id", "name", "content_hash")
+        b = pick(base, "hf_id", "converted_from", "name", "content_hash")
         out.append("base model: " + ", ".join(f"{k} {v}" for k, v in b.items()) +
                    (" (the random-weight test model)" if base.get("test_model") else ""))
     elif isinstance(base, str):

@@ -13,7 +13,7 @@ from secai.files import AtomicOutput, write_atomic
 from secai.training import store as models
 from secai.training.adapters import load_adapter_weights
 from secai.training.batches import encode_all
-from secai.training.card import card, num, perplexity
+from secai.training.card import card, num, perplexity, surroundings
 from secai.training.engine import evaluate
 from secai.training.run import apply_adapter, base_dir, load_base, read_metadata, read_split, resolve_model_dir
 from secai.training.settings import Settings, TrainError, recorded
@@ -177,7 +177,8 @@ def save_eval(report: dict, output: str | Path | None = None, plot_png: str | Pa
         plot(d / "training_log.jsonl", png, f"{d.name}: loss")
     if d:
         meta = read_metadata(d)
-        write_atomic(d / "README.md", card(meta, report))
+        base = models.local(meta["base_model"]["path"], near=d)
+        write_atomic(d / "README.md", card(meta, report, surroundings(d, base)))
     return b"" if targets else text
 
 

@@ -11,8 +11,8 @@ secai.commands.lora).
 format: `mlx_lm generate --model BASE --adapter-path DIR/adapters` loads it), `metadata.json`
 (model/1, schemas/model.schema.json; the paths it records to the base model, the dataset and the
 stage-1 model are store.portable's, never absolute, and are found again with store.local),
-`training_log.jsonl`, `README.md` (a Hugging Face model card
-with the measured numbers) and, with `--fuse`, `fused/` (a whole model). The base model folder is
+`training_log.jsonl`, `loss.png` (its curves), `README.md` (a Hugging Face model card
+with the measured numbers and that plot) and, with `--fuse`, `fused/` (a whole model). The base model folder is
 only read. While it runs, its checkpoints live in `<models_dir>/fine-tuned/.run-<id>/`, where id
 names the run (base model, data, settings, stage and starting adapter): `--resume` continues that
 run from its last checkpoint. The training engine is secai.training.engine.
@@ -40,7 +40,7 @@ from secai.errors import InputError
 from secai.files import building, front_matter, sha256_file
 from secai.training.adapters import add_lora, load_adapter_weights
 from secai.training.batches import check_chat_template, encode_all
-from secai.training.card import base_reference, card, num
+from secai.training.card import base_reference, card, num, surroundings
 from secai.training.engine import Interrupted, Run, environment
 from secai.training.settings import Settings, TrainError, recorded
 
@@ -229,7 +229,7 @@ def train(s: Settings, say, *, stage: str, data: str | Path, base_model: str | P
         mx.save_safetensors(str(adapters / "adapters.safetensors"), weights)
         # mlx-lm records its --model here and never reads it back (mlx_lm generate/fuse take --model)
         base_record = {"path": models.portable(base_path, near=out), "name": base_id["name"],
-                       "content_hash": base_id["content_hash"], "hf_id": models.hf_base_id(base_path), "test_model": test_model}
+                       "content_hash": base_id["content_hash"], **models.hub_origin(base_path), "test_model": test_model}
         (adapters / "adapter_config.json").write_text(json.dumps({**lora_cfg, "model": base_reference(base_record)}, indent=2) + "\n")
         if template_source != "tokenizer":
             (adapters / "chat_template.jinja").write_text(tokenizer.chat_template)
@@ -268,7 +268,10 @@ def train(s: Settings, say, *, stage: str, data: str | Path, base_model: str | P
             fuse(model, tokenizer, base_path, tmp / "fused", dequantize)
             meta["fused"] = {"dequantized": bool(dequantize)}
         write_metadata(tmp, meta)
-        (tmp / "README.md").write_text(card(meta, None), encoding="utf-8")
+        from secai.training.evaluate import plot  # evaluate imports this module
+
+        plot(tmp / "training_log.jsonl", tmp / "loss.png", f"{name}: loss")
+        (tmp / "README.md").write_text(card(meta, None, surroundings(out, base_path, tmp)), encoding="utf-8")
     shutil.rmtree(work, ignore_errors=True)
     say(f"{out}: val loss {num(result.val_before)} -> {num(result.val_after)} (best step {result.best_step}), "
         f"{meta['training']['tokens_per_second']:.0f} tokens/s, peak {result.peak_memory / 2**20:.0f} MiB")

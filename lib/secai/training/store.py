@@ -12,6 +12,7 @@ import getpass
 import hashlib
 import json
 import os
+import re
 import sys
 from pathlib import Path
 
@@ -50,14 +51,20 @@ def portable(path: str | os.PathLike, near: str | os.PathLike | None = None) -> 
         for a, b in ((p, Path(os.path.abspath(os.path.expanduser(str(root))))), (real, Path(root).expanduser().resolve())):
             if a.is_relative_to(b) and a != b:
                 return a.relative_to(b).as_posix()
-    if near is not None:
-        base = Path(near).expanduser().resolve()
-        rel = Path(os.path.relpath(real, base))
-        named = [part for part in rel.parts if part != ".."]
-        private = {getpass.getuser(), Path.home().name}
-        if Path(os.path.commonpath([real, base])) != Path(real.anchor) and not private & set(named):
-            return rel.as_posix()
-    return p.name
+    return (way(real, near) if near is not None else None) or p.name
+
+
+def way(path: str | os.PathLike, near: str | os.PathLike) -> str | None:
+    """The relative way from the folder `near` to path ('../../base/NAME'), when the two share a
+    folder below the filesystem root and the way names neither the user nor the home folder; else None."""
+    real = Path(os.path.abspath(os.path.expanduser(str(path)))).resolve()
+    base = Path(near).expanduser().resolve()
+    rel = Path(os.path.relpath(real, base))
+    named = [part for part in rel.parts if part != ".."]
+    private = {getpass.getuser(), Path.home().name}
+    if Path(os.path.commonpath([real, base])) != Path(real.anchor) and not private & set(named):
+        return rel.as_posix()
+    return None
 
 
 def local(recorded: str | None, near: str | os.PathLike | None = None) -> Path | None:
@@ -156,17 +163,45 @@ def test_model_notice(prog: str, path: Path) -> None:
           file=sys.stderr)
 
 
-def hf_base_id(model_dir: Path) -> str | None:
-    """The Hugging Face id a local model was converted from, when its card names one."""
+HUB_SNAPSHOT = re.compile(r"(?:^|/)models--(?P<owner>[^/]+?)--(?P<name>[^/]+)/snapshots/[0-9a-f]{40}$")
+UPLOAD_HEADING = re.compile(r"^# (?P<repo>[A-Za-z0-9][\w.-]*/[A-Za-z0-9][\w.-]*)\s*$", re.M)
+
+
+def hub_origin(model_dir: str | os.PathLike) -> dict:
+    """Where a local model folder stands to the Hugging Face Hub, from what the folder itself says:
+    - hf_id: the Hub repository holding exactly these files — the folder is a snapshot in
+      huggingface_hub's cache (…/models--OWNER--NAME/snapshots/REVISION), or its card is the one
+      mlx-lm's upload writes (first heading `# OWNER/NAME`, linked as https://huggingface.co/OWNER/NAME);
+      else None: a local conversion (`make base-model`) or secai's test model is on no Hub.
+    - converted_from: the repository its card's `base_model` names (what `mlx_lm convert` records:
+      the model it was converted from), when that is another one.
+    - quantization: {bits, group_size} from config.json when the weights are quantized, else None."""
     from secai.files import front_matter
 
+    d = Path(model_dir).expanduser().absolute()
+    hf_id = None
+    m = HUB_SNAPSHOT.search(d.as_posix())
+    if m:
+        hf_id = f"{m['owner']}/{m['name']}"
     try:
-        base = front_matter(model_dir / "README.md").get("base_model")
+        source = front_matter(d / "README.md").get("base_model")
+        text = (d / "README.md").read_text(encoding="utf-8", errors="replace")
     except InputError:
-        return None
-    if isinstance(base, list):
-        base = base[0] if base else None
-    return base if isinstance(base, str) and base.count("/") == 1 else None
+        source, text = None, ""
+    heading = UPLOAD_HEADING.search(text)
+    if not hf_id and heading and f"https://huggingface.co/{heading['repo']}" in text:
+        hf_id = heading["repo"]
+    if isinstance(source, list):
+        source = source[0] if len(source) == 1 else None
+    if not (isinstance(source, str) and source.count("/") == 1) or source == hf_id:
+        source = None
+    try:
+        q = json.loads((d / "config.json").read_text(encoding="utf-8")).get("quantization")
+    except (OSError, ValueError):
+        q = None
+    quantization = ({"bits": q["bits"], "group_size": q["group_size"]}
+                    if isinstance(q, dict) and isinstance(q.get("bits"), int) and isinstance(q.get("group_size"), int) else None)
+    return {"hf_id": hf_id, "converted_from": source, "quantization": quantization}
 
 
 # ---------------------------------------------------------------- the real base model
