@@ -59,3 +59,52 @@ def test_generated_report_parses_as_before(tmp_path, fixture, findings, digest):
 def test_shipped_examples_parse_as_before(tmp_path):
     data = _output(ROOT, "examples/artifacts", tmp_path / "out.jsonl")
     assert (data.count(b"\n"), hashlib.sha256(data).hexdigest()) == EXAMPLES
+
+
+@pytest.fixture
+def lazy_everything(monkeypatch):
+    """Every JSON object report read lazily, every array lazy, every report's lines spooled."""
+    from secai.parsing import lazy
+
+    monkeypatch.setattr(lazy, "LAZY_BYTES", 0)
+    monkeypatch.setattr(lazy, "BIG_ARRAY", 0)
+    monkeypatch.setattr(lazy, "SPOOL_BYTES", 0)
+    return lazy
+
+
+@pytest.mark.parametrize("fixture", [g[0] for g in GENERATED])
+def test_lazy_reading_gives_the_same_lines(tmp_path, lazy_everything, fixture):
+    """A large report read lazily (its arrays item by item, its lines through a temporary file)
+    gives what the report read whole gives: the same digest as above."""
+    src = FIXTURES / "parse" / fixture
+    report = tmp_path / src.name
+    (make_sarif if src.suffix == ".sarif" else make_trivy)(report, N, src)
+    data = _output(tmp_path, report.name, tmp_path / "out.jsonl")
+    expected = {g[0]: g[1:] for g in GENERATED}[fixture]
+    assert (data.count(b"\n"), hashlib.sha256(data).hexdigest()) == expected
+
+
+def test_lazy_document_is_loaded_whole_for_other_formats(lazy_everything):
+    from secai.parsing.inputs import Unit
+    from secai.parsing.reports import detect
+
+    sarif = (FIXTURES / "parse" / "sarif" / "semgrep-demo.sarif").read_bytes()
+    trivy = (FIXTURES / "parse" / "trivy-json" / "image.json").read_bytes()
+    fmt, doc = detect(Unit("a.sarif", sarif, True), None, print)
+    assert fmt.name == "sarif" and not lazy_everything.is_lazy(doc) and type(doc["runs"]) is list
+    fmt, doc = detect(Unit("t.json", trivy, True), None, print)
+    assert fmt.name == "trivy-json" and lazy_everything.is_lazy(doc)
+
+
+def test_an_item_orjson_refuses_is_the_error_of_the_whole_file(tmp_path, lazy_everything):
+    """msgspec passes a lone surrogate's bytes inside a string that orjson refuses: the report is
+    then read whole and the error is orjson's, with its line, as for any report."""
+    doc = (FIXTURES / "parse" / "trivy-json" / "image.json").read_bytes()
+    bad = doc.replace(b'"Target": "', b'"Target": "\xed\xa0\x80', 1) if b'"Target": "' in doc else \
+        doc.replace(b'"Target":"', b'"Target":"\xed\xa0\x80', 1)
+    assert bad != doc
+    (tmp_path / "bad.json").write_bytes(bad)
+    lazy_code, _, lazy_err = run_command(Parse, ["-q", "bad.json"], cwd=tmp_path)
+    lazy_everything.LAZY_BYTES = 1 << 60
+    whole_code, _, whole_err = run_command(Parse, ["-q", "bad.json"], cwd=tmp_path)
+    assert lazy_code == whole_code == 1 and lazy_err == whole_err and "invalid JSON" in whole_err

@@ -324,12 +324,13 @@ def hashed_lines(lines: list) -> list[tuple[int, dict]]:
     another line's `secret.sha256` hashes: a secret one report found, quoted by another report."""
     import orjson
 
-    lines = [bytes(line) for line in lines]  # memoryviews of a report's buffer
-    digests = frozenset(d.decode() for line in lines if b'"sha256":"' in line for d in _SHA256_FIELD.findall(line))
+    # lines may be memoryviews of a report's buffer: each is copied only while it is looked at
+    digests = frozenset(d.decode() for line in lines if b'"sha256":"' in (raw := bytes(line))
+                        for d in _SHA256_FIELD.findall(raw))
     if not digests:
         return []
     return [(i, scrub_tree(orjson.loads(line), digests)) for i, line in enumerate(lines)
-            if hashed_values(line.decode("utf-8", "replace"), digests)]
+            if hashed_values(bytes(line).decode("utf-8", "replace"), digests)]
 
 
 # ---------------------------------------------------------------- lines of code (secai-analyze's context)

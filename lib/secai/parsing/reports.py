@@ -12,7 +12,7 @@ and duplicates merged, secai.parsing.finding.
 from __future__ import annotations
 
 import codecs
-import io
+import mmap
 import re
 import os
 import sys
@@ -26,7 +26,7 @@ import orjson
 from secai import secrets
 from secai.records import dumps, render, schema_error
 from secai.errors import InputError
-from secai.parsing import formats as parsers
+from secai.parsing import formats as parsers, lazy
 from secai.parsing.finding import Finisher, ParseError, merge_duplicates, relative_paths, text
 from secai.parsing.formats import Format
 from secai.parsing.inputs import Limits, Reject, Unit, units
@@ -51,8 +51,13 @@ def _decode(name: str, data: bytes) -> bytes:
     return data
 
 
-def _load_json(unit: Unit, data: bytes):
-    """(syntax, document) of JSON or JSON Lines bytes."""
+def _load_json(unit: Unit, data: bytes, whole: bool = False):
+    """(syntax, document) of JSON or JSON Lines bytes; a large JSON object, unless `whole`, with its
+    large arrays read lazily (secai.parsing.lazy)."""
+    if not whole and len(data) >= lazy.LAZY_BYTES and data.lstrip()[:1] == b"{":
+        doc = lazy.lazy_object(data)
+        if doc is not None:
+            return "json", doc
     try:
         return "json", orjson.loads(data)
     except orjson.JSONDecodeError as exc:
@@ -92,9 +97,9 @@ def _load_xml(unit: Unit, data: bytes, skipped_lines: int = 0):
         raise InputError(unit.name, line, f"invalid XML: {exc}") from None
 
 
-def load(unit: Unit):
+def load(unit: Unit, whole: bool = False):
     """(syntax, document) of a report's bytes, by content (leading whitespace, however much, is
-    skipped: only a file of nothing else is empty)."""
+    skipped: only a file of nothing else is empty); `whole`: never lazily."""
     data = _decode(unit.name, unit.data)
     content = _CONTENT.search(data)
     if content is None:
@@ -102,7 +107,7 @@ def load(unit: Unit):
     start = content.start()
     head = data[start:start + 64]
     if head[:1] in b"{[\"" or head[:4] in (b"null", b"true") or head[:5] == b"false" or head[:1].isdigit():
-        return _load_json(unit, data)
+        return _load_json(unit, data, whole)
     if head[:1] == b"<":  # an XML declaration must come first: the whitespace before it is dropped
         return _load_xml(unit, data[start:] if start else data, data.count(b"\n", 0, start))
     if b"\x00" in data[:4096]:
@@ -128,11 +133,12 @@ def _empty(doc) -> bool:
 
 class Rendered(NamedTuple):
     """The findings of one report as JSONL in one buffer: a large report's lines stay compact
-    this way (each bytes object orjson returns holds several KB of memory while it lives)."""
+    this way (each bytes object orjson returns holds several KB of memory while it lives), and
+    past lazy.SPOOL_BYTES they wait in a temporary file, mapped (lazy.Spool)."""
 
     ids: list[str]
     ends: list[int]
-    blob: bytes
+    blob: bytes | mmap.mmap
 
     def lines(self) -> Iterator[tuple[str, memoryview]]:
         view, start = memoryview(self.blob), 0
@@ -158,17 +164,20 @@ def detect(unit: Unit, forced: Format | None, log: Callable[[str], None]) -> tup
         log(f"skipped {unit.name}: {exc}")
         return None
     if forced:
-        return forced, doc
-    if syntax == "json" and _empty(doc):
+        fmt = forced
+    elif syntax == "json" and _empty(doc):
         log(f"{unit.name}: empty report (no findings)")
         return None
-    fmt, doc = parsers.detect(doc, syntax)
+    else:
+        fmt, doc = parsers.detect(doc, syntax)
     if fmt is None:
         reason = f"not a known report format: {_describe(doc)} (see --list-formats)"
         if unit.explicit:
             raise InputError(unit.name, None, reason)
         log(f"skipped {unit.name}: {reason}")
         return None
+    if lazy.is_lazy(doc) and not fmt.lazy:  # a format that may read an array twice or change it
+        doc = load(unit, whole=True)[1]
     return fmt, doc
 
 
@@ -176,7 +185,7 @@ def render_report(unit: Unit, fmt: Format, doc, base: dict, max_text: int, rejec
     """Parse one report into finished JSONL lines, each checked against finding/1. A finding that
     is not valid is rejected alone (by its position among the report's findings); a ParseError, or
     any other exception out of the parser, is an InputError for the whole report."""
-    ids, ends, buf = [], [], io.BytesIO()
+    ids, ends, buf = [], [], lazy.Spool()
     finishers: dict[tuple, Finisher] = {}  # a report's findings share a few sources: one finisher each
     source = {"file": unit.source, "format": fmt.name}
     n = 0
@@ -207,6 +216,8 @@ def render_report(unit: Unit, fmt: Format, doc, base: dict, max_text: int, rejec
             ends.append(buf.tell())
     except InputError:  # a finding rejected without --rejects
         raise
+    except lazy.ItemRefused:  # an item of a lazily read array orjson refuses: read whole, orjson says where
+        return render_report(unit, fmt, load(unit, whole=True)[1], base, max_text, reject)
     except ParseError as exc:
         where = f"{exc.where}: " if exc.where else ""
         raise InputError(unit.name, exc.line, f"{fmt.name}: {where}{exc.reason}") from None
@@ -214,7 +225,7 @@ def render_report(unit: Unit, fmt: Format, doc, base: dict, max_text: int, rejec
         raise InputError(unit.name, None, f"{fmt.name}: nested too deeply to read") from None
     except Exception as exc:  # noqa: BLE001 (a parser bug or a shape it does not expect: this report alone)
         raise InputError(unit.name, None, f"{fmt.name}: unexpected structure ({type(exc).__name__}: {exc})") from exc
-    return Rendered(ids, ends, buf.getvalue())
+    return Rendered(ids, ends, buf.value())
 
 
 def read_reports(found: Iterable[Unit], *, forced: Format | None, base: dict, max_text: int, reject: Reject,

@@ -22,6 +22,7 @@ class Format:
     detect: Callable[[object], bool]
     parse: Callable[[object], Iterator[dict]]
     clean: bool = False   # parse never yields empty values, so finalize need not prune them
+    lazy: bool = False    # parse reads each array once, in order, unchanged: a large report's may be lazy (parsing.lazy)
 
 
 def _table() -> list[Format]:

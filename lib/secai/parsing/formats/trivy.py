@@ -261,4 +261,4 @@ def parse(doc):
 
 FORMATS = [Format("trivy-json", "json", "Trivy",
                   "an object with SchemaVersion and Results/ArtifactName, a Kubernetes report with ClusterName, "
-                  "or a legacy array of results with Target", detect, parse)]
+                  "or a legacy array of results with Target", detect, parse, lazy=True)]
