@@ -150,7 +150,7 @@ $(BUILD)/datasets/codefix/manifest.json: $(BUILD)/training/codefix.jsonl $(BUILD
 sarif: $(BUILD)/analyses.sarif ## analyses -> SARIF 2.1.0 for GitHub code scanning (upload-sarif)
 
 $(BUILD)/analyses.sarif: $(BUILD)/analyses.jsonl $(SARIF_CODE) | $(STAMP)
-	$(PY) -m secai.commands.sarif -q $< -o $@
+	$(PY) -m secai.commands.sarif -q $< $(if $(SOURCE_ROOT),--source-root $(SOURCE_ROOT)) -o $@
 
 # ---------------------------------------------------------------- fine-tuning
 # Stage 1 (analysis) trains a LoRA adapter on the stage-1 dataset; stage 2 (codefix) continues from

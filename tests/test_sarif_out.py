@@ -14,6 +14,7 @@ import orjson
 import pytest
 from conftest import FIXTURES, ROOT, run_command
 
+from secai import __version__
 from secai.commands.analyze import Analyze
 from secai.records import SCHEMA_DIR, dumps, schema_error
 from secai.commands.parse import Parse
@@ -86,6 +87,10 @@ def run_of(log):
     return log["runs"][0]
 
 
+def results_of(log):
+    return [result for run in log["runs"] for result in run["results"]]
+
+
 # ---------------------------------------------------------------- the schema
 
 def test_vendored_schema_is_the_official_oasis_schema_and_not_a_record_schema():
@@ -102,15 +107,22 @@ def test_vendored_schema_is_the_official_oasis_schema_and_not_a_record_schema():
 
 # ---------------------------------------------------------------- real analyses
 
-def test_examples_give_a_valid_log_with_one_run_and_sorted_rules(analyses, validators):
+def test_examples_give_a_valid_log_with_one_run_per_scanner_and_sorted_rules(analyses, validators):
     code, log, err = sarif(analyses)
     assert code == 0, err
     assert_valid(log, validators)
     assert log["version"] == "2.1.0" and log["$schema"].endswith("sarif-schema-2.1.0.json")
-    run = run_of(log)
+    assert [run["tool"]["driver"]["name"] for run in log["runs"]] == sorted({a["finding"]["tool"] for a in analyses})
+    assert len(results_of(log)) == len(analyses)
+    for run in log["runs"]:
+        check_run(run, [a for a in analyses if a["finding"]["tool"] == run["tool"]["driver"]["name"]])
+
+
+def check_run(run, analyses):
     assert run["automationDetails"] == {"id": "secai/"}
-    assert run["tool"]["driver"]["name"] == "secai"
-    assert [e["name"] for e in run["tool"]["extensions"]] == sorted({a["finding"]["tool"] for a in analyses})
+    assert run["tool"]["extensions"] == [{"name": "secai", "version": __version__, "semanticVersion": __version__}]
+    [version] = {a["finding"]["tool_version"] for a in analyses}
+    assert run["tool"]["driver"]["version"] == run["tool"]["driver"]["semanticVersion"] == version
     rules = run["tool"]["driver"]["rules"]
     ids = [r["id"] for r in rules]
     assert ids == sorted(set(ids)) == sorted({a["finding"]["rule_id"] for a in analyses})
@@ -136,10 +148,10 @@ def test_examples_give_a_valid_log_with_one_run_and_sorted_rules(analyses, valid
 def test_rules_carry_the_remediation_as_help_and_cwe_tags(analyses):
     code, log, err = sarif(analyses)
     assert code == 0, err
-    rules = {r["id"]: r for r in run_of(log)["tool"]["driver"]["rules"]}
+    rules = {(run["tool"]["driver"]["name"], r["id"]): r for run in log["runs"] for r in run["tool"]["driver"]["rules"]}
     for rec in analyses:
         f, a = rec["finding"], rec["analysis"]
-        rule = rules[f["rule_id"]]
+        rule = rules[f["tool"], f["rule_id"]]
         assert rule["help"]["text"] == a["remediation"]  # one finding per rule in the examples
         md = rule["help"]["markdown"]
         assert md.startswith("**Remediation**") and "**Impact**" in md and "**Prevention**" in md
@@ -282,7 +294,7 @@ def test_sarif_offers_each_fix_exactly_where_verification_applies_and_checks_it(
     assert code == 0, err
     by_id = {r["id"]: r for r in analyses}
     offered = 0
-    for result in run_of(log)["results"]:
+    for result in results_of(log):
         record = by_id[result["partialFingerprints"][sarif_out.FINGERPRINT]]
         fix, ctx = record["analysis"].get("fix"), record.get("code_context")
         if not result.get("fixes"):
@@ -306,7 +318,7 @@ def test_unknown_lines_give_no_region_and_never_line_zero(analyses, validators):
     code, log, err = sarif([*analyses, no_line])
     assert code == 0, err
     assert_valid(log, validators)
-    results = run_of(log)["results"]
+    results = results_of(log)
     [bare] = [r for r in results if r["partialFingerprints"]["secaiFindingId/v1"] == no_line["id"]]
     assert bare["locations"][0]["physicalLocation"] == {
         "artifactLocation": {"uri": "requirements.txt", "uriBaseId": "%SRCROOT%"}}
@@ -321,11 +333,11 @@ def test_findings_without_a_file_location_are_left_out_unless_kept(analyses, val
     code, out, err = run_command(Sarif, [], stdin=dumps(dast) + dumps(analyses[1]), raw=True)
     assert code == 0
     log = orjson.loads(out)
-    assert len(run_of(log)["results"]) == 1 and "1 without a file location left out" in err
+    assert len(results_of(log)) == 1 and "1 without a file location left out" in err
     code, log, err = sarif([dast, analyses[1]], "--keep-unlocated")
     assert code == 0, err
     assert_valid(log, validators)
-    assert sorted("locations" in r for r in run_of(log)["results"]) == [False, True]
+    assert sorted("locations" in r for r in results_of(log)) == [False, True]
 
 
 def test_paths_become_uris_that_read_back_as_the_same_paths(analyses, validators):
@@ -446,4 +458,4 @@ def test_bin_script_runs_the_command(analyses, tmp_path):
     src.write_bytes(b"".join(dumps(r) for r in analyses[:3]))
     proc = subprocess.run([str(ROOT / "bin" / "secai-sarif"), "-q", str(src)], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
-    assert len(orjson.loads(proc.stdout)["runs"][0]["results"]) == 3
+    assert len(results_of(orjson.loads(proc.stdout))) == 3

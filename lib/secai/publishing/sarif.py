@@ -1,17 +1,25 @@
 """The SARIF 2.1.0 log of a set of analyses, for GitHub code scanning and SARIF viewers (what
 secai-sarif writes; the command: secai.commands.sarif).
 
-The mapping, and why:
-- One run, whose tool.driver is secai and whose tool.extensions name the scanners (name and version)
-  that found the results. GitHub code scanning replaces an analysis as a whole per tool and category
-  (runAutomationDetails.id, default `secai/`): with one run, a finding fixed since the last upload
-  is closed by the next one even when its scanner reports nothing at all any more; with one run per
-  scanner, that scanner's run would be missing and its old alerts would stay open. The scanner of a
-  result is kept in the result's `scanner` property and as a rule tag, which GitHub can filter on.
-- Rules: one per rule_id, sorted by id (two scanners using one rule id share it). shortDescription
-  and fullDescription are the scanner's title and description (at most 1024 characters, GitHub's
-  limit); help.text is the remediation and help.markdown adds impact, prevention, the suggested fix
-  and references. An analysis is written for one finding, so when a rule's findings have different
+The mapping, and why (GitHub's documented SARIF support, "SARIF support for code scanning"):
+- One run per original scanner (GitHub: "each run can only have results for one analysis tool";
+  it shows and filters alerts by the run's tool.driver.name): tool.driver is the scanner (its
+  name as secai-parse names it, with the version most of its findings record: `version`, and
+  `semanticVersion` when it is one) with the rules of its findings; secai, which explained them
+  and proposed the fixes, is the run's tool extension (tool.extensions: name, version), and its
+  analysis is what the rules' help, the results' messages and properties and the fixes say.
+  secai-parse reads such a log back with the scanner as each finding's tool. Runs are sorted by
+  scanner; all share the category (automationDetails.id, default `secai/`). GitHub replaces an
+  analysis as a whole per tool and category, so a scanner that now reports nothing must still
+  have its (empty) run to close its old alerts: `scanners` names the scanners that ran. A log
+  with no run at all (no finding, no scanner named) has one empty run whose driver is secai.
+- Paths: relative to the repository root (secai.publishing.repopaths), as GitHub matches them.
+- Rules: one per rule_id of a run, sorted by id. `name` (GitHub shows it and filters by it; at
+  most 255 characters) is a PascalCase identifier of the title, e.g. HardcodedSqlExpressions
+  (of the rule id when the title has no ASCII word). shortDescription and fullDescription are
+  the scanner's title and description (at most 1024 characters, GitHub's limit); help.text is
+  the remediation and help.markdown adds impact, prevention, the suggested fix and references.
+  An analysis is written for one finding, so when a rule's findings have different
   remediations, each distinct text is listed with the locations it is for. Links (helpUri, the
   first of the finding's references; the references listed) are only absolute http(s) URLs
   (secai.untrusted.http_links): a `javascript:` or `data:` reference is left out.
@@ -22,8 +30,9 @@ The mapping, and why:
   the finding's CVSS score when it falls in the band of the finding's severity, else the middle of
   that band (9.5, 8.0, 5.5, 2.0; 0.0 for info): the severity GitHub shows is always secai's. The
   result carries its own score; its rule the highest score among its results.
-- Locations: a relative path is a URI relative to `%SRCROOT%` (percent-encoded, ':' included, so
-  that an image name is never read as a URI scheme), an absolute path a file:// URI; the region
+- Locations: a relative path is a URI relative to `%SRCROOT%`, the repository root
+  (percent-encoded, ':' included, so that an image name is never read as a URI scheme), an
+  absolute path outside the repository a file:// URI; the region
   has the lines and columns the scanner gave, and is left out when the line is unknown (never
   line 0). A finding without a file location (a DAST endpoint, an image without a file) is left
   out, with a count on stderr, unless --keep-unlocated: GitHub rejects a whole log when any result
@@ -36,8 +45,10 @@ The mapping, and why:
   (nearest the finding), or, without `original`, the enclosing unit the code starts like; the
   inserted code is indented as placed. Otherwise (no code context, no place), or when the code
   holds a redaction, no fix is given (the markdown help still shows the code).
-- partialFingerprints["secaiFindingId/v1"] is the finding id; GitHub's own primaryLocationLineHash
-  is left to upload-sarif, which computes it from the checkout.
+- partialFingerprints: "secaiFindingId/v1" is the finding id; "primaryLocationLineHash", the only
+  one GitHub uses, is computed from the file in the repository exactly as upload-sarif would
+  (secai.publishing.linehash) for a result with a start line. Without a readable file (a path
+  outside the repository, a file not checked out) it is left out, and the action computes it.
 - Every text is passed through the secret patterns of secai.secrets (and the secret hashes of
   the input) before it is written: a SARIF log is published.
 
@@ -59,6 +70,9 @@ from secai import __version__
 from secai.analysis import placement
 from secai.records import SCHEMA_DIR
 from secai.parsing.finding import severity_from_score
+from secai.parsing.formats.sarif import tool_name
+from secai.publishing.linehash import file_line_hashes
+from secai.publishing.repopaths import RepoPaths
 from secai.secrets import REDACTED, scrub
 from secai.untrusted import http_links
 
@@ -66,7 +80,9 @@ SARIF_SCHEMA = SCHEMA_DIR / "sarif-2.1.0.json"
 SARIF_VERSION = "2.1.0"
 SRCROOT = "%SRCROOT%"
 FINGERPRINT = "secaiFindingId/v1"
+LINE_HASH = "primaryLocationLineHash"
 DEFAULT_CATEGORY = "secai"
+SECAI = "secai"
 
 LEVEL = {"critical": "error", "high": "error", "medium": "warning", "low": "note", "info": "note"}
 BAND_SCORE = {"critical": 9.5, "high": 8.0, "medium": 5.5, "low": 2.0, "info": 0.0}
@@ -80,8 +96,11 @@ MAX_TAGS = 10  # 20 are accepted, 10 are kept
 MAX_RESULTS = 25_000
 MAX_RULES = 25_000
 MAX_REFERENCES = 10
+NAME_CHARS = 255
 
 _LANGUAGE = re.compile(r"[^A-Za-z0-9_+#.-]")
+_WORD = re.compile(r"[A-Za-z0-9]+")
+_SEMVER = re.compile(r"^(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)(-[0-9A-Za-z.-]+)?(\+[0-9A-Za-z.-]+)?$")
 _MD_SPECIAL = re.compile(r"([\\\[\]<>])")
 
 
@@ -145,6 +164,13 @@ def region(location: dict) -> dict | None:
         if last and (end > start or last >= first):
             out["endColumn"] = last
     return out
+
+
+def rule_name(rule_id: str, title: str) -> str:
+    """A rule's `name`: a PascalCase identifier of its title (of its id when the title has no
+    ASCII word), at most 255 characters: "Hardcoded sql expressions" -> HardcodedSqlExpressions."""
+    words = _WORD.findall(title) or _WORD.findall(rule_id) or ["Rule"]
+    return "".join(w[:1].upper() + w[1:] for w in words)[:NAME_CHARS]
 
 
 def where(finding: dict) -> str:
@@ -250,9 +276,11 @@ def _order(record: dict):
     return (loc.get("path", "\uffff"), loc.get("start_line", 0), loc.get("start_column", 0), f["rule_id"], f["tool"], f["id"])
 
 
-def build_result(record: dict, rule_index: int, digests, keep_unlocated: bool) -> tuple[dict, bool] | None:
+def build_result(record: dict, rule_index: int, digests, keep_unlocated: bool, path: str = "",
+                 line_hash: str | None = None) -> tuple[dict, bool] | None:
     """(SARIF result, whether it has a fix) of one analysis/1 record; None when it has no file
-    location and `keep_unlocated` is off."""
+    location and `keep_unlocated` is off. `path`: its location's path as written (default: the
+    finding's); `line_hash`: GitHub's primaryLocationLineHash of its start line, when known."""
     f, a = record["finding"], record["analysis"]
     loc = f.get("location") or {}
     if not loc.get("path") and not keep_unlocated:
@@ -263,7 +291,7 @@ def build_result(record: dict, rule_index: int, digests, keep_unlocated: bool) -
         "ruleIndex": rule_index,
         "level": LEVEL[f["severity"]],
         "message": {"text": text},
-        "partialFingerprints": {FINGERPRINT: f["id"]},
+        "partialFingerprints": {FINGERPRINT: f["id"], **({LINE_HASH: line_hash} if line_hash else {})},
         "occurrenceCount": f["occurrences"],
         "properties": {
             "security-severity": security_severity(f),
@@ -275,7 +303,7 @@ def build_result(record: dict, rule_index: int, digests, keep_unlocated: bool) -
     }
     has_fix = False
     if loc.get("path"):
-        artifact = artifact_location(loc["path"])
+        artifact = artifact_location(path or loc["path"])
         physical = {"artifactLocation": artifact}
         reg = region(loc)
         if reg:
@@ -337,6 +365,7 @@ def build_rule(rule_id: str, records: list[dict], digests) -> dict:
     worst = max(records, key=lambda r: float(security_severity(r["finding"])))["finding"]
     rule = {
         "id": rule_id,
+        "name": rule_name(rule_id, scrub(first["title"], digests)),
         "shortDescription": {"text": clip(scrub(first["title"], digests))},
         "fullDescription": {"text": clip(scrub(first.get("description") or first.get("message") or first["title"], digests))},
         "defaultConfiguration": {"level": LEVEL[worst["severity"]]},
@@ -355,9 +384,62 @@ def _digests(records) -> frozenset[str]:
     return frozenset(r["finding"]["secret"]["sha256"] for r in records if "secret" in r["finding"])
 
 
-def build_log(records: list[dict], category: str = DEFAULT_CATEGORY, keep_unlocated: bool = False) -> tuple[dict, dict]:
-    """(SARIF log, counts) of analysis/1 records: one run, rules sorted by id, results in
-    path/line order. Records with the same id after the first are ignored."""
+def _driver(tool: str, records: list[dict], rules: list[dict]) -> dict:
+    """The toolComponent of a scanner: its name, the version most of its results came from."""
+    driver = {"name": tool, "rules": rules}
+    versions = Counter(r["finding"].get("tool_version") for r in records if r["finding"].get("tool_version"))
+    if versions:
+        version = max((n, v) for v, n in versions.items())[1]
+        driver["version"] = version
+        if _SEMVER.match(version):
+            driver["semanticVersion"] = version
+    return driver
+
+
+def build_run(tool: str, records: list[dict], category: str, digests, keep_unlocated: bool,
+              paths: RepoPaths | None) -> tuple[dict, int]:
+    """(run, fixes) of one scanner's records (in output order): its rules sorted by id, secai as
+    the extension that explained them."""
+    by_rule: dict[str, list[dict]] = {}
+    for r in records:
+        by_rule.setdefault(r["finding"]["rule_id"], []).append(r)
+    rule_ids = sorted(by_rule)
+    index = {rid: i for i, rid in enumerate(rule_ids)}
+    located = {r["id"]: paths.path(r["finding"]["location"]["path"]) if paths else r["finding"]["location"]["path"]
+               for r in records if (r["finding"].get("location") or {}).get("path")}
+    wanted: dict[str, set[int]] = {}
+    for r in records:
+        if r["id"] in located and r["finding"]["location"].get("start_line"):
+            wanted.setdefault(located[r["id"]], set()).add(r["finding"]["location"]["start_line"])
+    hashes = {}
+    for path, lines in wanted.items():
+        file = paths.file(path) if paths else None
+        hashes[path] = file_line_hashes(file, lines) if file else {}
+    results, fixes = [], 0
+    for r in records:
+        path = located.get(r["id"], "")
+        line_hash = hashes.get(path, {}).get((r["finding"].get("location") or {}).get("start_line"))
+        result, has_fix = build_result(r, index[r["finding"]["rule_id"]], digests, keep_unlocated, path, line_hash)
+        results.append(result)
+        fixes += has_fix
+    secai = {"name": SECAI, "version": __version__, "semanticVersion": __version__}
+    driver = (_driver(tool, records, [build_rule(rid, by_rule[rid], digests) for rid in rule_ids])
+              if tool != SECAI else {**secai, "rules": []})
+    run = {
+        "tool": {"driver": driver, **({"extensions": [secai]} if tool != SECAI else {})},
+        "automationDetails": {"id": category.rstrip("/") + "/"},
+        "originalUriBaseIds": {SRCROOT: {"description": {"text": "The root of the repository."}}},
+        "results": results,
+    }
+    return run, fixes
+
+
+def build_log(records: list[dict], category: str = DEFAULT_CATEGORY, keep_unlocated: bool = False,
+              paths: RepoPaths | None = None, scanners=()) -> tuple[dict, dict]:
+    """(SARIF log, counts) of analysis/1 records: one run per scanner (sorted; an empty one for
+    each of `scanners` that found nothing), rules sorted by id, results in path/line order.
+    `paths` maps finding paths onto the repository (None: as they are, with no line hashes).
+    Records with the same id after the first are ignored."""
     seen, unique = set(), []
     for r in records:
         if r["id"] not in seen:
@@ -366,38 +448,21 @@ def build_log(records: list[dict], category: str = DEFAULT_CATEGORY, keep_unloca
     unique.sort(key=_order)
     digests = _digests(unique)
     kept = [r for r in unique if keep_unlocated or (r["finding"].get("location") or {}).get("path")]
-    by_rule: dict[str, list[dict]] = {}
+    by_tool: dict[str, list[dict]] = {tool_name(s): [] for s in scanners}
     for r in kept:
-        by_rule.setdefault(r["finding"]["rule_id"], []).append(r)
-    rule_ids = sorted(by_rule)
-    index = {rid: i for i, rid in enumerate(rule_ids)}
-    results, fixes = [], 0
-    for r in kept:
-        result, has_fix = build_result(r, index[r["finding"]["rule_id"]], digests, keep_unlocated)
-        results.append(result)
-        fixes += has_fix
-    versions: dict[str, Counter] = {}
-    for r in kept:
-        versions.setdefault(r["finding"]["tool"], Counter())[r["finding"].get("tool_version")] += 1
-    extensions = []
-    for tool in sorted(versions):
-        component = {"name": tool}
-        known = [(n, v) for v, n in versions[tool].items() if v]
-        if known:
-            component["version"] = max(known)[1]  # the version most of its results came from
-        extensions.append(component)
-    tool = {"driver": {"name": "secai", "version": __version__, "semanticVersion": __version__,
-                       "rules": [build_rule(rid, by_rule[rid], digests) for rid in rule_ids]}}
-    if extensions:
-        tool["extensions"] = extensions
-    run = {
-        "tool": tool,
-        "automationDetails": {"id": category.rstrip("/") + "/"},
-        "originalUriBaseIds": {SRCROOT: {"description": {"text": "The root of the scanned source tree."}}},
-        "results": results,
-    }
-    log = {"$schema": sarif_schema()["id"], "version": SARIF_VERSION, "runs": [run]}
-    counts = {"analyses": len(unique), "results": len(results), "rules": len(rule_ids), "fixes": fixes,
+        by_tool.setdefault(r["finding"]["tool"], []).append(r)
+    runs, fixes = [], 0
+    for tool in sorted(by_tool) or [SECAI]:
+        run, n = build_run(tool, by_tool.get(tool, []), category, digests, keep_unlocated, paths)
+        runs.append(run)
+        fixes += n
+    log = {"$schema": sarif_schema()["id"], "version": SARIF_VERSION, "runs": runs}
+    results = sum(len(run["results"]) for run in runs)
+    hashed = sum(LINE_HASH in res["partialFingerprints"] for run in runs for res in run["results"])
+    counts = {"analyses": len(unique), "results": results, "runs": len(runs), "fixes": fixes,
+              "hashed": hashed, "rules": sum(len(run["tool"]["driver"]["rules"]) for run in runs),
+              "max_results": max(len(run["results"]) for run in runs),
+              "max_rules": max(len(run["tool"]["driver"]["rules"]) for run in runs),
               "unlocated": len(unique) - len(kept), "duplicates": len(records) - len(unique)}
     return log, counts
 

@@ -17,6 +17,9 @@ Meaning follows the OASIS SARIF 2.1.0 specification:
 - suppressed results are kept with `suppressed: true` when every suppression is accepted (a
   suppression under review or rejected leaves the result active, §3.35.3).
 
+A log secai-sarif wrote (secai is its driver or an extension) keeps each result's `category`
+property, and in secai 0.1's one-run logs (driver secai) the `scanner` property is the tool.
+
 Producers whose JSON format secai also reads (Trivy, Checkov, Semgrep, Gitleaks) are normalized
 to the same rule id, path, line and package as their JSON parser, so one scan reported in both
 formats gives one finding per result, not two. Secret snippets never leave this module: a secret
@@ -30,6 +33,7 @@ from urllib.parse import unquote
 
 from secai.parsing.finding import (prune, ParseError, as_dict, as_list, cwe_ids, norm_path, positive_int,
     severity_from_score, severity_from_word, split_advisory_ids, text, unique)
+from secai.records import schema
 from secai.secrets import forms, redact, secret_digest
 from secai.parsing.formats import Format
 from secai.parsing.formats.bandit import quoted_password
@@ -62,6 +66,7 @@ DEFAULT_LEVEL = {"gitleaks": "error"}
 # platform's severity was downloaded, which also adds `security-severity`): the level then rates
 # nothing, so the finding gets its JSON parser's unrated default, medium, and no tool_severity
 UNRATED_LEVEL = {"checkov": "error"}
+FINDING_CATEGORIES = frozenset(schema("finding/1")["properties"]["category"]["enum"])
 _SLUG = re.compile(r"[^a-z0-9._-]+")
 _TRIVY_MSG = re.compile(r"^(Package|Installed Version|Fixed Version): ?(.*)$", re.MULTILINE)
 
@@ -107,6 +112,7 @@ class Run:
                                       for e in as_list(tool.get("extensions"), f"{where}.tool.extensions")]
         self.rules = [[r if isinstance(r, dict) else {} for r in as_list(c.get("rules"), f"{where}.tool.driver.rules")]
                       for c in self.components]
+        self.by_secai = any(text(c.get("name")) == "secai" for c in self.components)  # secai-sarif wrote it
         self.by_id = {}
         for ci, rules in enumerate(self.rules):
             for r in rules:
@@ -398,6 +404,11 @@ def parse(doc: dict):
                 if unrated:
                     base.update(severity="medium", tool_severity="")
             f = base.copy()
+            if run.by_secai:  # secai's own log: the category it kept; the scanner, in a one-run log of secai 0.1
+                if props.get("category") in FINDING_CATEGORIES:
+                    f["category"] = props["category"]
+                if run.tool == "secai" and text(props.get("scanner")):
+                    f["tool"] = tool_name(text(props["scanner"]))
             if message := _message(result, rule):
                 f["message"] = message
             if result.get("taxa") or props.get("cwe"):
