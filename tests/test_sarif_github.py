@@ -214,3 +214,14 @@ def test_a_one_run_log_of_secai_0_1_reads_back_with_its_scanner(analyses):
     assert code == 0, err
     assert sorted((f["rule_id"], f["tool"], f["category"]) for f in back) == sorted(
         (a["finding"]["rule_id"], a["finding"]["tool"], a["finding"]["category"]) for a in sample)
+
+
+def test_a_missing_source_root_still_maps_its_paths_by_name(analyses, tmp_path):
+    """make sarif in a tree without the demo (SOURCE_ROOT names a folder that is not there): the paths
+    still say where the files belong, with no line hash (there is nothing to read)."""
+    subprocess.run(["git", "init", "-q", str(tmp_path)], check=True)
+    log = sarif(analyses[:3], "--source-root", "services/gone", cwd=tmp_path)
+    [result, *_] = [res for run in log["runs"] for res in run["results"]]
+    assert result["locations"][0]["physicalLocation"]["artifactLocation"]["uri"] == \
+        "services/gone/" + analyses[0]["finding"]["location"]["path"]
+    assert LINE_HASH not in result["partialFingerprints"]

@@ -10,7 +10,9 @@ repository, where that file is `examples/demo-app/app.py`.
   normalized (`./a/../b` is `b`); one that climbs out of the repository (`../x`) stays relative
   (no local directory is ever written) but names no file of the repository.
 - An absolute path inside the repository becomes relative to it; one outside stays absolute.
-- A source root outside the repository root is an error: none of its paths could map.
+- A source root outside the repository root is an error: none of its paths could map. One that
+  does not exist (a checkout without that folder) still maps its paths, by name, onto the git
+  root of its nearest existing parent; they name no file there to hash.
 """
 
 from __future__ import annotations
@@ -39,11 +41,10 @@ class RepoPaths:
 
     def __init__(self, source_root: Path | str = ".", repo_root: Path | str | None = None):
         source = Path(source_root).resolve()
-        if not source.is_dir():
-            raise UsageError(f"{source_root}: the source root is not a directory")
         if repo_root is not None and not Path(repo_root).is_dir():
             raise UsageError(f"{repo_root}: the repository root is not a directory")
-        self.root = Path(repo_root).resolve() if repo_root is not None else (git_root(source) or source)
+        existing = next(p for p in (source, *source.parents) if p.is_dir())
+        self.root = Path(repo_root).resolve() if repo_root is not None else (git_root(existing) or source)
         place = Path(os.path.relpath(source, self.root)).as_posix()
         if place == ".." or place.startswith("../"):
             raise UsageError(f"{source_root}: the source root is not inside the repository root {repo_root or self.root}")
