@@ -54,7 +54,7 @@ FT_BASE_DEP := $(if $(filter $(TINY_MODEL),$(FT_BASE)),$(TINY_MODEL)/secai-model
 ANALYZE_DEPS := $(if $(filter mlx,$(BACKEND)),$(FT_BASE_DEP))
 
 .PHONY: scanners kb help install all parse analyze index dataset dataset-codefix sarif finetune finetune-stage1 finetune-stage2 eval base-model status \
-        report chromium quality quality-realscans demo-model test lint bench clean examples examples-checkov examples-semgrep examples-bandit
+        report chromium shellcheck quality quality-realscans demo-model test lint bench clean examples examples-checkov examples-semgrep examples-bandit
 
 help: ## this list
 	@echo "secai — make targets"
@@ -315,7 +315,7 @@ kb: $(SCANNERS_VENV)/.installed | $(STAMP) ## harvest checkov's checks, bandit's
 	$(PY) -m secai.commands.kb harvest --scanners-dir $(KB_SCANNERS) -o $(KB_DIR)
 
 # ---------------------------------------------------------------- checks
-test: $(STAMP) $(SCANNERS_VENV)/.installed chromium ## lint, then the test suite with the scanners and chromium installed (fails when no test ran)
+test: $(STAMP) $(SCANNERS_VENV)/.installed chromium shellcheck ## lint, then the test suite with the scanners, chromium and shellcheck installed (fails when no test ran)
 	@mkdir -p $(BUILD)
 	$(VENV)/bin/ruff check -q .
 	$(PY) -m pytest -q --junitxml=$(BUILD)/test-results.xml
@@ -330,6 +330,15 @@ chromium: ## install Debian's chromium when missing (as root), for the report's 
 	  echo "make chromium: apt-get install chromium" >&2; \
 	  apt-get install -y -q chromium >/dev/null || { apt-get update -q >/dev/null && apt-get install -y -q chromium >/dev/null; }; \
 	else echo "make chromium: chromium not found and not root: the browser test of secai-report will be skipped" >&2; fi
+
+# Debian's shellcheck, for the test of action.yml's scripts (actionlint checks a workflow's, not a
+# composite action's); as with chromium, installed only when missing and running as root.
+shellcheck: ## install Debian's shellcheck when missing (as root), for the GitHub Action's script test
+	@command -v shellcheck >/dev/null 2>&1 || \
+	if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	  echo "make shellcheck: apt-get install shellcheck" >&2; \
+	  apt-get install -y -q shellcheck >/dev/null || { apt-get update -q >/dev/null && apt-get install -y -q shellcheck >/dev/null; }; \
+	else echo "make shellcheck: shellcheck not found and not root: the action's script test will be skipped" >&2; fi
 
 lint: $(STAMP) ## check the Python code with ruff (rules: [tool.ruff] in pyproject.toml)
 	$(VENV)/bin/ruff check .
