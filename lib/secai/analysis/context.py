@@ -102,7 +102,35 @@ def under_root(finding: dict, root: Path | None) -> dict:
 
 def locate(root: Path, scanner_path: str) -> tuple[Path, str]:
     """(real path of the file, path relative to the root) for a scanner's path; NoContext when it
-    is refused (`..`, a symlink out of the root), missing or not a regular file."""
+    is refused (`..`, a symlink out of the root), missing or not a regular file. A path found
+    before is answered from memory while the root, the path under it and the file it reaches are
+    the same files as then (one run's findings name the same files again and again)."""
+    k = (str(root), scanner_path)
+    hit = _located.get(k)
+    if hit is not None and hit[2] == _identity(root, hit[3], hit[0]):
+        return hit[0], hit[1]
+    real, rel, base = _locate(root, scanner_path)
+    full = base.joinpath(*rel.split("/"))
+    if (now := _identity(root, full, real)) is not None:
+        if len(_located) >= 4096:
+            _located.clear()
+        _located[k] = (real, rel, now, full)
+    return real, rel
+
+
+_located: dict[tuple[str, str], tuple] = {}
+
+
+def _identity(root: Path, full: Path, real: Path) -> tuple | None:
+    """What the root, the path as found under it (a link or not) and the real file are: devices and inodes."""
+    try:
+        r, f, t = os.stat(root), os.lstat(full), os.stat(real)
+    except (OSError, ValueError):
+        return None
+    return r.st_dev, r.st_ino, f.st_dev, f.st_ino, f.st_mode, t.st_dev, t.st_ino, t.st_mode
+
+
+def _locate(root: Path, scanner_path: str) -> tuple[Path, str, Path]:
     p = norm_path(scanner_path)
     if not p or "\x00" in p or re.match(r"^[A-Za-z][A-Za-z0-9+.-]*://", p):
         raise NoContext("not-a-file", f"not a file path: {scanner_path!r}")
@@ -139,7 +167,7 @@ def locate(root: Path, scanner_path: str) -> tuple[Path, str]:
             raise NoContext("refused", f"refused {scanner_path!r}: {rel} resolves outside the source root")
         if not real.is_file():
             raise NoContext("not-a-file", f"{rel}: not a regular file")
-        return real, rel
+        return real, rel, base
     where = "no suffix of it exists under" if len(parts) > 1 or absolute else "not found under"
     raise NoContext("missing", f"{scanner_path}: {where} the source root")
 

@@ -233,7 +233,23 @@ class _AnyTagLoader(yaml.SafeLoader):
     nothing: whether YAML is well-formed does not depend on what an application makes of its tags."""
 
 
-_AnyTagLoader.add_multi_constructor("!", lambda loader, suffix, node: None)
+class _FastAnyTagLoader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):
+    """_AnyTagLoader on libyaml (the same documents, ~10x faster); what it refuses, _AnyTagLoader decides."""
+
+
+for _loader in (_AnyTagLoader, _FastAnyTagLoader):
+    _loader.add_multi_constructor("!", lambda loader, suffix, node: None)
+
+
+def _yaml_parses(code: str) -> bool:
+    for loader in (_FastAnyTagLoader, _AnyTagLoader):
+        try:
+            for _ in yaml.load_all(code, Loader=loader):
+                pass
+            return True
+        except yaml.YAMLError:
+            continue
+    return False
 
 
 def _clean_tree(parser, code: str) -> bool:
@@ -337,12 +353,8 @@ def parses(code: str, language: str) -> bool:
             ast.parse(code)
         except (SyntaxError, ValueError):
             return False
-    if language == "yaml":
-        try:
-            for _ in yaml.load_all(code, Loader=_AnyTagLoader):
-                pass
-        except yaml.YAMLError:
-            return False
+    if language == "yaml" and not _yaml_parses(code):
+        return False
     if language == "typescript":
         result = _tree_sitter_parses(code, "typescript")
         return bool(result) or bool(_tree_sitter_parses(code, "tsx"))

@@ -7,7 +7,10 @@ values, its autofix; RULE_CHARS per text) and the most similar past findings —
 otherwise. All of it is delimited data the model is told never to obey (secai.untrusted.data:
 chat-template tokens defused, the block unclosable from inside; links only when http(s)): scanner
 text, code, rule files and past analyses a model may have written alike. It asks for one JSON
-object. Prompts are run in batches through mlx-lm's batch generation. The reply is data too: the
+object. Prompts are run in batches through mlx-lm's batch generation (`batch_generate`); the system
+turn every prompt begins with is computed once per model (its KV cache is each prompt's starting
+cache), so a batch processes only the findings' own tokens, one prompt at a time (no padding), and
+decodes them together. The reply is data too: the
 first JSON object in it is taken, and it must make a valid analysis/1 `analysis`; otherwise the
 caller uses the kb analysis and records why in `producer.fallback`. A fix the model writes is a
 candidate like any other: secai-narrate --verify-fixes puts it through the same gate
@@ -166,8 +169,10 @@ class Model:
         self.path, self.adapter, self.max_tokens = str(model), adapter and str(adapter), max_tokens
         self.hash = identity(model)["content_hash"][:16]
         self.adapter_hash = content_hash(adapter)[:16] if adapter else None
-        self.generated_tokens = 0
+        self.generated_tokens = 0  # what generate made, and the seconds mlx-lm spent on prompts and on decoding
+        self.prompt_seconds = self.decode_seconds = 0.0
         self._loaded = None  # loaded on first use: a fully cached run never pays for it
+        self._head = None    # (tokens, KV cache) of the last system turn seen: see _head_cache
 
     def _load(self):
         if self._loaded is None:
@@ -176,12 +181,44 @@ class Model:
             self._loaded = load(self.path, adapter_path=self.adapter)
         return self._loaded
 
+    def _head_cache(self, system: list[dict]) -> tuple[list[int], list] | None:
+        """(tokens, KV cache) of the chat template rendering `system` (the system turn) alone, made once
+        per system text; None where the model's cache cannot seed a batch (mlx-lm merges KVCache)."""
+        import mlx.core as mx
+        from mlx_lm.models.cache import KVCache, make_prompt_cache
+
+        model, tokenizer = self._load()
+        tokens = tokenizer.apply_chat_template(system, tokenize=True) if system else []
+        if self._head is None or self._head[0] != tokens:
+            cache = make_prompt_cache(model)
+            if not tokens or not all(type(c) is KVCache for c in cache):
+                self._head = (tokens, None)
+            else:
+                model(mx.array(tokens)[None], cache=cache)
+                mx.eval([c.state for c in cache])
+                self._head = (tokens, cache)
+        return self._head if self._head[1] is not None else None
+
     def generate(self, conversations: list[list[dict]]) -> list[str]:
-        """Replies to several chats at once (mlx-lm batch generation)."""
+        """Replies to several chats at once (mlx-lm batch generation). A prompt that begins with the
+        tokens of its system turn starts from that turn's KV cache (mlx-lm does not change a cache it
+        is given), so only the rest is processed: the same reply, without the shared work."""
         from mlx_lm import batch_generate
 
         model, tokenizer = self._load()
         prompts = [tokenizer.apply_chat_template(m, add_generation_prompt=True, tokenize=True) for m in conversations]
-        response = batch_generate(model, tokenizer, prompts, max_tokens=self.max_tokens)
+        head = self._head_cache([m for m in conversations[0] if m["role"] == "system"][:1]) if conversations else None
+        caches = None
+        if head is not None:
+            n, cache = len(head[0]), head[1]
+            seeded = [len(p) > n and p[:n] == head[0] for p in prompts]
+            caches = [cache if s else None for s in seeded]
+            prompts = [p[n:] if s else p for p, s in zip(prompts, seeded)]
+        # prompts are processed one at a time (prefill_batch_size=1) and decoded together: a batch of
+        # prompts is padded to its longest, and prompt processing gains nothing from padding
+        response = batch_generate(model, tokenizer, prompts, prompt_caches=caches, max_tokens=self.max_tokens,
+                                  prefill_batch_size=1, completion_batch_size=max(1, len(prompts)))
         self.generated_tokens += response.stats.generation_tokens
+        self.prompt_seconds += response.stats.prompt_time
+        self.decode_seconds += response.stats.generation_time
         return list(response.texts)

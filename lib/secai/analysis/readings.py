@@ -14,10 +14,12 @@ placeholder, a class name or an environment lookup from a credential.
 
 from __future__ import annotations
 
+import fnmatch
 import hashlib
 import json
+import os
 import re
-from functools import cache
+from functools import cache, lru_cache
 from pathlib import Path
 from typing import NamedTuple
 
@@ -53,7 +55,16 @@ def _ruled(finding: dict, rule: dict | None) -> list[str]:
 
 def _imported(context: dict | None) -> list[str]:
     code = (context or {}).get("code") or ""
-    return [name for pattern, name in _IMPORTS if pattern.search(code)]
+    return list(_imports_in(code) if len(code) < 65536 else _imports_of(code))
+
+
+@lru_cache(maxsize=1024)  # the lines shown, asked for several times per finding and again by the file's others
+def _imports_in(code: str) -> tuple[str, ...]:
+    return _imports_of(code)
+
+
+def _imports_of(code: str) -> tuple[str, ...]:
+    return tuple(name for pattern, name in _IMPORTS if pattern.search(code))
 
 
 def foreign_frameworks(finding: dict, rule: dict | None, context: dict | None,
@@ -122,11 +133,19 @@ def _package_json(path: Path) -> set[str]:
 @cache
 def _declared(directory: Path) -> frozenset[str]:
     """The frameworks the manifests in `directory` (not below it) name."""
+    try:  # one listing of the folder, matched as Path.glob matches (fnmatch, case-sensitive here)
+        names = os.listdir(directory)
+    except (OSError, ValueError):
+        return frozenset()
     found = _package_json(directory / "package.json") if (directory / "package.json").is_file() else set()
+    texts: dict[str, str] = {}
     for glob, pattern, name in _MANIFESTS:
-        for path in directory.glob(glob):
-            if path.is_file() and path.stat().st_size < 1_000_000 and \
-                    pattern.search(path.read_text(encoding="utf-8", errors="replace")):
+        for file in fnmatch.filter(names, glob):
+            path = directory / file
+            if file not in texts:
+                texts[file] = path.read_text(encoding="utf-8", errors="replace") \
+                    if path.is_file() and path.stat().st_size < 1_000_000 else ""
+            if texts[file] and pattern.search(texts[file]):
                 found.add(name)
     return frozenset(found)
 
@@ -139,6 +158,16 @@ def project_frameworks(root: Path | None, path: str | None) -> frozenset[str] | 
     its own project), and the framework imports of the file itself; None when they name none."""
     if root is None or not path:
         return None
+    try:  # what decides the answer, but for the manifests (_declared reads each folder's once)
+        st = os.stat(Path(root, path))
+        mark = (st.st_dev, st.st_ino, st.st_mtime_ns, st.st_size)
+    except (OSError, ValueError):
+        mark = None
+    return _project_frameworks(str(root), path, mark)
+
+
+@lru_cache(maxsize=4096)  # one run's findings name the same files again and again
+def _project_frameworks(root: str, path: str, mark) -> frozenset[str] | None:
     root = Path(root).resolve()
     file = (root / path).resolve()
     directory = file.parent
@@ -148,7 +177,7 @@ def project_frameworks(root: Path | None, path: str | None) -> frozenset[str] | 
         text = file.read_text(encoding="utf-8", errors="replace") if file.stat().st_size < 2_000_000 else ""
     except OSError:
         text = ""
-    found = set(_imported({"code": text}))
+    found = set(_imports_of(text))
     while not (declared := _declared(directory)) and directory != root:
         directory = directory.parent
     return frozenset(found | declared) or None
