@@ -64,6 +64,17 @@ def test_all_trains_both_stages_evaluates_and_summarises(built):
     assert "model codefix:" in proc.stdout  # the summary is printed at the end
 
 
+def test_all_ends_with_the_report_and_it_renders(built):
+    """make all ends by writing build/report.html; headless Chromium shows every finding, the loss
+    curves of both stages and the eval table, and its filters hide the right findings."""
+    from test_report import check_rendered
+
+    tree, _ = built
+    report = tree / "build" / "report.html"
+    assert report.stat().st_mtime_ns >= (tree / "build" / "summary.json").stat().st_mtime_ns
+    check_rendered(report, tree / "build")
+
+
 def test_a_second_make_all_does_nothing(built):
     tree, _ = built
     assert make(tree, "-q", "all", check=False).returncode == 0
@@ -94,6 +105,7 @@ def test_skip_finetune_builds_the_data_only(tmp_path):
     assert not (tree / "build" / "finetune").exists() and not (tree / "models").exists()
     summary = orjson.loads((tree / "build" / "summary.json").read_bytes())
     assert summary["models"] == []
+    assert "No model was trained in this build" in (tree / "build" / "report.html").read_text()  # absent, no error
 
 
 def test_stages_1_trains_one_model_on_both_kinds(built):
