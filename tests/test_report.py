@@ -9,9 +9,11 @@ test model for a few steps, their evaluation, quality.json and summary.json."""
 from __future__ import annotations
 
 import contextlib
+import functools
 import io
 import os
 import shutil
+import subprocess
 from pathlib import Path
 
 import orjson
@@ -256,8 +258,16 @@ def test_the_page_loads_nothing_and_names_no_local_path(trained, models_dir):
 
 # ---------------------------------------------------------------- a real browser
 
+@functools.cache
 def chromium() -> str | None:
-    return shutil.which("chromium") or shutil.which("chromium-browser")
+    """Debian's chromium; when missing, installed by `make chromium` (apt-get, as root), the step
+    `make test` runs first; None only when it is neither there nor installable."""
+    def found():
+        return shutil.which("chromium") or shutil.which("chromium-browser")
+
+    if found() is None and os.geteuid() == 0 and shutil.which("apt-get") and shutil.which("make"):
+        subprocess.run(["make", "--no-print-directory", "-s", "chromium"], cwd=ROOT, capture_output=True, timeout=1800)
+    return found()
 
 
 def browse(report: Path, check) -> None:
@@ -265,7 +275,8 @@ def browse(report: Path, check) -> None:
     exe = chromium()
     if exe is None:
         pytest.skip("chromium is not installed and could not be (make chromium: apt-get install chromium, as root)")
-    sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed (make install)")
+    from playwright import sync_api  # the test extra: `make install` installs it
+
     with sync_api.sync_playwright() as p:
         browser = p.chromium.launch(executable_path=exe, args=["--disable-gpu"])
         try:
