@@ -49,11 +49,14 @@ def leading_space(text: str) -> str:
     return text[:len(text) - len(text.lstrip())]
 
 
+_LIST_MARKS = re.compile(r"(?:-[ \t]+)*")
+
+
 def key_indent(text: str, language: str) -> str:
     """Leading whitespace up to the line's first token; YAML: past list markers ('- ')."""
     lead = leading_space(text)
     if language == "yaml":
-        marks = re.match(r"(?:-[ \t]+)*", text[len(lead):]).group(0)
+        marks = _LIST_MARKS.match(text, len(lead)).group(0)
         return lead + " " * len(marks)
     return lead
 
