@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Iterable, Iterator
-from functools import cache
+from functools import cache, partial
 
 import orjson
 
@@ -38,6 +38,26 @@ def validator(kind: str):
     others = [orjson.loads(p.read_bytes()) for p in sorted(SCHEMA_DIR.glob("*.schema.json"))]
     registry = jsonschema_rs.Registry([(s["$id"], s) for s in others])
     return jsonschema_rs.validator_for(schema(kind), registry=registry, offline=True)
+
+
+# the keywords of a record schema that check each field alone (its own value, whatever the others)
+_FIELDWISE = {"$schema", "$id", "title", "description", "type", "additionalProperties", "required", "properties", "$defs"}
+
+
+@cache
+def fields_validator(kind: str):
+    """`is_valid` for some of the fields of a `kind` record: each as it is checked in a whole record,
+    no field required. A record is valid exactly when it holds the required fields and its fields,
+    in parts that together hold each field once, are valid this way: the schema (an object, no
+    field beyond its properties, some required) checks each field on its own value alone, which is
+    checked here (a schema that checks one field against another fails here, never lets a part
+    through). secai.parsing.shared checks a rule's part of many findings once this way."""
+    import jsonschema_rs
+
+    s = schema(kind)
+    if set(s) - _FIELDWISE or s.get("type") != "object" or s.get("additionalProperties") is not False:
+        raise RuntimeError(f"{kind}'s schema checks more than each field alone: {sorted(set(s) - _FIELDWISE)}")
+    return jsonschema_rs.validator_for({**s, "required": []}, offline=True).is_valid
 
 
 def schema_error(kind: str, record) -> str | None:
@@ -116,6 +136,15 @@ def read_jsonl_strict(name: str, kind: Kinds) -> Iterator[tuple[int, dict]]:
 def dumps(record: dict) -> bytes:
     """One deterministic JSONL line: sorted keys, UTF-8, newline-terminated."""
     return orjson.dumps(record, option=orjson.OPT_SORT_KEYS | orjson.OPT_APPEND_NEWLINE)
+
+
+def field_bytes(key: str, value) -> bytes:
+    """`"key":value`, a field as dumps renders it inside a record."""
+    return dumps({key: value})[1:-2]
+
+
+# a value as dumps renders it inside a record (field_bytes without the key)
+value_bytes = partial(orjson.dumps, option=orjson.OPT_SORT_KEYS)
 
 
 def render(kind: str | None, record: dict) -> bytes:

@@ -324,7 +324,11 @@ def hashed_lines(lines: list) -> list[tuple[int, dict]]:
     another line's `secret.sha256` hashes: a secret one report found, quoted by another report."""
     import orjson
 
-    # lines may be memoryviews of a report's buffer: each is copied only while it is looked at
+    # lines may be memoryviews of a report's buffer: each is copied only while it is looked at, and
+    # none when no buffer holds a digest at all (the buffers hold every line: bytes, or views of them)
+    buffers = {id(b): b for line in lines if (b := line.obj if type(line) is memoryview else line)}
+    if all(b.find(b'"sha256":"') < 0 for b in buffers.values()):
+        return []
     digests = frozenset(d.decode() for line in lines if b'"sha256":"' in (raw := bytes(line))
                         for d in _SHA256_FIELD.findall(raw))
     if not digests:

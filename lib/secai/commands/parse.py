@@ -45,14 +45,20 @@ rest are still parsed (exit 0); without it, the first one stops the run (exit 1)
             sys.stdout.write(format_listing(a.verbose))
             return EXIT_OK
         # Reports become millions of small objects and hold no reference cycles: the cyclic
-        # collector only rescans them (it doubles orjson's load time on a 40 MB SARIF).
+        # collector only rescans them (it doubles orjson's load time on a 40 MB SARIF). It is off
+        # for the parse only, so a process that runs the command in-process (tests) keeps its own.
+        collecting = gc.isenabled()
         gc.disable()
-        lines, tally = findings(
-            a.inputs, forced=parsers.BY_NAME.get(a.format or ""), base=base_source(a.run_id, a.commit, a.branch),
-            max_mb=self.setting("max_file_mb"),
-            zip_ratio=config.get("parse", "max_zip_ratio"), max_text=config.get("parse", "max_text_chars"),
-            max_instances=config.get("parse", "max_instances"), reject=self.reject, log=self.log, verbose=a.verbose,
-            progress=lambda found: self.progress(found, unit="report"))
+        try:
+            lines, tally = findings(
+                a.inputs, forced=parsers.BY_NAME.get(a.format or ""), base=base_source(a.run_id, a.commit, a.branch),
+                max_mb=self.setting("max_file_mb"),
+                zip_ratio=config.get("parse", "max_zip_ratio"), max_text=config.get("parse", "max_text_chars"),
+                max_instances=config.get("parse", "max_instances"), reject=self.reject, log=self.log, verbose=a.verbose,
+                progress=lambda found: self.progress(found, unit="report"))
+        finally:
+            if collecting:
+                gc.enable()
         self.log(f"{len(lines)} findings from {tally.reports} reports"
                  f" ({tally.findings - len(lines)} duplicates merged, {len(self.rejects)} rejected)")
         self.write_lines(lines)

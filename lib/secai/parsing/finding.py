@@ -9,10 +9,12 @@ computes the id, so that every format fingerprints and bounds findings the same 
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import posixpath
 import re
 from collections.abc import Iterable, Iterator
+from typing import NamedTuple
 from urllib.parse import urlsplit
 
 from secai.errors import UserError
@@ -179,12 +181,31 @@ def norm_path(path) -> str:
 _ABSOLUTE = re.compile(r"/|[A-Za-z]:/")
 
 
-def _local_path(f: dict) -> str | None:
+class Split(NamedTuple):
+    """A finding a parser yields as two parts: the fields it shares with other findings of its
+    report (a rule's), which nothing changes once yielded, and its own, which win. It stands for
+    {**shared, **own}; secai.parsing.shared finishes the shared part once."""
+
+    shared: dict
+    own: dict
+
+    def get(self, key: str, default=None):
+        return self.own[key] if key in self.own else self.shared.get(key, default)
+
+
+def merged(f: dict | Split) -> dict:
+    """The finding a parser's dict or Split stands for (a Split's parts copied, nested values too)."""
+    return copy.deepcopy({**f.shared, **f.own}) if type(f) is Split else f
+
+
+def _local_path(f: dict | Split) -> str | None:
     """A finding's location path when it is absolute on the scanning machine (a container's paths
     are inside its image: they name no local directory and stay as they are)."""
     loc = f.get("location")
     path = loc.get("path") if type(loc) is dict else None
-    return path if type(path) is str and _ABSOLUTE.match(path) and f.get("category") != "container" else None
+    if type(path) is not str or (path[:1] != "/" and path[1:3] != ":/"):  # most are relative: quickly so
+        return None
+    return path if _ABSOLUTE.match(path) and f.get("category") != "container" else None
 
 
 def scan_root(paths: Iterable[str]) -> dict[str, str]:
@@ -196,7 +217,7 @@ def scan_root(paths: Iterable[str]) -> dict[str, str]:
     return {drive: posixpath.commonpath(dirs) for drive, dirs in groups.items()}
 
 
-def relative_paths(partials: Iterable[dict]) -> Iterator[dict]:
+def relative_paths(partials: Iterable[dict | Split]) -> Iterator[dict | Split]:
     """A parser's findings in their order, each absolute location path made relative to the scan
     root of the report's absolute paths (secai-parse: a report names no local directory). The
     findings from the first with an absolute path on are held until the report's end, to know it;
@@ -212,7 +233,10 @@ def relative_paths(partials: Iterable[dict]) -> Iterator[dict]:
         path = _local_path(f)
         if path is not None:
             root = roots["/" if path.startswith("/") else path[:2]]
-            f["location"]["path"] = posixpath.relpath(path, root) if root != path[:2] else path[3:]
+            if type(f) is Split and "location" not in f.own:  # the shared part stays as it is
+                f.own["location"] = dict(f.shared["location"])
+            loc = f.own["location"] if type(f) is Split else f["location"]
+            loc["path"] = posixpath.relpath(path, root) if root != path[:2] else path[3:]
         yield f
 
 
@@ -239,18 +263,10 @@ def capped(value: str, limit: int) -> str:
     return value[:limit] + TRUNCATED.format(len(value) - limit)
 
 
-def _cap_nested(f: dict, limit: int) -> None:
-    """Cap the free text inside a finding's objects (its top-level texts: Finisher._text)."""
-    for key, fields in NESTED_FREE_TEXT.items():
-        for part in [f.get(key), *(f.get("instances") or [] if key == "endpoint" else [])]:
-            if type(part) is dict:
-                for name in fields:
-                    value = part.get(name)
-                    if type(value) is str and len(value) > limit:
-                        part[name] = capped(value, limit)
-
-
 # ---------------------------------------------------------------- fingerprint and finalize
+
+IDENTITY = ("tool", "rule_id", "category", "location", "package", "endpoint")  # the fields fingerprint reads
+
 
 def fingerprint(f: dict) -> str:
     """The id of a finding: SHA-256 (first 32 hex digits) over the parts that identify it; see the
@@ -341,6 +357,41 @@ class Finisher:
             done = self.lists[memo_key] = [scrub(v) for v in value]
         return done
 
+    def finish_fields(self, f: dict) -> None:
+        """Cap every free text and blank every secret in every field of `f` (a finding or part of
+        one), in place; web links only in references (a list of none goes)."""
+        refs = f.get("references")
+        for key, value in f.items():
+            t = type(value)
+            if t is str:
+                if key in FREE_TEXT or len(value) >= 8:
+                    f[key] = self._text(value, key in FREE_TEXT)
+            elif t is list:
+                f[key] = ([self._tree("endpoint", v) if type(v) is dict else scrub_tree(v) for v in value]
+                          if key == "instances" else self._list(key, value))
+            elif t is dict:
+                f[key] = self._tree(key, value)
+        if f.get("references") == [] and refs:  # none of them a web link
+            del f["references"]
+
+    def _tree(self, key: str, value: dict) -> dict:
+        """scrub_tree of an object with its free texts capped (NESTED_FREE_TEXT); one of plain
+        values (a location) with its texts memoized."""
+        free = NESTED_FREE_TEXT.get(key, ())
+        done = {}
+        for k, v in value.items():
+            t = type(v)
+            if t is str:
+                done[k] = self._text(v, True) if k in free else v if len(v) < 8 else self._text(v, False)
+            elif t is int:
+                done[k] = v
+            else:
+                limit = self.max_text
+                if free and limit is not None:
+                    value = {k: capped(v, limit) if k in free and type(v) is str else v for k, v in value.items()}
+                return scrub_tree(value)
+        return done
+
     def __call__(self, f: dict) -> dict:
         if not self.clean:
             prune(f)
@@ -348,21 +399,8 @@ class Finisher:
             del f["description"]
         if "message" in f and (f["message"] == f.get("title") or f["message"] == f.get("description")):
             del f["message"]
-        if self.max_text is not None:
-            _cap_nested(f, self.max_text)
-        refs = f.get("references")
         fid = fingerprint(f)  # of the texts as found: a URL's credentials are part of its site
-        for key, value in f.items():  # no secret in any field
-            t = type(value)
-            if t is str:
-                if key in FREE_TEXT or len(value) >= 8:
-                    f[key] = self._text(value, key in FREE_TEXT)
-            elif t is list:
-                f[key] = self._list(key, value)
-            elif t is dict:
-                f[key] = scrub_tree(value)
-        if f.get("references") == [] and refs:  # none of them a web link
-            del f["references"]
+        self.finish_fields(f)
         f.setdefault("suppressed", False)
         f["schema"] = SCHEMA
         f["id"] = fid

@@ -27,9 +27,10 @@ from secai import secrets
 from secai.records import dumps, render, schema_error
 from secai.errors import InputError
 from secai.parsing import formats as parsers, lazy
-from secai.parsing.finding import Finisher, ParseError, merge_duplicates, relative_paths, text
+from secai.parsing.finding import ParseError, Split, merge_duplicates, relative_paths, text
 from secai.parsing.formats import Format
 from secai.parsing.inputs import Limits, Reject, Unit, units
+from secai.parsing.shared import SplitFinisher
 
 _CONTENT = re.compile(rb"[^ \t\r\n\x0b\x0c]")  # the first byte that is not whitespace
 
@@ -186,14 +187,21 @@ def render_report(unit: Unit, fmt: Format, doc, base: dict, max_text: int, rejec
     is not valid is rejected alone (by its position among the report's findings); a ParseError, or
     any other exception out of the parser, is an InputError for the whole report."""
     ids, ends, buf = [], [], lazy.Spool()
-    finishers: dict[tuple, Finisher] = {}  # a report's findings share a few sources: one finisher each
+    pending, size = [], 0  # lines not yet in buf, and the size of all
+    finishers: dict[tuple, SplitFinisher] = {}  # a report's findings share a few sources: one finisher each
     source = {"file": unit.source, "format": fmt.name}
     n = 0
     try:
         for partial in relative_paths(fmt.parse(doc)):  # no local directory in any path
             n += 1
             try:
-                found = partial.pop("source", None) or {}
+                split = type(partial) is Split
+                if not split:
+                    found = partial.pop("source", None) or {}
+                elif "source" in partial.own:
+                    found = partial.own.pop("source") or {}
+                else:
+                    found = partial.shared.get("source") or {}
                 key = (found.get("run_id"), found.get("commit"), found.get("branch")) if found else ()
                 finish = finishers.get(key)
                 if finish is None:
@@ -201,19 +209,29 @@ def render_report(unit: Unit, fmt: Format, doc, base: dict, max_text: int, rejec
                     for name in ("run_id", "commit", "branch"):
                         if value := base[name] or found.get(name):
                             src[name] = str(value)
-                    finish = finishers[key] = Finisher(src, fmt.clean, max_text)
-                rec = finish(partial)
-                reason = schema_error("finding/1", rec)
+                    finish = finishers[key] = SplitFinisher(src, fmt.clean, max_text)
+                if split and type(done := finish.render(partial)) is tuple:  # finished, checked, rendered
+                    reason, (fid, line) = None, done
+                else:
+                    rec = done if split else finish(partial)
+                    reason = schema_error("finding/1", rec)
+                    if reason is None:
+                        fid, line = rec["id"], dumps(rec)
             except Exception as exc:  # a partial that finalize cannot complete: this finding alone
                 reason = f"cannot be completed ({type(exc).__name__}: {exc})"
             if reason:
-                rule = text(partial.get("rule_id"))[:100] if isinstance(partial, dict) else ""
+                rule = text(partial.get("rule_id"))[:100] if isinstance(partial, (dict, Split)) else ""
                 reject(InputError(unit.name, None, f"{fmt.name}: finding {n}{f' ({rule})' if rule else ''} "
                                                    f"is not a valid finding/1: {reason}"))
                 continue
-            buf.write(dumps(rec))
-            ids.append(rec["id"])
-            ends.append(buf.tell())
+            pending.append(line)
+            ids.append(fid)
+            size += len(line)
+            ends.append(size)
+            if len(pending) >= 4096:
+                buf.write(b"".join(pending))
+                pending.clear()
+        buf.write(b"".join(pending))
     except InputError:  # a finding rejected without --rejects
         raise
     except lazy.ItemRefused:  # an item of a lazily read array orjson refuses: read whole, orjson says where

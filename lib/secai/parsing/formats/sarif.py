@@ -31,7 +31,7 @@ from __future__ import annotations
 import re
 from urllib.parse import unquote
 
-from secai.parsing.finding import (prune, ParseError, as_dict, as_list, cwe_ids, norm_path, positive_int,
+from secai.parsing.finding import (prune, ParseError, Split, as_dict, as_list, cwe_ids, norm_path, positive_int,
     severity_from_score, severity_from_word, split_advisory_ids, text, unique)
 from secai.records import schema
 from secai.secrets import forms, redact, secret_digest
@@ -141,10 +141,13 @@ class Run:
     def rule_of(self, result: dict) -> tuple[str, dict, object]:
         """(rule id, rule descriptor or {}, override key) of a result."""
         rid, index = result.get("ruleId"), result.get("ruleIndex")
-        if type(rid) is str and rid and type(index) is int and "rule" not in result and 0 <= index < len(self.rules[0]):
-            rule = self.rules[0][index]  # the common case: a driver rule by index
-            if rule.get("id", rid) == rid:
-                return rid, rule, (rid if rid in self.overrides else index)
+        if type(rid) is str and rid and "rule" not in result:  # the common cases: a driver rule by index or id
+            if type(index) is int and 0 <= index < len(self.rules[0]):
+                rule = self.rules[0][index]
+                if rule.get("id", rid) == rid:
+                    return rid, rule, (rid if rid in self.overrides else index)
+            elif index is None and (hit := self.by_id.get(rid)) is not None:  # its ids are stripped: so is rid
+                return rid, hit[1], (rid if rid in self.overrides else -1)
         ref = result.get("rule") if isinstance(result.get("rule"), dict) else {}
         comp = ref.get("toolComponent") if isinstance(ref.get("toolComponent"), dict) else {}
         ci = comp.get("index") if isinstance(comp.get("index"), int) else 0
@@ -255,10 +258,11 @@ def _locations(run: Run, result: dict, where: str) -> list[dict]:
             path = out_loc["resource"]
         out_loc["path"] = path
         if region:
-            start = _int(region.get("startLine"))
-            if start:
+            v = region.get("startLine")
+            if start := v if type(v) is int and v > 0 else positive_int(v):
+                v = region.get("endLine")
                 out_loc["start_line"] = start
-                out_loc["end_line"] = _int(region.get("endLine")) or start
+                out_loc["end_line"] = (v if type(v) is int and v > 0 else positive_int(v)) or start
             for key, name in (("startColumn", "start_column"), ("endColumn", "end_column")):
                 if key in region and (value := _int(region[key])):
                     out_loc[name] = value
@@ -367,6 +371,7 @@ def parse(doc: dict):
         run = Run(as_dict(run_doc, where), where)
         category = TOOL_CATEGORY.get(run.tool, "sast")
         default_level = DEFAULT_LEVEL.get(run.tool, "warning")
+        adapter = ADAPTERS.get(run.tool)
         results = as_list(run_doc.get("results"), f"{where}.results")
         if run.tool == "bandit":
             run.passwords = forms(quoted_password(_msg(r.get("message")))[0] for r in results if isinstance(r, dict))
@@ -403,48 +408,60 @@ def parse(doc: dict):
                                            "tool_severity": text(sec) if severity else level}
                 if unrated:
                     base.update(severity="medium", tool_severity="")
-            f = base.copy()
+            own = {}  # the result's fields: the rule's are `base`, shared by its results (finding.Split)
             if run.by_secai:  # secai's own log: the category it kept; the scanner, in a one-run log of secai 0.1
                 if props.get("category") in FINDING_CATEGORIES:
-                    f["category"] = props["category"]
+                    own["category"] = props["category"]
                 if run.tool == "secai" and text(props.get("scanner")):
-                    f["tool"] = tool_name(text(props["scanner"]))
-            if message := _message(result, rule):
-                f["message"] = message
+                    own["tool"] = tool_name(text(props["scanner"]))
+            msg = result.get("message")
+            if type(msg) is dict and type(message := msg.get("text")) is str and "arguments" not in msg:
+                message = message.strip()  # the common case of _message
+            else:
+                message = _message(result, rule)
+            if message:
+                own["message"] = message
             if result.get("taxa") or props.get("cwe"):
                 taxa = [text(as_dict(t, "taxa").get("id")) for t in as_list(result.get("taxa"), f"{where}.results[{i}].taxa")]
                 extra = props.get("cwe") if isinstance(props.get("cwe"), list) else [props.get("cwe")]
-                if cwes := cwe_ids([*f.get("cwe", []), *taxa, *extra]):
-                    f["cwe"] = cwes
+                if cwes := cwe_ids([*base.get("cwe", []), *taxa, *extra]):
+                    own["cwe"] = cwes
             if result.get("fixes"):
                 fixes = unique(_msg(as_dict(x, "fixes").get("description"))
                                for x in as_list(result["fixes"], f"{where}.results[{i}].fixes"))
                 if fixes:
-                    f["fix_hint"] = "\n".join(fixes)
+                    own["fix_hint"] = "\n".join(fixes)
             if result.get("suppressions"):
-                f["suppressed"], f["suppression"] = _suppression(result)
+                own["suppressed"], own["suppression"] = _suppression(result)
             locs = _locations(run, result, f"{where}.results[{i}]")
-            if run.tool in ADAPTERS:
-                ADAPTERS[run.tool](f, rule, locs, run)
+            if adapter:  # it may change any field: the finding is one dict
+                f = {**base, **own}
+                adapter(f, rule, locs, run)
                 prune(f)
                 for loc in locs:
                     prune(loc)
-            if "title" not in f:  # after the adapters: the message may have been redacted
-                f["title"] = f.get("message", "").split("\n", 1)[0][:200] or rid
+                base, own = {}, f
+            if "title" not in base and "title" not in own:  # after the adapters: the message may have been redacted
+                own["title"] = own.get("message", "").split("\n", 1)[0][:200] or rid
+            category = own["category"] if "category" in own else base["category"]
+            if len(locs) == 1 and category != "secret":  # the common case of the loop below
+                own["location"] = locs[0]
+                yield Split(base, own) if base else own
+                continue
             if not locs:
-                yield f
+                yield Split(base, own) if base else own
                 continue
             for n, loc in enumerate(locs):
-                g = f if n == len(locs) - 1 else f.copy()
-                if f["category"] == "secret" and "snippet" in loc:  # the secret itself: keep only its hash
+                g = own if n == len(locs) - 1 else own.copy()
+                if category == "secret" and "snippet" in loc:  # the secret itself: keep only its hash
                     snippet = loc.pop("snippet")
                     value = text(props.get("offender")) or text(props.get("secret")) or snippet
                     g["secret"] = {"sha256": secret_digest(value)}
                     for key in ("message", "title"):
-                        if key in g:
-                            g[key] = redact(g[key], [value, snippet.strip()])
+                        if key in g or key in base:
+                            g[key] = redact(g[key] if key in g else base[key], [value, snippet.strip()])
                 g["location"] = loc
-                yield g
+                yield Split(base, g) if base else g
 
 
 FORMATS = [Format("sarif", "json", "SARIF 2.1.0 (any tool)",
