@@ -208,12 +208,17 @@ def test_packing_keeps_each_example_to_itself(loaded):
 
 def test_packing_is_used_only_when_it_saves_work(loaded):
     _, tok = loaded
-    s = settings()
-    # one long example sets the row width; sixteen short ones share rows
-    mixed = batches.encode_all(tok, [conversation(i, "analysis")["messages"] for i in range(20) if i == 0 or i % 5], s)
-    assert batches.packing_pays(mixed, s)
+    s, shape = settings(), batches.Shape.of(loaded[0].args)
+    # one long example and three short ones in a batch of four: unpacked, four rows of the long one's
+    # width; packed, two (the short ones share one)
+    few = batches.encode_all(tok, [conversation(i, "analysis")["messages"] for i in range(4)], s)
+    assert batches.packing_pays(few, s, shape)
     alike = batches.Encoded([list(range(100))] * 8, [50] * 8)
-    assert not batches.packing_pays(alike, s)
+    assert not batches.packing_pays(alike, s, shape)
+    # one long example setting the row width and sixteen short ones: sorted unpacked batches pad
+    # little, while every packed row would pay the long one's width and attention
+    mixed = batches.encode_all(tok, [conversation(i, "analysis")["messages"] for i in range(20) if i == 0 or i % 5], s)
+    assert not batches.packing_pays(mixed, s, shape)
 
 
 def test_epoch_plans_are_deterministic_and_cover_every_example(loaded):

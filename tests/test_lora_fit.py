@@ -12,8 +12,8 @@ pytestmark = pytest.mark.usefixtures("no_network")
 from secai.training import adapters, batches, engine, run as lora  # noqa: E402
 from secai.training.settings import TrainError  # noqa: E402
 
-# one long example and 31 short ones of different lengths: packing pays (the long one sets the row
-# width, the short ones share rows) and a step's micro-batches hold different numbers of tokens
+# one long example and 31 short ones of different lengths: a step's micro-batches hold different
+# numbers of tokens
 CONVERSATIONS = [conversation(i, "analysis")["messages"] for i in range(40) if i == 0 or i % 5][:32]
 
 
@@ -31,7 +31,9 @@ def train_steps(tiny_model, workdir, **kw):
 
 
 @pytest.mark.parametrize("pack", [False, True], ids=["unpacked", "packed"])
-def test_accumulated_micro_batches_give_the_update_of_one_big_batch(tiny_model, tmp_path, pack):
+def test_accumulated_micro_batches_give_the_update_of_one_big_batch(tiny_model, tmp_path, pack, monkeypatch):
+    if pack:  # packed rows whether or not packing pays here (that choice is tested in test_lora)
+        monkeypatch.setattr(engine, "packing_pays", lambda *args: True)
     big, r_big, run_big, data = train_steps(tiny_model, tmp_path / "big", batch_size=8, grad_accum=1, pack=pack)
     acc, r_acc, run_acc, _ = train_steps(tiny_model, tmp_path / "acc", batch_size=2, grad_accum=4, pack=pack)
     assert run_big.packed == run_acc.packed == pack

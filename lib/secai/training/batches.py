@@ -4,7 +4,8 @@
   content and the EOS that ends it) and nothing after it.
 - Sample packing: short examples share a row (first fit decreasing); segment ids keep each example
   from seeing the others. Packed rows have one fixed width, so the compiled step is traced once;
-  packing is used only when it saves positions (packing_pays).
+  packing is used only when it saves modelled time (packing_pays: FLOPs of the positions and
+  attention scores computed).
 - Gradient accumulation: an optimizer step's batch_size x grad_accum rows are planned together and
   go through the model as grad_accum micro-batches of batch_size rows (micro_batches).
 - The data order is a pure function of (seed, epoch), so a resumed run replays the same batches.
@@ -19,7 +20,10 @@ import numpy as np
 
 from secai.training.settings import Settings, TrainError
 
-PAD_TO = 32  # unpacked batches are padded to a multiple of this (fewer distinct shapes to compile)
+# batches are padded to a multiple of this (mlx-lm pads to 32): a new width costs a trace and compile
+# of the step (the first step of a shape took no longer than the next on the tiny model), a padded
+# position its whole share of the step, and sorted batches leave little padding but the rounding
+PAD_TO = 8
 
 
 # ---------------------------------------------------------------- chat template and tokens
@@ -170,19 +174,48 @@ def make_batch(data: Encoded, rows: list[list[int]], width: int | None, n_rows: 
 
 def positions(data: Encoded, plan: list[list[list[int]]], width: int | None) -> int:
     """Padded positions a plan computes over (rows x width)."""
-    total = 0
+    return sum(len(rows) * w for rows, w in _widths(data, plan, width))
+
+
+def _widths(data: Encoded, plan: list[list[list[int]]], width: int | None):
     for rows in plan:
-        w = width or PAD_TO * math.ceil(max(sum(len(data.tokens[i]) - 1 for i in row) for row in rows) / PAD_TO)
-        total += len(rows) * w
-    return total
+        yield rows, width or PAD_TO * math.ceil(max(sum(len(data.tokens[i]) - 1 for i in row) for row in rows) / PAD_TO)
 
 
-def packing_pays(data: Encoded, settings: Settings) -> bool:
-    """Packing is used when it saves at least a tenth of the positions computed (padding included)
-    on the first epoch; with examples of similar lengths it would only add padding and wider rows."""
-    settings = replace(settings, grad_accum=1)  # positions as the micro-batches compute them
-    packed = positions(data, plan_epoch(data, settings, 0), row_width(data, settings))
-    unpacked = positions(data, plan_epoch(data, replace(settings, pack=False), 0), None)
+@dataclass(frozen=True)
+class Shape:
+    """What a step's cost depends on in a decoder: hidden size, MLP size, blocks."""
+    hidden: int
+    intermediate: int
+    layers: int
+
+    @classmethod
+    def of(cls, config) -> "Shape":
+        """From a model's args (mlx-lm's ModelArgs) or its config.json dict."""
+        get = config.get if isinstance(config, dict) else lambda k: getattr(config, k, None)
+        hidden = get("hidden_size")
+        return cls(hidden, get("intermediate_size") or 4 * hidden, get("num_hidden_layers"))
+
+
+def cost(data: Encoded, plan: list[list[list[int]]], width: int | None, shape: Shape) -> float:
+    """A plan's training FLOPs (forward and backward, about 3x forward): the block's linear layers
+    per position computed, and attention per score (query x key, both padded: the CPU and the
+    masked kernels compute the whole square) . The output head is left out: it runs on the loss
+    positions only, which packing does not change."""
+    h, i = shape.hidden, shape.intermediate
+    per_position = 3 * 2 * (4 * h * h + 3 * h * i) * shape.layers
+    per_score = 3 * 4 * h * shape.layers  # q.k and p.v over all heads
+    return sum(len(rows) * (w * per_position + w * w * per_score) for rows, w in _widths(data, plan, width))
+
+
+def packing_pays(data: Encoded, settings: Settings, shape: Shape) -> bool:
+    """Packing is used when it saves at least a tenth of the modelled training time (cost: linear
+    layers per position, attention per score) on the first epoch. With examples of similar lengths
+    it only adds padding; with a few long examples setting the row width it can save positions and
+    still cost more, every packed row paying the long one's attention (bench_lora measures it)."""
+    settings = replace(settings, grad_accum=1)  # costs as the micro-batches compute them
+    packed = cost(data, plan_epoch(data, settings, 0), row_width(data, settings), shape)
+    unpacked = cost(data, plan_epoch(data, replace(settings, pack=False), 0), None, shape)
     return packed <= 0.9 * unpacked
 
 

@@ -8,7 +8,8 @@ Built from mlx-lm's Python API (`linear_to_lora_layers`, its LoRA layers, its op
   target after each sequence.)
 - Sample packing: short examples share a row; an attention mask built from segment ids keeps each
   example from seeing the others, so the loss is the unpacked loss (RoPE scores depend only on
-  relative positions). Packed rows have one fixed width, so the compiled step is traced once.
+  relative positions). Packed rows have one fixed width, so the compiled step is traced once;
+  packing is used where it saves modelled compute (batches.packing_pays).
 - Full resume: a checkpoint holds the adapter, the optimizer state (moments and step, hence the
   position in the learning-rate schedule), the random state, the step, the best weights so far and
   the log position; the data order is a pure function of (seed, epoch), so a resumed run replays
@@ -40,8 +41,8 @@ from typing import Callable
 import orjson
 
 from secai.training.adapters import adapter_weights, load_adapter_weights, loss_sum, make_optimizer, supports_packing
-from secai.training.batches import (Encoded, batch_arrays, make_batch, micro_batches, packing_pays, plan_epoch,
-                                    row_width, shard)
+from secai.training.batches import (Encoded, Shape, batch_arrays, make_batch, micro_batches, packing_pays,
+                                    plan_epoch, row_width, shard)
 from secai.training.settings import Settings
 
 
@@ -54,7 +55,7 @@ def evaluate(model, data: Encoded, settings: Settings, max_batches: int = -1) ->
 
     world = mx.distributed.init()
     direct = supports_packing(model)
-    packed = settings.pack and direct and packing_pays(data, settings)
+    packed = settings.pack and direct and packing_pays(data, settings, Shape.of(model.args))
     width = row_width(data, settings) if packed else None
     plan = plan_epoch(data, replace(settings, pack=packed, grad_accum=1), -1)
     if max_batches >= 0:
@@ -133,9 +134,10 @@ class Run:
         self.packed = settings.pack and supports_packing(model)
         if settings.pack and not self.packed:
             log(f"packing is off: {type(model).__module__} does not have the layout packing drives")
-        elif self.packed and not packing_pays(train, settings):
+        elif self.packed and not packing_pays(train, settings, Shape.of(model.args)):
             self.packed = False
-            log("packing is off: the examples are too alike in length to share rows (it would add padding)")
+            log("packing is off: it would not save a tenth of the computation (examples alike in length, or "
+                "long ones setting a row width every packed row pays for in attention)")
         self.plan_settings = replace(settings, pack=self.packed)
         self.width = row_width(train, settings) if self.packed else None
         self.steps, self.per_epoch = total_steps(train, settings, self.packed)
