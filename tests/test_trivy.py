@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import sys
 from pathlib import Path
@@ -12,8 +13,9 @@ sys.path.insert(0, str(Path(__file__).parent))
 from conftest import FIXTURES, run_command  # noqa: E402
 
 from secai.commands.parse import Parse  # noqa: E402
+from secai.parsing import formats  # noqa: E402
 from secai.parsing.formats.trivy import clear_uri, image_repository, parse, to_path_uri  # noqa: E402
-from secai.parsing.finding import ParseError  # noqa: E402
+from secai.parsing.finding import ParseError, Split, merged  # noqa: E402
 
 PARSE = FIXTURES / "parse"
 
@@ -104,6 +106,14 @@ def test_clear_uri(target, path):
      "$.Results[0].Vulnerabilities[0]"),
     ({"SchemaVersion": 2, "Results": [{"Target": "x", "Vulnerabilities": [{"VulnerabilityID": "CVE-2024-1", "CVSS": []}]}]},
      "$.Results[0].Vulnerabilities[0].CVSS"),
+    ({"SchemaVersion": 2, "Results": [{"Target": "x", "Vulnerabilities": [  # an advisory's second entry
+        {"VulnerabilityID": "CVE-2024-1", "Title": "t", "PkgName": "a"},
+        {"VulnerabilityID": "CVE-2024-1", "Title": "t", "PkgName": "b", "PkgIdentifier": []}]}]},
+     "$.Results[0].Vulnerabilities[1].PkgIdentifier"),
+    ({"SchemaVersion": 2, "Results": [{"Target": "x", "Vulnerabilities": [
+        {"VulnerabilityID": "CVE-2024-1", "Title": "t", "PkgName": "a"},
+        {"VulnerabilityID": "CVE-2024-1", "Title": "t", "PkgName": "b", "CVSS": [], "PkgIdentifier": []}]}]},
+     "$.Results[0].Vulnerabilities[1].CVSS"),
     ({"ClusterName": "c", "Resources": [{"Kind": "Pod", "Results": [{"Target": "x", "Misconfigurations": [1]}]}]},
      "$.Resources[0].Results[0].Misconfigurations[0]"),
     ([{"Target": "x", "Secrets": "no"}], "$[0].Secrets"),
@@ -118,4 +128,70 @@ def test_missing_optional_fields_never_raise():
     doc = {"SchemaVersion": 2, "Results": [{"Target": "t", "Vulnerabilities": [{"VulnerabilityID": "CVE-2024-1"}],
                                             "Misconfigurations": [{"ID": "DS001"}], "Secrets": [{"RuleID": "r"}],
                                             "Licenses": [{"Name": "MIT"}]}]}
-    assert [f["rule_id"] for f in parse(doc)] == ["CVE-2024-1", "DS001", "r", "MIT"]
+    assert [f.get("rule_id") for f in parse(doc)] == ["CVE-2024-1", "DS001", "r", "MIT"]
+
+
+def _advisories(bad: bool = False) -> dict:
+    """A report whose advisories repeat across packages and targets (image.json's, three times a
+    target), with what the shared lane hands back or must keep: no package, no Title, absolute
+    package paths (made relative at the report's end), no Target, an os-pkgs target; `bad`: an
+    advisory's later entry with a PkgIdentifier that is no object."""
+    seed = [v for r in json.loads((PARSE / "trivy-json" / "image.json").read_text())["Results"]
+            for v in r.get("Vulnerabilities") or []]
+    results = []
+    for target, cls in (("app/a.jar", "lang-pkgs"), ("img:1 (alpine 3.19.1)", "os-pkgs"), ("", "lang-pkgs"),
+                        ("app/b.jar", "lang-pkgs")):
+        vulns = []
+        for j, v in enumerate(seed * 3):
+            v = {**v, "PkgName": f"{v['PkgName']}-{j}"}
+            if j % 7 == 3:
+                v.pop("Title", None)
+            if j % 5 == 4:
+                v["PkgPath"] = f"/srv/app/lib/{j}.jar"
+            vulns.append(v)
+        vulns.append({"VulnerabilityID": "CVE-2024-9", "Title": "no package"})
+        results.append({"Target": target, "Class": cls, "Type": "jar", "Vulnerabilities": vulns})
+    if bad:
+        results[3]["Vulnerabilities"][7]["PkgIdentifier"] = "pkg:x"
+    return {"SchemaVersion": 2, "Trivy": {"Version": "0.50.0"}, "Results": results}
+
+
+def test_an_advisory_is_shared_by_its_entries():
+    """Every entry with a package and a Title is a Split whose shared part is its advisory's, one
+    object for all the entries of one advisory (image.json's entry, repeated) and class, another
+    for each other; the others are dicts."""
+    found = list(parse(_advisories()))
+    splits = [f for f in found if type(f) is Split]
+    assert len(splits) == 4 * 3 * 6 - len([f for f in found if type(f) is dict and f.get("package")])
+    by_advisory: dict[tuple, set] = {}
+    for f in splits:
+        assert set(f.own) <= {"package", "location"} and f.own["package"]["name"]
+        seed = int(f.own["package"]["name"].rpartition("-")[2]) % 6  # image.json's entry it repeats
+        by_advisory.setdefault((f.shared["category"], seed), set()).add(id(f.shared))
+    assert len(by_advisory) == 2 * 5 and all(len(ids) == 1 for ids in by_advisory.values())
+    assert len(set.union(*by_advisory.values())) == 2 * 5
+    assert all(type(f) is dict for f in found if f.get("rule_id") == "CVE-2024-9")
+
+
+@pytest.mark.parametrize("case", ["advisories", "bad", "lazy", "image", "fs", "k8s", "legacy", "licenses"])
+def test_shared_advisories_give_the_bytes_of_whole_findings(monkeypatch, tmp_path, case):
+    """secai-parse writes the same lines, and the same one-line reject, when the parser's Splits are
+    given as the whole findings they stand for; read lazily too."""
+    if case in ("advisories", "bad", "lazy"):
+        (tmp_path / "r.json").write_text(json.dumps(_advisories(case == "bad")))
+    else:
+        (tmp_path / "r.json").write_bytes((PARSE / "trivy-json" / f"{case}.json").read_bytes())
+    if case == "lazy":
+        from secai.parsing import lazy
+        monkeypatch.setattr(lazy, "LAZY_BYTES", 0)
+        monkeypatch.setattr(lazy, "BIG_ARRAY", 0)
+    lane = run_command(Parse, ["-q", "r.json"], cwd=tmp_path, raw=True)
+    fmt = next(f for f in formats.FORMATS if f.name == "trivy-json")
+    whole = dataclasses.replace(fmt, parse=lambda doc: (merged(f) for f in fmt.parse(doc)))
+    monkeypatch.setattr(formats, "FORMATS", [whole if f is fmt else f for f in formats.FORMATS])
+    assert run_command(Parse, ["-q", "r.json"], cwd=tmp_path, raw=True) == lane
+    if case == "bad":
+        assert lane[0] != 0 and lane[2].count("\n") == 1
+        assert "r.json: trivy-json: $.Results[3].Vulnerabilities[7].PkgIdentifier: expected object, got str" in lane[2]
+    else:
+        assert lane[0] == 0 and lane[1]

@@ -376,7 +376,7 @@ class Finisher:
 
     def _tree(self, key: str, value: dict) -> dict:
         """scrub_tree of an object with its free texts capped (NESTED_FREE_TEXT); one of plain
-        values (a location) with its texts memoized."""
+        values (a location, a package: texts, numbers, lists of texts) with its texts memoized."""
         free = NESTED_FREE_TEXT.get(key, ())
         done = {}
         for k, v in value.items():
@@ -385,6 +385,8 @@ class Finisher:
                 done[k] = self._text(v, True) if k in free else v if len(v) < 8 else self._text(v, False)
             elif t is int:
                 done[k] = v
+            elif t is list and all(type(x) is str for x in v):  # a package's fixed versions: never capped
+                done[k] = [x if len(x) < 8 else self._text(x, False) for x in v]
             else:
                 limit = self.max_text
                 if free and limit is not None:

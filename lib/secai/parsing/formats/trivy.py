@@ -29,7 +29,9 @@ from __future__ import annotations
 
 import re
 
-from secai.parsing.finding import (ParseError, as_dict, as_list, cwe_ids, norm_path, positive_int,
+import orjson
+
+from secai.parsing.finding import (ParseError, Split, as_dict, as_list, cwe_ids, norm_path, positive_int,
     severity_from_word, split_advisory_ids, text, unique)
 from secai.secrets import secret_digest
 from secai.parsing.formats import Format
@@ -139,6 +141,14 @@ def _cvss(vuln: dict, where: str) -> dict:
     return {}
 
 
+def _package(v: dict, where: str, result: dict, pkg: str) -> dict:
+    return {
+        "ecosystem": result["type"], "name": pkg, "version": text(v.get("InstalledVersion")),
+        "fixed_versions": unique(text(v.get("FixedVersion")).split(",")),
+        "purl": text(as_dict(v.get("PkgIdentifier"), f"{where}.PkgIdentifier").get("PURL")),
+    }
+
+
 def _vulnerability(v: dict, where: str, result: dict) -> dict:
     vid, pkg = _required(v, "VulnerabilityID", where), text(v.get("PkgName"))
     cves, aliases = split_advisory_ids([vid, *as_list(v.get("VendorIDs"), f"{where}.VendorIDs")], exclude=vid)
@@ -153,14 +163,48 @@ def _vulnerability(v: dict, where: str, result: dict) -> dict:
         "cve": cves,
         "aliases": aliases,
         "cvss": _cvss(v, where),
-        "package": {
-            "ecosystem": result["type"], "name": pkg, "version": text(v.get("InstalledVersion")),
-            "fixed_versions": unique(text(v.get("FixedVersion")).split(",")),
-            "purl": text(as_dict(v.get("PkgIdentifier"), f"{where}.PkgIdentifier").get("PURL")),
-        } if pkg else None,
+        "package": _package(v, where, result, pkg) if pkg else None,
         "references": unique([v.get("PrimaryURL"), *as_list(v.get("References"), f"{where}.References")]),
         "location": {"path": norm_path(path), "resource": result["resource"]},
     }
+
+
+# what the fields of a vulnerability that name its advisory, not its package, are read from: the
+# entries of one advisory (one CVE in many packages and targets) share them (finding.Split)
+_ADVISORY = ("VulnerabilityID", "Title", "Description", "Severity", "VendorIDs", "CweIDs", "CVSS",
+             "SeveritySource", "PrimaryURL", "References")
+_OWN = ("package", "location")  # a vulnerability's own fields: the rest are its advisory's
+PARTS = 10_000  # advisories remembered per report, at most (then forgotten and begun again)
+
+
+def _shared_vulnerability(v: dict, where: str, result: dict, version: str, parts: dict) -> dict | Split:
+    """A vulnerability as a Split: its advisory's fields, made once per advisory of the report (the
+    same raw values of _ADVISORY, as JSON, and the same class), and its package and location. A
+    vulnerability without a package or a Title of its own (whose title names the package) is a
+    dict, as _vulnerability makes it. The advisory's first entry is read whole by _vulnerability,
+    so a malformed entry fails as it always did; the others are the same values, read before."""
+    pkg = text(v.get("PkgName"))
+    try:
+        key = orjson.dumps((result["class"], *map(v.get, _ADVISORY))) if pkg and text(v.get("Title")) else None
+    except (TypeError, orjson.JSONEncodeError):
+        key = None
+    if key is None or key not in parts:
+        whole = {"tool": "trivy", "tool_version": version, **_vulnerability(v, where, result)}
+        if key is None:
+            if not whole["location"]["path"]:  # a result without Target: no location
+                del whole["location"]
+            return whole
+        if len(parts) >= PARTS:
+            parts.clear()
+        parts[key] = {k: None if k in _OWN else value for k, value in whole.items()}  # same key order
+        own = {k: whole[k] for k in _OWN}
+    else:
+        path = to_path_uri(text(v.get("PkgPath")) or result["target"], result["class"])
+        own = {"package": _package(v, where, result, pkg),
+               "location": {"path": norm_path(path), "resource": result["resource"]}}
+    if not own["location"]["path"]:  # a result without Target: no location
+        del own["location"]
+    return Split(parts[key], own)
 
 
 def _misconfiguration(m: dict, where: str, result: dict) -> dict | None:
@@ -228,7 +272,8 @@ _KINDS = (("Vulnerabilities", _vulnerability), ("Misconfigurations", _misconfigu
           ("Secrets", _secret), ("Licenses", _license))
 
 
-def _results(results, where: str, version: str, resource: str = ""):
+def _results(results, where: str, version: str, resource: str = "", parts: dict | None = None):
+    parts = {} if parts is None else parts  # advisory -> its shared part (_shared_vulnerability)
     for i, raw in enumerate(as_list(results, where)):
         rwhere = f"{where}[{i}]"
         res = as_dict(raw, rwhere)
@@ -236,7 +281,11 @@ def _results(results, where: str, version: str, resource: str = ""):
         os_target = bool(rtype) and target.endswith(")") and f"({rtype} " in target  # for legacy, without Class
         cls = text(res.get("Class")) or ("os-pkgs" if os_target else "lang-pkgs")
         result = {"target": target, "class": cls, "type": rtype, "resource": resource}
-        for key, read in _KINDS:
+        vulns = as_list(res.get("Vulnerabilities"), f"{rwhere}.Vulnerabilities")
+        for j, item in enumerate(vulns):
+            iwhere = f"{rwhere}.Vulnerabilities[{j}]"
+            yield _shared_vulnerability(as_dict(item, iwhere), iwhere, result, version, parts)
+        for key, read in _KINDS[1:]:
             for j, item in enumerate(as_list(res.get(key), f"{rwhere}.{key}")):
                 iwhere = f"{rwhere}.{key}[{j}]"
                 finding = read(as_dict(item, iwhere), iwhere, result)
@@ -250,13 +299,13 @@ def parse(doc):
     if isinstance(doc, list):
         yield from _results(doc, "$", "")
         return
-    version = text(as_dict(doc.get("Trivy"), "$.Trivy").get("Version"))
-    yield from _results(doc.get("Results"), "$.Results", version)
+    version, parts = text(as_dict(doc.get("Trivy"), "$.Trivy").get("Version")), {}
+    yield from _results(doc.get("Results"), "$.Results", version, "", parts)
     for key in _K8S_KEYS:
         for i, raw in enumerate(as_list(doc.get(key), f"$.{key}")):
             res = as_dict(raw, f"$.{key}[{i}]")
             resource = "/".join(text(res.get(k)) for k in ("Namespace", "Kind", "Name") if text(res.get(k)))
-            yield from _results(res.get("Results"), f"$.{key}[{i}].Results", version, resource)
+            yield from _results(res.get("Results"), f"$.{key}[{i}].Results", version, resource, parts)
 
 
 FORMATS = [Format("trivy-json", "json", "Trivy",
