@@ -25,6 +25,7 @@ STAGES    ?= 2
 PUSH      ?=
 PUSH_MODEL ?= 1
 FT_ARGS   ?=
+TEST_JOBS ?= auto
 
 PY     := $(VENV)/bin/python
 PIP    := $(PY) -m pip
@@ -85,6 +86,7 @@ help: ## this list
 	@echo "  MODEL_DIR=$(MODEL_DIR)                  the model folder make push publishes (empty: the latest fine-tuned model)"
 	@echo "  PUSH_FLAGS=$(PUSH_FLAGS)                 extra secai-push flags (e.g. --dry-run: stage only)"
 	@echo "  SCANNERS_VENV=$(SCANNERS_VENV)     where make scanners installs the pinned scanners"
+	@echo "  TEST_JOBS=$(TEST_JOBS)               make test: pytest worker processes (pytest-xdist; auto: one per core, 0: in this process)"
 	@echo "  SCANNER_PINS=$(SCANNER_PINS)  what make scanners installs (make kb harvests from it)"
 
 # ---------------------------------------------------------------- install
@@ -318,7 +320,7 @@ kb: $(SCANNERS_VENV)/.installed | $(STAMP) ## harvest checkov's checks, bandit's
 test: $(STAMP) $(SCANNERS_VENV)/.installed chromium shellcheck ## lint, then the test suite with the scanners, chromium and shellcheck installed (fails when no test ran)
 	@mkdir -p $(BUILD)
 	$(VENV)/bin/ruff check -q .
-	$(PY) -m pytest -q --junitxml=$(BUILD)/test-results.xml
+	$(PY) -m pytest -q -n $(TEST_JOBS) --dist loadfile --junitxml=$(BUILD)/test-results.xml
 	$(PY) tests/junit_check.py $(BUILD)/test-results.xml
 
 # Debian's chromium, for the browser test of secai-report (headless, driven through playwright's own
