@@ -271,7 +271,8 @@ def prepare(spec: dict) -> dict:
         subset = records[job["dataset"]][:n]
         if len(subset) < n:
             raise SystemExit(f"bench_lora: error: dataset {job['dataset']} has {len(subset)} examples, {n} needed")
-        ddir = write_split(subset, work / "data" / f"{job['model']}-{job['dataset']}")
+        # its own folder per job: the memory job's (model, dataset) is also a throughput job's
+        ddir = write_split(subset, work / "data" / f"{job['model']}-{job['dataset']}{'-memory' if job.get('memory') else ''}")
         from secai.training.batches import Shape
 
         shape = Shape.of(json.loads((Path(dirs[job["model"]]) / "config.json").read_text()))
