@@ -323,24 +323,23 @@ test: $(STAMP) $(SCANNERS_VENV)/.installed chromium shellcheck ## lint, then the
 	$(PY) -m pytest -q -n $(TEST_JOBS) --dist loadfile --junitxml=$(BUILD)/test-results.xml
 	$(PY) tests/junit_check.py $(BUILD)/test-results.xml
 
-# Debian's chromium, for the browser test of secai-report (headless, driven through playwright's own
-# driver; no browser is downloaded). Installed with apt-get when missing and running as root (CI);
-# otherwise the test says it is skipped and why.
-chromium: ## install Debian's chromium when missing (as root), for the report's browser test
-	@command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1 || \
+# $(call debian,PACKAGE,COMMANDS,WHAT IS SKIPPED): Debian's PACKAGE installed with apt-get when none of
+# COMMANDS is found and this runs as root (CI); otherwise it says what is skipped and why.
+debian = @$(foreach c,$(2),command -v $(c) >/dev/null 2>&1 ||) \
 	if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
-	  echo "make chromium: apt-get install chromium" >&2; \
-	  apt-get install -y -q chromium >/dev/null || { apt-get update -q >/dev/null && apt-get install -y -q chromium >/dev/null; }; \
-	else echo "make chromium: chromium not found and not root: the browser test of secai-report will be skipped" >&2; fi
+	  echo "make $(1): apt-get install $(1)" >&2; \
+	  apt-get install -y -q $(1) >/dev/null || { apt-get update -q >/dev/null && apt-get install -y -q $(1) >/dev/null; }; \
+	else echo "make $(1): $(1) not found and not root: $(3) will be skipped" >&2; fi
+
+# Debian's chromium, for the browser test of secai-report (headless, driven through playwright's own
+# driver; no browser is downloaded).
+chromium: ## install Debian's chromium when missing (as root), for the report's browser test
+	$(call debian,chromium,chromium chromium-browser,the browser test of secai-report)
 
 # Debian's shellcheck, for the test of action.yml's scripts (actionlint checks a workflow's, not a
-# composite action's); as with chromium, installed only when missing and running as root.
+# composite action's).
 shellcheck: ## install Debian's shellcheck when missing (as root), for the GitHub Action's script test
-	@command -v shellcheck >/dev/null 2>&1 || \
-	if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
-	  echo "make shellcheck: apt-get install shellcheck" >&2; \
-	  apt-get install -y -q shellcheck >/dev/null || { apt-get update -q >/dev/null && apt-get install -y -q shellcheck >/dev/null; }; \
-	else echo "make shellcheck: shellcheck not found and not root: the action's script test will be skipped" >&2; fi
+	$(call debian,shellcheck,shellcheck,the action's script test)
 
 lint: $(STAMP) ## check the Python code with ruff (rules: [tool.ruff] in pyproject.toml)
 	$(VENV)/bin/ruff check .
