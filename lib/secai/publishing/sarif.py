@@ -342,6 +342,7 @@ def _tags(records: list[dict]) -> list[str]:
 def build_rule(rule_id: str, records: list[dict], digests) -> dict:
     """The reportingDescriptor of one rule from the analyses of its findings (in output order)."""
     first = records[0]["finding"]
+    title = scrub(first["title"], digests)
     pairs = [(scrub(where(r["finding"]), digests), r) for r in records]
 
     def texts(key):
@@ -365,8 +366,8 @@ def build_rule(rule_id: str, records: list[dict], digests) -> dict:
     worst = max(records, key=lambda r: float(security_severity(r["finding"])))["finding"]
     rule = {
         "id": rule_id,
-        "name": rule_name(rule_id, scrub(first["title"], digests)),
-        "shortDescription": {"text": clip(scrub(first["title"], digests))},
+        "name": rule_name(rule_id, title),
+        "shortDescription": {"text": clip(title)},
         "fullDescription": {"text": clip(scrub(first.get("description") or first.get("message") or first["title"], digests))},
         "defaultConfiguration": {"level": LEVEL[worst["severity"]]},
         "help": {"text": grouped_text(remediation), "markdown": "\n\n".join(parts)},
