@@ -27,9 +27,9 @@ import yaml
 from secai.training import store as models
 
 PLOT = "loss.png"  # the loss curves beside the card (secai.training.evaluate.plot)
-USE_PROMPT = {"analysis": "Explain the security finding: bandit B608 (CWE-89), SQL query built from user input, app.py line 12.",
-              "codefix": "Fix the security finding: bandit B602 (CWE-78), subprocess call with shell=True, app.py line 30.",
-              "combined": "Explain the security finding: bandit B608 (CWE-89), SQL query built from user input, app.py line 12."}
+_EXPLAIN = "Explain the security finding: bandit B608 (CWE-89), SQL query built from user input, app.py line 12."
+USE_PROMPT = {"analysis": _EXPLAIN, "combined": _EXPLAIN,
+              "codefix": "Fix the security finding: bandit B602 (CWE-78), subprocess call with shell=True, app.py line 30."}
 
 
 def num(x, digits=4) -> str:
@@ -122,7 +122,7 @@ def _quant(q: dict | None) -> str:
     return f"{q['bits']}-bit (group size {q['group_size']})" if q else "full-precision"
 
 
-def base_text(meta: dict, here: dict) -> str:
+def base_text(meta: dict) -> str:
     """What the base model is, and why the metadata does or does not name it."""
     base = meta["base_model"]
     exact, source = base_ids(base)
@@ -199,7 +199,7 @@ def card(meta: dict, report: dict | None, here: dict | None = None) -> str:
                   "codefix": "fix the code a security finding points at",
                   "combined": "explain security findings as JSON and fix the code they point at"}[meta["stage"]]
     start = f", continuing from the stage-1 adapter `{meta['from_adapter']['name']}`" if meta.get("from_adapter") else ""
-    lines += [f"{base_text(meta, here)}. Stage `{meta['stage']}`: taught to {stage_text}{start}. Trained by secai's "
+    lines += [f"{base_text(meta)}. Stage `{meta['stage']}`: taught to {stage_text}{start}. Trained by secai's "
               f"`secai-lora` {meta['secai_version']} with MLX {meta['environment']['mlx']} / mlx-lm "
               f"{meta['environment']['mlx_lm']} on `{meta['environment']['device']}`.", "",
               "## Evaluation (held-out data, never trained on)", "",
