@@ -55,7 +55,7 @@ FT_BASE_DEP := $(if $(filter $(TINY_MODEL),$(FT_BASE)),$(TINY_MODEL)/secai-model
 ANALYZE_DEPS := $(if $(filter mlx,$(BACKEND)),$(FT_BASE_DEP))
 
 .PHONY: scanners kb help install all parse analyze index dataset dataset-codefix sarif finetune finetune-stage1 finetune-stage2 eval base-model status \
-        report chromium shellcheck quality quality-realscans demo-model test lint bench clean examples examples-checkov examples-semgrep examples-bandit
+        report chromium shellcheck openblas quality quality-realscans demo-model test lint bench clean examples examples-checkov examples-semgrep examples-bandit
 
 help: ## this list
 	@echo "secai — make targets"
@@ -93,6 +93,7 @@ help: ## this list
 install: $(STAMP) ## create .venv and install secai with its dependencies
 
 $(STAMP): pyproject.toml
+	$(openblas)
 	$(PYTHON) -m venv $(VENV)
 	$(PIP) install -q --upgrade pip
 	$(if $(TORCH),$(PIP) install -q '$(TORCH)')
@@ -317,29 +318,37 @@ kb: $(SCANNERS_VENV)/.installed | $(STAMP) ## harvest checkov's checks, bandit's
 	$(PY) -m secai.commands.kb harvest --scanners-dir $(KB_SCANNERS) -o $(KB_DIR)
 
 # ---------------------------------------------------------------- checks
-test: $(STAMP) $(SCANNERS_VENV)/.installed chromium shellcheck ## lint, then the test suite with the scanners, chromium and shellcheck installed (fails when no test ran)
+test: $(STAMP) $(SCANNERS_VENV)/.installed chromium shellcheck openblas ## lint, then the test suite with the scanners, chromium, shellcheck and OpenBLAS installed (fails when no test ran)
 	@mkdir -p $(BUILD)
 	$(VENV)/bin/ruff check -q .
 	$(PY) -m pytest -q -n $(TEST_JOBS) --dist loadfile --junitxml=$(BUILD)/test-results.xml
 	$(PY) tests/junit_check.py $(BUILD)/test-results.xml
 
-# $(call debian,PACKAGE,COMMANDS,WHAT IS SKIPPED): Debian's PACKAGE installed with apt-get when none of
-# COMMANDS is found and this runs as root (CI); otherwise it says what is skipped and why.
-debian = @$(foreach c,$(2),command -v $(c) >/dev/null 2>&1 ||) \
+# $(call debian,PACKAGE,TEST,WHAT IS SKIPPED): Debian's PACKAGE installed with apt-get when the shell
+# command TEST fails and this runs as root (CI); otherwise it says what is skipped and why.
+debian = @{ $(2); } >/dev/null 2>&1 || \
 	if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
-	  echo "make $(1): apt-get install $(1)" >&2; \
+	  echo "make $@: apt-get install $(1)" >&2; \
 	  apt-get install -y -q $(1) >/dev/null || { apt-get update -q >/dev/null && apt-get install -y -q $(1) >/dev/null; }; \
-	else echo "make $(1): $(1) not found and not root: $(3) will be skipped" >&2; fi
+	else echo "make $@: $(1) not found and not root: $(3) will be skipped" >&2; fi
 
 # Debian's chromium, for the browser test of secai-report (headless, driven through playwright's own
 # driver; no browser is downloaded).
 chromium: ## install Debian's chromium when missing (as root), for the report's browser test
-	$(call debian,chromium,chromium chromium-browser,the browser test of secai-report)
+	$(call debian,chromium,command -v chromium || command -v chromium-browser,the browser test of secai-report)
 
 # Debian's shellcheck, for the test of action.yml's scripts (actionlint checks a workflow's, not a
 # composite action's).
 shellcheck: ## install Debian's shellcheck when missing (as root), for the GitHub Action's script test
-	$(call debian,shellcheck,shellcheck,the action's script test)
+	$(call debian,shellcheck,command -v shellcheck,the action's script test)
+
+# Linux: an OpenBLAS for MLX's CPU matrix products (the mlx-cpu wheel bundles the reference BLAS,
+# ~30x slower here); found as secai.cpublas finds it, through the dynamic linker.
+# `make install` runs it too.
+openblas = $(if $(filter Linux,$(shell uname -s)),$(call debian,libopenblas0-pthread,$(PYTHON) -c \
+	  'import ctypes.util as u; assert u.find_library("openblas")',fast CPU matrix products in MLX))
+openblas: ## Linux: install Debian's OpenBLAS when the dynamic linker knows none (as root), for MLX on the CPU
+	$(openblas)
 
 lint: $(STAMP) ## check the Python code with ruff (rules: [tool.ruff] in pyproject.toml)
 	$(VENV)/bin/ruff check .

@@ -4,8 +4,9 @@ second) and peak memory, same data, model and settings, in the same run. Writes 
 What is compared
 - Both tools run as subprocesses (`python -m secai.commands.lora train ...`, `python -m mlx_lm lora --train
   ...`), one at a time, alternating which goes first, --reps times each (medians reported), with
-  HF_HUB_OFFLINE=1. Each is started through a short prelude that runs the module exactly as
-  `python -m` does (runpy) and, at exit, prints MLX's peak memory (mx.get_peak_memory(), whole
+  HF_HUB_OFFLINE=1. Each is started through a short prelude that loads the BLAS secai.cpublas picks
+  (on Linux the system's OpenBLAS, else MLX's bundled one: the same for both; recorded as
+  machine.cpu_blas), runs the module exactly as `python -m` does (runpy) and, at exit, prints MLX's peak memory (mx.get_peak_memory(), whole
   process) and the process's VmHWM, so both tools are read the same way. Peak RSS is the child's
   ru_maxrss from os.wait4. Linux's ru_maxrss of a child starts from its parent's high-water mark
   (it survives fork and exec), so this process stays small: tokenising, planning and building the
@@ -82,9 +83,12 @@ BIG_SIZES = {"hidden_size": 768, "intermediate_size": 3072, "num_hidden_layers":
              "vocab_size": 2048}
 COMMON = {"rank": 8, "scale": 20.0, "dropout": 0.0, "learning_rate": 2e-4, "seed": 0}
 TAG = "BENCH_LORA"
-# run a module as `python -m` does; at exit print MLX's peak memory and this process's VmHWM
+# run a module as `python -m` does, with the BLAS secai.cpublas picks loaded under MLX for either
+# tool; at exit print MLX's peak memory and this process's VmHWM
 PRELUDE = (
     "import atexit, runpy, sys\n"
+    "from secai import cpublas\n"
+    "cpublas.prefer()\n"  # the same BLAS under MLX for both tools (secai's own, which training imports)
     "def _peak():\n"
     "    import mlx.core as mx\n"
     "    try:\n"
@@ -241,6 +245,9 @@ def prepare(spec: dict) -> dict:
     """Everything heavy, in its own process: data folders, the big model, each tool's batches."""
     import contextlib
 
+    from secai import cpublas
+
+    blas = cpublas.prefer()  # as both tools' runs do (PRELUDE)
     import mlx.core as mx
     from mlx_lm import load
 
@@ -285,6 +292,7 @@ def prepare(spec: dict) -> dict:
 
     return {"models": models, "jobs": jobs,
             "machine": {"mlx": version("mlx"), "mlx_lm": version("mlx-lm"), "device": str(mx.default_device()),
+                        "cpu_blas": blas or "bundled with mlx",
                         "matmul_gflops_2048x768x3072": matmul_gflops()}}
 
 

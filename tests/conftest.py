@@ -12,6 +12,12 @@ from pathlib import Path
 import orjson
 import pytest
 
+from secai import cpublas
+
+# the BLAS under MLX in this process is the one the commands' own processes load (secai.cpublas),
+# whatever test first imports mlx: results compared across processes come from the same kernels
+cpublas.prefer()
+
 ROOT = Path(__file__).resolve().parents[1]
 FIXTURES = ROOT / "tests" / "fixtures"
 CORPUS = ROOT.parent / "shared" / "corpus"

@@ -372,9 +372,11 @@ def test_two_processes_under_mlx_launch_match_one(tiny_model, data, tmp_path):
     if not launcher.exists():
         pytest.skip("mlx.launch is not installed")
     # SGD: an update linear in the gradient, so float summation order stays at rounding level (Adam
-    # divides by the gradient's own magnitude and blows rounding up for near-zero gradients)
+    # divides by the gradient's own magnitude and blows rounding up for near-zero gradients). Three
+    # steps: the random model's training is chaotic beyond that (one process with OpenBLAS against
+    # one with the reference BLAS: adapters 2e-7 apart after 1 step, 1.5e-6 after 3, 3e-4 after 6)
     common = ["train", "--stage", "analysis", "--data", str(data["analysis"]), "--base-model", str(tiny_model),
-              "--iters", "6", "--batch-size", "4", "--optimizer", "sgd", "--learning-rate", "0.1", "--warmup", "0",
+              "--iters", "3", "--batch-size", "4", "--optimizer", "sgd", "--learning-rate", "0.1", "--warmup", "0",
               "--steps-per-eval", "3", "--name", "m", "-q"]
     one = orjson.loads(run_command(Lora, [*common, "--out", str(tmp_path / "one")], raw=True)[1])
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(ROOT / "lib")}
@@ -392,7 +394,7 @@ def test_two_processes_under_mlx_launch_match_one(tiny_model, data, tmp_path):
     a = mx.load(str(tmp_path / "one" / "m" / "adapters" / "adapters.safetensors"))
     b = mx.load(str(tmp_path / "two" / "m" / "adapters" / "adapters.safetensors"))
     for k in a:
-        assert np.allclose(np.array(a[k]), np.array(b[k]), atol=1e-4), k
+        assert np.allclose(np.array(a[k]), np.array(b[k]), atol=1e-5), k
 
 
 # ---------------------------------------------------------------- validate, list, fuse

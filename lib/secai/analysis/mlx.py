@@ -24,6 +24,7 @@ from pathlib import Path
 
 import orjson
 
+from secai import cpublas
 from secai.records import schema_error
 from secai.training.store import NotAModel, content_hash, identity
 from secai.untrusted import data, http_links, inline
@@ -176,6 +177,7 @@ class Model:
 
     def _load(self):
         if self._loaded is None:
+            cpublas.prefer()
             from mlx_lm import load
 
             self._loaded = load(self.path, adapter_path=self.adapter)

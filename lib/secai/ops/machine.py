@@ -19,7 +19,7 @@ from pathlib import Path
 
 import orjson
 
-from secai import __version__
+from secai import __version__, cpublas
 from secai.config import CHECKOUT
 from secai.ops.verdict import FAIL, Options, GIB, OK, WARN, Result, fmt_gib, norm_dist, project_path, secai_home, setting, tilde, version_of
 
@@ -218,15 +218,25 @@ def check_packages(opts: Options) -> Result:
 
 
 MLX_PROBE = r"""
-import json, mlx.core as mx
+import json, time
+from secai import cpublas
+blas = cpublas.prefer()
+import mlx.core as mx
 a = mx.array([1.0, 2.0, 3.0])
 b = a @ a
 mx.eval(b)
+m = mx.random.normal((512, 512), stream=mx.cpu)
+mx.eval(m @ m)
+t = time.perf_counter()
+for _ in range(8):
+    mx.eval(mx.matmul(m, m, stream=mx.cpu))
+gflops = 8 * 2 * 512 ** 3 / (time.perf_counter() - t) / 1e9
 cuda = getattr(mx, "cuda", None)
 metal = getattr(mx, "metal", None)
 d = mx.default_device()
 print(json.dumps({"device": str(d), "type": str(d.type).rsplit(".", 1)[-1], "result": b.item(),
-                  "metal": bool(metal and metal.is_available()), "cuda": bool(cuda and cuda.is_available())}))
+                  "metal": bool(metal and metal.is_available()), "cuda": bool(cuda and cuda.is_available()),
+                  "cpu_blas": blas, "cpu_matmul_gflops": round(gflops, 1)}))
 """
 
 
@@ -242,7 +252,9 @@ def check_mlx(opts: Options) -> Result:
         raise Result(FAIL, "mlx is not installed", "`make install`")
     try:
         proc = subprocess.run([sys.executable, "-c", MLX_PROBE], capture_output=True, text=True,
-                              timeout=MLX_TIMEOUT_S, env={**os.environ, "PYTHONWARNINGS": "ignore"})
+                              timeout=MLX_TIMEOUT_S, env={**os.environ, "PYTHONWARNINGS": "ignore",
+                                                          "PYTHONPATH": os.pathsep.join(filter(None, (
+                                                              str(Path(__file__).parents[2]), os.environ.get("PYTHONPATH"))))})
     except subprocess.TimeoutExpired:
         raise Result(FAIL, f"mlx {v}: a tiny operation did not finish in {MLX_TIMEOUT_S} s",
                      "check the GPU driver, or force the CPU with MLX_DEFAULT_DEVICE=cpu") from None
@@ -257,12 +269,18 @@ def check_mlx(opts: Options) -> Result:
                      **probe)
     gpu = probe["type"] == "gpu"
     device = ("Metal GPU" if probe["metal"] else "CUDA GPU" if probe["cuda"] else "GPU") if gpu else "CPU"
+    blas = probe["cpu_blas"] or ("Accelerate" if sys.platform == "darwin" else "the reference BLAS bundled with mlx")
     detail = (f"mlx {v}, mlx-lm {version_of('mlx-lm') or 'missing'}: a test operation ran on the {device} "
-              f"(Metal {'yes' if probe['metal'] else 'no'}, CUDA {'yes' if probe['cuda'] else 'no'})")
+              f"(Metal {'yes' if probe['metal'] else 'no'}, CUDA {'yes' if probe['cuda'] else 'no'}); CPU matrix "
+              f"products {probe['cpu_matmul_gflops']} GFLOP/s through {blas}")
     data = {**probe, "mlx": v, "mlx_lm": version_of("mlx-lm"), "device_name": device}
     if not gpu and sys.platform == "darwin" and platform.machine() == "arm64":
         raise Result(WARN, detail, "MLX is not using Metal: training will be slow; check that this is a native "
                                    "arm64 Python (not Rosetta) and macOS >= 14", **data)
+    if not gpu and sys.platform.startswith("linux") and not probe["cpu_blas"] and os.environ.get(cpublas.ENV) != cpublas.BUNDLED:
+        raise Result(WARN, detail, "no OpenBLAS for MLX's CPU matrix products (secai.cpublas): install it "
+                                   "(`make install` as root, or `apt-get install libopenblas0-pthread`, "
+                                   "`dnf install openblas`)", **data)
     if not gpu and _nvidia_present():
         raise Result(WARN, detail, "an NVIDIA GPU is here but MLX runs on the CPU: "
                                    "`.venv/bin/pip install -e '.[cuda]'` (mlx[cuda])", **data)
