@@ -133,15 +133,13 @@ def forgetting(model, tokenizer, model_dir: Path, meta: dict, s: Settings, say) 
 
 def plot(log_path: Path, out: Path, title: str) -> None:
     """PNG of the training and validation loss curves from a training_log.jsonl."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure  # the object API: no pyplot state, and a tenth of a second less to import
 
     entries = [orjson.loads(line) for line in log_path.read_bytes().splitlines() if line.strip()]
     train = [(e["step"], e["train_loss"]) for e in entries if "train_loss" in e]
     val = [(e["step"], e["val_loss"]) for e in entries if "val_loss" in e]
-    fig, ax = plt.subplots(figsize=(7, 4), dpi=100)
+    fig = Figure(figsize=(7, 4), dpi=100)
+    ax = fig.subplots()
     if train:
         ax.plot(*zip(*train), label="train loss", color="#1f77b4")
     if val:
@@ -152,11 +150,8 @@ def plot(log_path: Path, out: Path, title: str) -> None:
     ax.grid(alpha=0.3)
     ax.legend()
     fig.tight_layout()
-    try:
-        with AtomicOutput(out) as fh:
-            fig.savefig(fh, format="png")
-    finally:
-        plt.close(fig)
+    with AtomicOutput(out) as fh:
+        fig.savefig(fh, format="png")
 
 
 def save_eval(report: dict, output: str | Path | None = None, plot_png: str | Path | None = None,
