@@ -17,7 +17,7 @@ from secai.ops import makedeps  # noqa: E402
 
 PACKAGE = ROOT / "lib" / "secai"
 STAGES = ("parsing", "analysis", "dataset", "training", "publishing", "ops")
-BASE = ("cli", "errors", "records", "config", "files", "secrets", "personal", "cache", "untrusted")
+BASE = ("cli", "errors", "records", "config", "files", "secrets", "personal", "cache", "untrusted", "cpublas")
 # the package data that lives at the top of the repository: symlinks, so a checkout and a wheel find
 # it the same way (secai.files.shipped)
 SHIPPED = {"schemas": "schemas", "defaults": "config"}
