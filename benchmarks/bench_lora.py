@@ -6,8 +6,9 @@ What is compared
   ...`), one at a time, alternating which goes first, --reps times each (medians reported), with
   HF_HUB_OFFLINE=1. Each is started through a short prelude that loads the BLAS secai.cpublas picks
   (on Linux the system's OpenBLAS, else MLX's bundled one: the same for both; recorded as
-  machine.cpu_blas), runs the module exactly as `python -m` does (runpy) and, at exit, prints MLX's peak memory (mx.get_peak_memory(), whole
-  process) and the process's VmHWM, so both tools are read the same way. Peak RSS is the child's
+  machine.cpu_blas), runs the module exactly as `python -m` does (runpy) and, at exit, prints
+  MLX's peak memory (mx.get_peak_memory(), whole process) and the process's VmHWM, so both tools
+  are read the same way. Peak RSS is the child's
   ru_maxrss from os.wait4. Linux's ru_maxrss of a child starts from its parent's high-water mark
   (it survives fork and exec), so this process stays small: tokenising, planning and building the
   big model happen in a `--prepare` subprocess, and every run records the floor it inherited.

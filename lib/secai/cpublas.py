@@ -51,4 +51,3 @@ def prefer() -> str | None:
                 path = None  # a broken system library: MLX keeps its own
     _chosen.append(path)
     return path
-
