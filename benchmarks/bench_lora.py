@@ -43,7 +43,8 @@ Datasets (from --data, a stage-1 dataset directory made by `make dataset`)
 - short: the short pairs alone.
 Models: the tiny test model (--model), and a random-weight OLMo-2 of about 107M parameters built
 here with secai.training.tinymodel.build (same tokenizer). On a 2-core MLX CPU build that model trains
-about ten tokens per second, so by default it runs the short pairs only (--big-datasets).
+about ten tokens per second with the reference BLAS the mlx-cpu wheel bundles and about 150 with
+OpenBLAS (2026-12-02), so by default it runs the short pairs only (--big-datasets).
 """
 
 from __future__ import annotations
