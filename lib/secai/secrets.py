@@ -279,16 +279,7 @@ def _replace(p: Pattern, text: str) -> str:
 
 _SPLIT = re.compile(r"""[\s=:,;'"`()\[\]{}<>\\]++""")
 _QUOTED = re.compile(r""""([^"\n]{1,512}+)"|'([^'\n]{1,512}+)'|`([^`\n]{1,512}+)`""")  # each scan ends at the next quote
-_hash_memo: dict[str, str] = {}
-
-
-def _digest(value: str) -> str:
-    d = _hash_memo.get(value)
-    if d is None:
-        if len(_hash_memo) > 200_000:
-            _hash_memo.clear()
-        d = _hash_memo[value] = secret_digest(value)
-    return d
+_unhashed: dict[frozenset[str], set[str]] = {}  # per set of digests: strings known to hash to none of them
 
 
 MIN_HASHED = 8  # shorter "secrets" (bandit's 'Pass', 'POST') are words: blanking them everywhere mangles text
@@ -297,23 +288,31 @@ MIN_HASHED = 8  # shorter "secrets" (bandit's 'Pass', 'POST') are words: blankin
 def hashed_values(text: str, digests: Iterable[str], min_length: int = MIN_HASHED) -> set[str]:
     """The strings of `min_length`+ characters in `text` whose SHA-256 is one of `digests`: its
     tokens, quoted strings, whole lines and the values after a key (`key = value;`)."""
-    digests = digests if isinstance(digests, (set, frozenset)) else set(digests)
+    digests = digests if isinstance(digests, frozenset) else frozenset(digests)
     if not digests or not text:
         return set()
     found = set()
     for line in text.splitlines() or [text]:
-        if len(line) < min_length:
-            continue
-        candidates = {line.strip(), *_SPLIT.split(line)}
-        candidates.update(g for m in _QUOTED.finditer(line) for g in m.groups() if g)
-        at = key_prefix(line)
-        if at is not None:
-            rest = line[at:].strip()
-            candidates.update((rest, rest.rstrip(",;"), rest.strip("\"'`,;")))
-        for c in candidates:
-            if len(c) >= min_length and c != REDACTED and _digest(c) in digests:
-                found.add(c)
+        if len(line) >= min_length and (hit := _hashed_in_line(line, digests, min_length)):
+            found.update(hit)
     return found
+
+
+@lru_cache(maxsize=65536)  # a file's lines, and the texts made of them, recur in finding after finding
+def _hashed_in_line(line: str, digests: frozenset[str], min_length: int) -> tuple[str, ...]:
+    candidates = {line.strip(), *_SPLIT.split(line)}
+    candidates.update(g for m in _QUOTED.finditer(line) for g in m.groups() if g)
+    at = key_prefix(line)
+    if at is not None:
+        rest = line[at:].strip()
+        candidates.update((rest, rest.rstrip(",;"), rest.strip("\"'`,;")))
+    if (clean := _unhashed.get(digests)) is None or len(clean) > 200_000:
+        if len(_unhashed) > 16:
+            _unhashed.clear()
+        clean = _unhashed[digests] = set()
+    candidates -= clean  # in one set operation: a file's words recur on line after line
+    clean.update(c for c in candidates if secret_digest(c) not in digests)
+    return tuple(c for c in candidates - clean if len(c) >= min_length and c != REDACTED)
 
 
 _SHA256_FIELD = re.compile(rb'"sha256":"([0-9a-f]{64})"')
