@@ -115,6 +115,7 @@ _GENERATED_MARK = re.compile(r"(?i)(code generated .{0,80}do not edit|@generated
                              r"buffer compiler|protoc)|auto-?generated (file|code)|this file (is|was) (automatically )?generated)")
 
 
+@lru_cache(maxsize=4096)  # one run's findings name the same files again and again
 def code_role(path: str | None, head: str = "") -> str | None:
     """What a file is, when it is not application code: 'test' (is_test_path), 'example' (an
     examples/ or samples/ folder) or 'generated' (a generator's file name or folder, e.g. Django's
@@ -132,6 +133,7 @@ def code_role(path: str | None, head: str = "") -> str | None:
     return None
 
 
+@lru_cache(maxsize=4096)  # one run's findings name the same files again and again
 def detect_language(path: str, head: bytes = b"") -> str:
     """The language of a file from its name, else from the shebang in `head`; 'text' when unknown."""
     p = PurePosixPath(norm_path(path))
@@ -325,7 +327,16 @@ def parses(code: str, language: str) -> bool:
     library parsers; requirements line by line (PEP 508 requirements and pip options); html by its
     template tags (_template_tags_close: HTML itself parses whatever it is given). The code
     may be indented (it is dedented first) or a fragment: a Java/JS/TS class member, a Kotlin/Go/JS
-    function body. False for blank code, and for a language that cannot be checked (see can_check)."""
+    function body. False for blank code, and for a language that cannot be checked (see can_check).
+    A snippet's answer is remembered: the same fixed code is checked again and again (a fix rule's
+    candidate spans, the same fix in finding after finding)."""
+    return (_parses_snippet if len(code) <= _SNIPPET_CHARS else _parses)(code, language)
+
+
+_SNIPPET_CHARS = 65536  # longer code (a whole file being verified) is parsed each time, not kept
+
+
+def _parses(code: str, language: str) -> bool:
     language = canonical(language)
     if not code.strip():
         return False
@@ -362,6 +373,9 @@ def parses(code: str, language: str) -> bool:
     if result is None:
         return language in ("python", "yaml")  # checked above without a grammar
     return result
+
+
+_parses_snippet = lru_cache(maxsize=4096)(_parses)
 
 
 _IMAGE_FILES = re.compile(r"(?i)^(?:dockerfile|containerfile)(?:\..+)?$|\.(?:dockerfile|containerfile)$")
