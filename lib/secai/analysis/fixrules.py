@@ -411,7 +411,7 @@ def fix_rules(directory: Path | str = FIXES_DIR) -> tuple[FixRule, ...]:
     rules, seen = [], {}
     for path in sorted(Path(directory).glob("*.yaml")):
         try:
-            doc = yaml.safe_load(path.read_bytes())
+            doc = yaml.load(path.read_bytes(), Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))  # libyaml if any
         except yaml.YAMLError as exc:
             raise FixRuleError(f"fixes/{path.name}: invalid YAML: {exc}") from None
         if not isinstance(doc, list):
@@ -448,10 +448,8 @@ def rule_fix(finding: dict, context: dict | None, root: Path | None, rules=None)
     that declines (e.g. on a privileged container) is the rule authors' decision, and stands."""
     if not context or not context.get("code", "").strip():
         return None
-    language = canonical_language(context.get("language", ""))
-    candidates = sorted(((level, n, rule) for n, rule in enumerate(fix_rules() if rules is None else rules)
-                         if rule.language == language and (level := rule.level(finding)) is not None),
-                        key=lambda c: c[:2])
+    candidates = _candidates(fix_rules() if rules is None else tuple(rules), context.get("language", ""),
+                             finding.get("tool"), finding.get("rule_id", ""), tuple(finding.get("cwe", ())))
     file_text = _file_text(root, context["path"]) if candidates else None
     for _, _, rule in candidates:
         if fixgates.declines(rule.data, root, context["path"]):
@@ -470,6 +468,12 @@ def rule_fix(finding: dict, context: dict | None, root: Path | None, rules=None)
     if fix and platform_problems(context, fix, _file_text(root, context["path"])):
         return None
     return (_made(finding, context, fix), EXPECTATION) if fix else None
+
+
+@lru_cache(maxsize=4096)  # (level, index, rule) of the rules for findings of a tool's rule and CWE in a language
+def _candidates(rules: tuple, language: str, tool: str | None, rule_id: str, cwe: tuple) -> list:
+    return sorted((level, n, rule) for n, rule in enumerate(rules) if rule.language == canonical_language(language)
+                  and (level := rule.level({"tool": tool, "rule_id": rule_id, "cwe": cwe})) is not None)
 
 
 def platform_problems(context: dict, fix: dict, file_text: str | None) -> list:
