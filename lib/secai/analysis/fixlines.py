@@ -4,6 +4,7 @@ how far it is indented (secai.analysis.fixrules)."""
 from __future__ import annotations
 
 import re
+from functools import lru_cache
 
 
 class Line:
@@ -110,6 +111,11 @@ def inner_indent(lines: list, i: int, end: int, language: str, unit: str) -> str
 
 def indent_step(texts: list[str], language: str) -> int:
     """The indentation step of the code: the least difference between its indentation levels."""
+    return _indent_step(tuple(texts), language)
+
+
+@lru_cache(maxsize=4096)  # the same lines come up again: each fix rule tried on a context, the same code elsewhere
+def _indent_step(texts: tuple[str, ...], language: str) -> int:
     levels = sorted({len(key_indent(t, language)) for t in texts if t.strip() and "\t" not in leading_space(t)})
     steps = [b - a for a, b in zip(levels, levels[1:]) if 0 < b - a <= 8]
     return min(steps) if steps else (4 if language == "python" else 2)

@@ -159,7 +159,7 @@ def project_frameworks(root: Path | None, path: str | None) -> frozenset[str] | 
     if root is None or not path:
         return None
     try:  # what decides the answer, but for the manifests (_declared reads each folder's once)
-        st = os.stat(Path(root, path))
+        st = os.stat(os.path.join(root, path))
         mark = (st.st_dev, st.st_ino, st.st_mtime_ns, st.st_size)
     except (OSError, ValueError):
         mark = None
