@@ -472,8 +472,9 @@ def rule_fix(finding: dict, context: dict | None, root: Path | None, rules=None)
 
 @lru_cache(maxsize=4096)  # (level, index, rule) of the rules for findings of a tool's rule and CWE in a language
 def _candidates(rules: tuple, language: str, tool: str | None, rule_id: str, cwe: tuple) -> list:
-    return sorted((level, n, rule) for n, rule in enumerate(rules) if rule.language == canonical_language(language)
-                  and (level := rule.level({"tool": tool, "rule_id": rule_id, "cwe": cwe})) is not None)
+    language, finding = canonical_language(language), {"tool": tool, "rule_id": rule_id, "cwe": cwe}
+    return sorted((level, n, rule) for n, rule in enumerate(rules)
+                  if rule.language == language and (level := rule.level(finding)) is not None)
 
 
 def platform_problems(context: dict, fix: dict, file_text: str | None) -> list:
