@@ -8,7 +8,8 @@ What is compared
   (on Linux the system's OpenBLAS, else MLX's bundled one: the same for both; recorded as
   machine.cpu_blas), runs the module exactly as `python -m` does (runpy) and, at exit, prints
   MLX's peak memory (mx.get_peak_memory(), whole process) and the process's VmHWM, so both tools
-  are read the same way. Peak RSS is the child's
+  are read the same way (the tools' own imports are their own: secai-lora never imports torch,
+  the CLI imports it through transformers). Peak RSS is the child's
   ru_maxrss from os.wait4. Linux's ru_maxrss of a child starts from its parent's high-water mark
   (it survives fork and exec), so this process stays small: tokenising, planning and building the
   big model happen in a `--prepare` subprocess, and every run records the floor it inherited.
@@ -607,11 +608,11 @@ def main():
                              "mixed": "stage-1 examples plus two short prompt/answer pairs cut from each (finding "
                                       "identity -> first summary sentence; -> risk object), shuffled (seed 0); first N",
                              "short": "the short pairs alone, shuffled (seed 0); first N"},
-                "big_model_settings": "the ~107M model trains about 10 tokens/s here (MLX's CPU matmul runs at "
-                                      "machine.matmul_gflops: it ships a reference BLAS), so one batch of stage-1 "
-                                      "examples (1.2k-2.2k tokens each) takes minutes: by default it runs the short "
-                                      "pairs, batch 2, 3 steps, max_seq_length 256 (nothing truncated); "
-                                      "--big-datasets stage1,mixed runs the others",
+                "big_model_settings": "the ~107M model trains about 150 tokens/s on a 2-core CPU (MLX's matmul "
+                                      "at machine.matmul_gflops), so one batch of stage-1 examples (1.2k-2.2k "
+                                      "tokens each) takes half a minute: by default it runs the short pairs, "
+                                      "batch 2, 3 steps, max_seq_length 256 (nothing truncated); --big-datasets "
+                                      "stage1,mixed runs the others, --big-steps more steps",
             },
             "models": prep["models"],
             "results": results,

@@ -299,6 +299,35 @@ def test_resume_after_kill_ends_where_an_uninterrupted_run_ends(tiny_model, data
     assert [orjson.loads(x)["step"] for x in logs[0]] == [orjson.loads(x)["step"] for x in logs[1]]
 
 
+# ---------------------------------------------------------------- the process
+
+# run secai-lora as its bin script does (python -m), and say at exit what the process imported
+AS_MAIN = ("import atexit, runpy, sys\n"
+           "atexit.register(lambda: print('IMPORTED', sys.modules.get('torch', 'never'), 'transformers' in sys.modules, "
+           "file=sys.stderr))\n"
+           "sys.argv = ['secai-lora', *sys.argv[1:]]\n"
+           "runpy.run_module('secai.commands.lora', run_name='__main__', alter_sys=True)\n")
+
+
+def test_a_training_process_never_imports_torch(tiny_model, data, tmp_path):
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(ROOT / "lib")}
+    proc = subprocess.run([sys.executable, "-c", AS_MAIN, "train", "--stage", "analysis", "--data", str(data["analysis"]),
+                           "--base-model", str(tiny_model), "--iters", "2", "--batch-size", "2", "--out", str(tmp_path),
+                           "--name", "m", "-q"], env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "IMPORTED None True" in proc.stderr  # transformers loaded the tokenizer; torch was marked absent
+    meta = orjson.loads((tmp_path / "m" / "metadata.json").read_bytes())
+    assert schema_error("model/1", meta) is None and meta["training"]["steps"] == 2
+
+
+def test_torch_is_left_alone_where_it_is_already_imported():
+    code = ("import sys, torch\nfrom secai.training.run import without_torch\nwithout_torch()\n"
+            "assert sys.modules['torch'] is torch\nprint('kept')")
+    proc = subprocess.run([sys.executable, "-c", code], env={**os.environ, "PYTHONPATH": str(ROOT / "lib")},
+                          capture_output=True, text=True, timeout=120)
+    assert proc.stdout.strip() == "kept", proc.stderr[-2000:]
+
+
 # ---------------------------------------------------------------- eval
 
 def test_eval_reports_base_vs_adapter_with_a_plot_and_forgetting(stage2, stage1):

@@ -22,7 +22,7 @@ from secai.errors import EXIT_ERROR, EXIT_OK
 from secai.training import store as models
 from secai.training.settings import Settings
 from secai.training.evaluate import eval_summary, evaluate_model, save_eval
-from secai.training.run import STAGES, fuse_dir, listing, return_freed_memory, settings, table, train, validate
+from secai.training.run import STAGES, fuse_dir, listing, settings, table, train, validate, without_torch
 
 
 class Lora(Command):
@@ -138,7 +138,7 @@ class Lora(Command):
 
 
 def main():
-    return_freed_memory()
+    without_torch()
     entry(Lora)
 
 
