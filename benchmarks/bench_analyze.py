@@ -5,7 +5,10 @@ met, all measured in this one run.
 
 kb: `secai-analyze --no-cache` as a whole process (start included), the two sets taking turns
 (round 1: each once, round 2: each again, ...) so that a noisy machine slows them alike; the
-rate is findings over the median wall time (the CPU time is reported beside it). The findings are
+rate is findings over the median wall time (the CPU time, worker processes' included, is
+reported beside it). Each set runs with the default workers (analyze.workers 0: one process per
+CPU, at most one per 500 findings) and with --workers 1 in the same rounds; the two outputs are
+compared byte for byte. The findings are
 made from seeds, finding n being seed n % len(seeds) in round n // len(seeds), with an id of its own:
 - with source context: the shipped examples' findings (examples/artifacts), each round in a copy
   of the demo app of its own (svcNNN/, each file ending in a comment naming the round, so that no
@@ -38,6 +41,7 @@ from pathlib import Path
 
 import orjson
 
+from secai.analysis.explain import worker_count
 from secai.files import write_atomic
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -124,24 +128,36 @@ def kb(bench: Path, n: int, repeat: int) -> dict:
     root = source_tree(bench / "analyze-src", -(-n // len(examples)))
     sets = {"with_source_context": (with_src, ["--no-cache", "--source-root", str(root)]),
             "without_source_context": (without, ["--no-cache"])}
-    runs: dict[str, list] = {name: [] for name in sets}
+    modes = {"": [], ".one-process": ["--workers", "1"]}  # the default (analyze.workers 0), and one process
+    runs: dict[tuple, list] = {(name, mode): [] for name in sets for mode in modes}
     for _ in range(repeat):
         for name, (src, extra) in sets.items():
-            runs[name].append(run_analyze(src, bench / f"analyze-{name}.out.jsonl", *extra))
+            for mode, flags in modes.items():
+                runs[name, mode].append(run_analyze(src, bench / f"analyze-{name}{mode}.out.jsonl", *extra, *flags))
     report = {"findings": n, "seeds": {"examples": len(examples), "fixtures": len(fixtures),
                                        "tools": len({f["tool"] for f in examples + fixtures})},
-              "measured": "secai-analyze --no-cache, the whole process; median of the runs' wall times"}
+              "workers": worker_count(0, n),
+              "measured": "secai-analyze --no-cache, the whole process (its worker processes' CPU included); median "
+                          "of the runs' wall times; with the default workers (analyze.workers 0: one per CPU, "
+                          "at most one per 500 findings) and with --workers 1, taking turns"}
+
+    def figures(name: str, mode: str) -> dict:
+        wall, cpu = statistics.median(w for w, _ in runs[name, mode]), statistics.median(c for _, c in runs[name, mode])
+        return {"seconds_median": round(wall, 2), "cpu_seconds_median": round(cpu, 2),
+                "runs": [round(w, 2) for w, _ in runs[name, mode]], "findings_per_s": round(n / wall, 1),
+                "findings_per_cpu_s": round(n / cpu, 1)}
+
     for name in sets:
-        out = [orjson.loads(line) for line in (bench / f"analyze-{name}.out.jsonl").read_bytes().splitlines()]
-        wall = statistics.median(w for w, _ in runs[name])
-        rate = n / wall
-        report[name] = {"seconds_median": round(wall, 2), "cpu_seconds_median": round(statistics.median(c for _, c in runs[name]), 2),
-                        "runs": [round(w, 2) for w, _ in runs[name]], "findings_per_s": round(rate, 1),
-                        "findings_per_cpu_s": round(n / statistics.median(c for _, c in runs[name]), 1),
-                        "with_code_context": sum("code_context" in r for r in out),
+        path = bench / f"analyze-{name}.out.jsonl"
+        out = [orjson.loads(line) for line in path.read_bytes().splitlines()]
+        fig = figures(name, "")
+        identical = path.read_bytes() == (bench / f"analyze-{name}.one-process.out.jsonl").read_bytes()
+        report[name] = {**fig, "with_code_context": sum("code_context" in r for r in out),
                         "with_fix": sum("fix" in r["analysis"] for r in out),
                         "rules": len({(r["finding"]["tool"], r["finding"]["rule_id"]) for r in out}),
-                        "target_findings_per_s": KB_TARGET, "met": rate >= KB_TARGET}
+                        "one_process": figures(name, ".one-process"),
+                        "outputs_identical_to_one_process": identical,
+                        "target_findings_per_s": KB_TARGET, "met": fig["findings_per_s"] >= KB_TARGET and identical}
     cache = bench / "analyze-cache"
     shutil.rmtree(cache, ignore_errors=True)
     cold, _ = run_analyze(without, bench / "analyze-cached.out.jsonl", "--cache", str(cache))

@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import threading
 
 import orjson
 import pytest
@@ -102,6 +103,44 @@ def test_paths_outside_the_source_root_are_refused(tmp_path, findings):
     f = {**findings[0], "location": {**findings[0]["location"], "path": "../../etc/passwd"}}
     code, [rec], err = analyze(tmp_path, [f], "--source-root", str(EXAMPLES / "demo-app"))
     assert code == 0 and "code_context" not in rec and "1 paths refused" in err
+
+
+def test_worker_processes_give_the_same_records_stats_warnings_and_cache(tmp_path, findings):
+    from secai.analysis.explain import Stats, analyses
+    from secai.cache import Cache
+
+    outside = {**findings[0], "id": "0" * 32, "location": {**findings[0]["location"], "path": "../../etc/passwd"}}
+    batch = [*findings[:7], outside, *findings[7:]]
+    runs = {}
+    for workers, how in ((1, "alone"), (2, "forked"), (2, "again"), (2, "spawned")):
+        stats, warnings, cache = Stats(), [], Cache(tmp_path / f"cache-{how if how == 'spawned' else workers}",
+                                                    kind="analysis/1")
+        busy = threading.Event()
+        other = threading.Thread(target=busy.wait)  # another thread running: workers are spawned, not forked
+        if how == "spawned":
+            other.start()
+        try:
+            records = list(analyses(batch, backend="kb", cache=cache, stats=stats, log=warnings.append,
+                                    root=EXAMPLES / "demo-app", context_lines=5, batch_size=3, workers=workers))
+        finally:
+            busy.set()
+        entries = sorted(p.name for p in cache.dir.rglob("*.json"))
+        runs[how] = [dumps(r) for r in records], stats, warnings, entries
+    one, two, again = runs["alone"], runs["forked"], runs["again"]
+    assert one == two == runs["spawned"]  # byte for byte, in order; the same counts, warnings and cache entries
+    assert len(one[0]) == len(batch) and one[1].refused == 1 and one[1].context == len(batch) - 1
+    assert len(one[2]) == 1 and "0" * 32 in one[2][0]
+    assert again[0] == one[0] and again[1].cached == len(batch) and again[1].analysed == 0
+
+
+def test_worker_count():
+    from secai.analysis.explain import PER_WORKER, worker_count
+
+    assert worker_count(4, 100 * PER_WORKER) == 4
+    assert worker_count(4, 2 * PER_WORKER) == 2  # no process for less than PER_WORKER findings
+    assert worker_count(4, PER_WORKER - 1) == worker_count(1, 10**6) == 1
+    assert worker_count(0, 10**6) == (len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count())
+    assert worker_count(4, 10**6, model=object()) == 1  # a model generates for a batch in this process
 
 
 def test_bad_input_is_one_line(tmp_path):

@@ -60,6 +60,7 @@ RULES = {
     "analyze.backend": (lambda v: v in ("kb", "mlx"), "must be kb or mlx"),
     "analyze.batch_size": (lambda v: v >= 1, "must be at least 1"),
     "analyze.max_tokens": (lambda v: v >= 1, "must be at least 1"),
+    "analyze.workers": (lambda v: v >= 0, "must be >= 0"),
     "analyze.context_lines": (lambda v: v >= 0, "must be >= 0"),
     "analyze.similar": (lambda v: v >= 0, "must be >= 0"),
     "split.valid": (_fraction, "must be in [0, 1)"),

@@ -14,8 +14,10 @@ unhashed in another's code) is blanked in every field of every record written or
 
 from __future__ import annotations
 
+import os
+import sys
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from itertools import islice
 from pathlib import Path
 
@@ -34,6 +36,10 @@ class Stats:
     context: int = 0     # with code context
     refused: int = 0     # paths refused under the source root
 
+    def add(self, other: Stats) -> None:
+        for f in fields(self):
+            setattr(self, f.name, getattr(self, f.name) + getattr(other, f.name))
+
 
 def similar_findings(findings: list[dict], index: str, k: int) -> dict[str, list[dict]]:
     """{finding id: its k most similar indexed findings}, in one look-up (only findings new to the
@@ -47,23 +53,88 @@ def similar_findings(findings: list[dict], index: str, k: int) -> dict[str, list
             for f, s in zip(findings, found)}
 
 
+PER_WORKER = 500  # findings a worker process is worth starting for (kb: about a second of work)
+
+
+def worker_count(setting: int, findings: int, model=None) -> int:
+    """The processes that analyse `findings` findings: the `setting` (analyze.workers; 0: one per
+    CPU this process may use), at most one per PER_WORKER findings, and 1 with a model (which
+    generates for a whole batch at once in this process)."""
+    if model is not None:
+        return 1
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    return max(1, min(setting or cpus, findings // PER_WORKER))
+
+
 def analyses(findings: list[dict], *, backend: str, cache: Cache, stats: Stats, log: Callable[[str], None],
              model=None, root: Path | None = None, context_lines: int = 0, batch_size: int = 8,
              similar: dict[str, list[dict]] | None = None, semgrep_rules: Path | None = None,
-             semgrep: Path | None = None, progress: Callable[[list[dict]], Iterable[dict]] | None = None) -> Iterator[dict]:
+             semgrep: Path | None = None, progress: Callable[[list[dict]], Iterable[dict]] | None = None,
+             workers: int = 1) -> Iterator[dict]:
     """The analysis/1 record of every finding, in order, `batch_size` at a time (a batch is what an
     MLX `model` generates for together). `similar`: see similar_findings; `semgrep_rules`: the rule
     files the semgrep reports were made with (secai.analysis.rules); `semgrep`: the executable that
     makes a rule's own autofix (secai.analysis.autofix; none without it); `log` gets a warning per
-    path refused under `root`."""
+    path refused under `root`. `workers` > 1 (the kb backend only): the batches are analysed in that
+    many processes (_in_workers), with the same records, stats and warnings, in the same order."""
     hashes = tuple({f["secret"]["sha256"] for f in findings if "secret" in f})
+    fixed = {"backend": backend, "root": root, "context_lines": context_lines, "hashes": hashes,
+             "semgrep_rules": semgrep_rules, "semgrep": semgrep}
+    if workers > 1 and model is None:
+        with _pool(workers, cache, fixed) as pool:  # started before a progress bar starts its thread
+            done = _in_workers(pool, findings, workers, batch_size, cache, stats, log, similar)
+            yield from progress(done) if progress else done
+        return
     it = iter(progress(findings) if progress else findings)
     while chunk := list(islice(it, batch_size)):
-        yield from _batch(chunk, backend, model, root, context_lines, cache, hashes, similar, semgrep_rules,
-                          semgrep, stats, log)
+        yield from _batch(chunk, model=model, cache=cache, similar=similar, stats=stats, log=log, **fixed)
 
 
-def _batch(findings, backend, model, root, context_lines, cache, hashes, similar, semgrep_rules, semgrep, stats,
+# ---------------------------------------------------------------- worker processes (kb backend)
+
+_WORK: dict = {}  # a worker's share of analyses()'s arguments (set by _start)
+
+
+def _pool(workers: int, cache: Cache, fixed: dict):
+    """`workers` processes that analyse batches (_work). On Linux they are forked from a process of
+    one thread, and start with what it has loaded; else they are spawned (forking where other
+    threads run, or on macOS where Apple's frameworks may hold some, is unsafe)."""
+    import multiprocessing
+    import threading
+
+    fork = sys.platform.startswith("linux") and threading.active_count() == 1
+    context = multiprocessing.get_context("fork" if fork else "spawn")
+    return context.Pool(workers, initializer=_start, initargs=(cache.dir, cache.kind, fixed))
+
+
+def _in_workers(pool, findings, workers, batch_size, cache, stats, log, similar) -> Iterator[dict]:
+    """The records of `findings`, analysed batch by batch in the pool and given back in order; each
+    batch's stats, warnings and corrupt cache entries are the parent's as they arrive."""
+    batches = [(chunk, {f["id"]: similar[f["id"]] for f in chunk} if similar is not None else None)
+               for chunk in (findings[i:i + batch_size] for i in range(0, len(findings), batch_size))]
+    per_task = max(1, min(64 // batch_size, len(batches) // (4 * workers)))  # batches sent at once: ~64 findings
+    for records, part, warnings, corrupt in pool.imap(_work, batches, chunksize=per_task):
+        stats.add(part)
+        cache.corrupt += corrupt
+        for line in warnings:
+            log(line)
+        yield from records
+
+
+def _start(cache_dir, kind, fixed) -> None:
+    _WORK.update(fixed, cache=Cache(cache_dir, kind))
+
+
+def _work(batch) -> tuple[list[dict], Stats, list[str], int]:
+    chunk, similar = batch
+    cache, stats, warnings = _WORK["cache"], Stats(), []
+    before = cache.corrupt
+    records = _batch(chunk, model=None, similar=similar, stats=stats, log=warnings.append,
+                     **{k: v for k, v in _WORK.items() if k != "cache"}, cache=cache)
+    return records, stats, warnings, cache.corrupt - before
+
+
+def _batch(findings, *, backend, model, root, context_lines, cache, hashes, similar, semgrep_rules, semgrep, stats,
            log) -> list[dict]:
     from secai.analysis.autofix import autofixes
     from secai.analysis.mlx import PROMPT_VERSION, messages

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from secai import config
 from secai.analysis.autofix import semgrep_executable
-from secai.analysis.explain import Stats, analyses, similar_findings
+from secai.analysis.explain import Stats, analyses, similar_findings, worker_count
 from secai.cache import Cache
 from secai.cli import Command, entry
 from secai.errors import UsageError
@@ -53,6 +53,8 @@ findings costs no model call; one new finding costs one analysis. A corrupt entr
                                                              "its file (with --semgrep-rules and --source-root)")
         p.add_argument("--context-lines", type=int, metavar="N", help="lines of code around a finding (default: analyze.context_lines)")
         p.add_argument("--batch-size", type=int, metavar="N", help="prompts generated together (default: analyze.batch_size)")
+        p.add_argument("--workers", type=int, metavar="N", help="processes for kb analyses (0: one per CPU; at most one "
+                                                                "per 500 findings; default: analyze.workers)")
         p.add_argument("--max-tokens", type=int, metavar="N", help="reply length limit in tokens (default: analyze.max_tokens)")
         p.add_argument("--cache", metavar="DIR", help="cache directory (default: analyze.cache_dir)")
         p.add_argument("--no-cache", action="store_true", help="neither read nor write the cache")
@@ -88,7 +90,7 @@ findings costs no model call; one new finding costs one analysis. A corrupt entr
                             context_lines=self.setting("context_lines") if root else 0,
                             batch_size=self.setting("batch_size"), similar=similar,
                             semgrep_rules=Path(rules) if (rules := self.setting("semgrep_rules")) else None,
-                            semgrep=semgrep,
+                            semgrep=semgrep, workers=worker_count(self.setting("workers"), len(findings), model),
                             progress=lambda xs: self.progress(xs, unit="finding"))
         s = stats
         self.log(f"{len(findings)} analyses ({s.cached} cached, {s.analysed} new, {s.fallback} fell back "
