@@ -133,6 +133,32 @@ def test_worker_processes_give_the_same_records_stats_warnings_and_cache(tmp_pat
     assert again[0] == one[0] and again[1].cached == len(batch) and again[1].analysed == 0
 
 
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="workers are forked on Linux only")
+def test_a_worker_that_dies_is_an_error_not_a_wait(tmp_path, findings, monkeypatch):
+    from concurrent.futures.process import BrokenProcessPool
+
+    from secai.analysis import explain
+    from secai.cache import Cache
+
+    monkeypatch.setattr(threading, "active_count", lambda: 1)  # forked, whatever idle threads other tests left
+    monkeypatch.setattr(explain, "_batch", lambda *a, **k: os._exit(3))  # the forked workers inherit it
+    with pytest.raises(BrokenProcessPool):
+        list(explain.analyses(findings * 4, backend="kb", cache=Cache(None), stats=explain.Stats(), log=print,
+                              batch_size=4, workers=2))
+
+
+def test_a_closed_stdout_ends_the_run_and_its_workers_quietly(tmp_path, findings):
+    many = [{**f, "id": f"{i:032x}"} for i, f in enumerate(findings * (1000 // len(findings) + 1))]
+    src = tmp_path / "many.jsonl"
+    src.write_bytes(b"".join(dumps(f) for f in many))
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "lib")}
+    proc = subprocess.run(f"{sys.executable} -m secai.commands.analyze --no-cache --workers 2 {src} | head -c 100",
+                          shell=True, env=env, capture_output=True, timeout=120, executable="/bin/bash")
+    assert len(proc.stdout) == 100 and proc.stderr == b""  # no traceback, no "internal error"
+    left = subprocess.run(["pgrep", "-f", str(src)], capture_output=True, text=True).stdout.split()
+    assert left == [], "worker processes outlived the run"
+
+
 def test_worker_count():
     from secai.analysis.explain import PER_WORKER, worker_count
 

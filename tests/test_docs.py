@@ -28,11 +28,15 @@ def help_of(target: str, *argv: str, monkeypatch) -> tuple[int, str]:
     out = io.StringIO()
     monkeypatch.setenv("COLUMNS", "100")
     monkeypatch.setattr(sys, "argv", [target, *argv])
+    torch = sys.modules.get("torch", "absent")
     with contextlib.redirect_stdout(out), contextlib.redirect_stderr(io.StringIO()):
         try:
             code = main()
         except SystemExit as exc:
             code = exc.code
+        finally:  # a process's entry point: secai-lora's marks torch absent for the process (run.without_torch)
+            if torch == "absent":
+                sys.modules.pop("torch", None)
     return int(code or 0), out.getvalue()
 
 

@@ -18,6 +18,7 @@ codes 0/1/2, 130 on Ctrl-C), progress on stderr only on a terminal, quiet SIGPIP
 from __future__ import annotations
 
 import argparse
+import os
 import re
 import signal
 import sys
@@ -89,7 +90,12 @@ class Command:
 
     def run(self) -> int:
         """Do the work; return the exit code (EXIT_OK, or EXIT_ERROR for a verdict such as doctor's)."""
-        self.write(self.process(self.read_inputs()))
+        records = self.process(self.read_inputs())
+        try:
+            self.write(records)
+        finally:  # a generator stopped by an error is closed now, so its own clean-up (worker processes) runs first
+            if hasattr(records, "close"):
+                records.close()
         return EXIT_OK
 
     # -- shared behaviour
@@ -218,6 +224,10 @@ class Command:
         except KeyboardInterrupt:
             self.error("interrupted")
             return EXIT_INTERRUPTED
+        except BrokenPipeError:  # where SIGPIPE was ignored for a while (secai.analysis.explain's workers)
+            signal.signal(signal.SIGPIPE, signal.SIG_DFL)
+            os.kill(os.getpid(), signal.SIGPIPE)  # ends as `| head` ends us elsewhere: quietly, 128 + SIGPIPE
+            raise
         except Exception as exc:  # a bug: one line, the traceback only with -v
             verbose = getattr(self.args, "verbose", False)
             if verbose:

@@ -15,7 +15,9 @@ unhashed in another's code) is blanked in every field of every record written or
 from __future__ import annotations
 
 import os
+import signal
 import sys
+import threading
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, fields
 from itertools import islice
@@ -81,9 +83,7 @@ def analyses(findings: list[dict], *, backend: str, cache: Cache, stats: Stats, 
     fixed = {"backend": backend, "root": root, "context_lines": context_lines, "hashes": hashes,
              "semgrep_rules": semgrep_rules, "semgrep": semgrep}
     if workers > 1 and model is None:
-        with _pool(workers, cache, fixed) as pool:  # started before a progress bar starts its thread
-            done = _in_workers(pool, findings, workers, batch_size, cache, stats, log, similar)
-            yield from progress(done) if progress else done
+        yield from _in_workers(findings, workers, batch_size, cache, stats, log, similar, fixed, progress)
         return
     it = iter(progress(findings) if progress else findings)
     while chunk := list(islice(it, batch_size)):
@@ -96,32 +96,56 @@ _WORK: dict = {}  # a worker's share of analyses()'s arguments (set by _start)
 
 
 def _pool(workers: int, cache: Cache, fixed: dict):
-    """`workers` processes that analyse batches (_work). On Linux they are forked from a process of
-    one thread, and start with what it has loaded; else they are spawned (forking where other
-    threads run, or on macOS where Apple's frameworks may hold some, is unsafe)."""
+    """`workers` processes that analyse batches (_work); a worker that dies (killed, out of memory)
+    is an error of the run (BrokenProcessPool), never a wait. On Linux they are forked from a
+    process of one thread, and start with what it has loaded; else they are spawned (forking where
+    other threads run, or on macOS where Apple's frameworks may hold some, is unsafe)."""
     import multiprocessing
-    import threading
+    from concurrent.futures import ProcessPoolExecutor
 
     fork = sys.platform.startswith("linux") and threading.active_count() == 1
-    context = multiprocessing.get_context("fork" if fork else "spawn")
-    return context.Pool(workers, initializer=_start, initargs=(cache.dir, cache.kind, fixed))
+    return ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork" if fork else "spawn"),
+                               initializer=_start, initargs=(os.getpid(), cache.dir, cache.kind, fixed))
 
 
-def _in_workers(pool, findings, workers, batch_size, cache, stats, log, similar) -> Iterator[dict]:
-    """The records of `findings`, analysed batch by batch in the pool and given back in order; each
-    batch's stats, warnings and corrupt cache entries are the parent's as they arrive."""
+def _in_workers(findings, workers, batch_size, cache, stats, log, similar, fixed, progress) -> Iterator[dict]:
+    """The records of `findings`, analysed batch by batch in `workers` processes (_pool) and given
+    back in order; each batch's stats, warnings and corrupt cache entries are the parent's as they
+    arrive. While the pool runs SIGPIPE is ignored: a worker that dies leaves the pool's pipes
+    without readers, and that is the pool's error (BrokenProcessPool), not a silent end of the
+    command (secai.cli gives a broken stdout its quiet SIGPIPE end back)."""
+    main = threading.current_thread() is threading.main_thread()
+    pipe = signal.signal(signal.SIGPIPE, signal.SIG_IGN) if main else None
     batches = [(chunk, {f["id"]: similar[f["id"]] for f in chunk} if similar is not None else None)
                for chunk in (findings[i:i + batch_size] for i in range(0, len(findings), batch_size))]
     per_task = max(1, min(64 // batch_size, len(batches) // (4 * workers)))  # batches sent at once: ~64 findings
-    for records, part, warnings, corrupt in pool.imap(_work, batches, chunksize=per_task):
-        stats.add(part)
-        cache.corrupt += corrupt
-        for line in warnings:
-            log(line)
-        yield from records
+    pool = _pool(workers, cache, fixed)
+    results = pool.map(_work, batches, chunksize=per_task)  # all submitted: the workers start before a progress bar's thread
+
+    def done() -> Iterator[dict]:
+        for records, part, warnings, corrupt in results:
+            stats.add(part)
+            cache.corrupt += corrupt
+            for line in warnings:
+                log(line)
+            yield from records
+
+    try:
+        yield from progress(done()) if progress else done()
+    finally:  # on an error or Ctrl-C too: what has not begun never does
+        pool.shutdown(wait=True, cancel_futures=True)
+        if pipe is not None:
+            signal.signal(signal.SIGPIPE, pipe)
 
 
-def _start(cache_dir, kind, fixed) -> None:
+def _start(parent: int, cache_dir, kind, fixed) -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's: it stops the pool, and says so once
+    if sys.platform.startswith("linux"):  # a parent that is killed takes its workers with it (PR_SET_PDEATHSIG)
+        import ctypes
+
+        ctypes.CDLL(None).prctl(1, signal.SIGKILL)
+        if os.getppid() != parent:  # it died before that was set
+            os._exit(1)
     _WORK.update(fixed, cache=Cache(cache_dir, kind))
 
 
