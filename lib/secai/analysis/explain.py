@@ -114,15 +114,11 @@ def _in_workers(findings, workers, batch_size, cache, stats, log, similar, fixed
     arrive. While the pool runs SIGPIPE is ignored: a worker that dies leaves the pool's pipes
     without readers, and that is the pool's error (BrokenProcessPool), not a silent end of the
     command (secai.cli gives a broken stdout its quiet SIGPIPE end back)."""
-    main = threading.current_thread() is threading.main_thread()
-    pipe = signal.signal(signal.SIGPIPE, signal.SIG_IGN) if main else None
     batches = [(chunk, {f["id"]: similar[f["id"]] for f in chunk} if similar is not None else None)
                for chunk in (findings[i:i + batch_size] for i in range(0, len(findings), batch_size))]
     per_task = max(1, min(64 // batch_size, len(batches) // (4 * workers)))  # batches sent at once: ~64 findings
-    pool = _pool(workers, cache, fixed)
-    results = pool.map(_work, batches, chunksize=per_task)  # all submitted: the workers start before a progress bar's thread
 
-    def done() -> Iterator[dict]:
+    def done(results) -> Iterator[dict]:
         for records, part, warnings, corrupt in results:
             stats.add(part)
             cache.corrupt += corrupt
@@ -130,10 +126,16 @@ def _in_workers(findings, workers, batch_size, cache, stats, log, similar, fixed
                 log(line)
             yield from records
 
+    main = threading.current_thread() is threading.main_thread()
+    pipe = signal.signal(signal.SIGPIPE, signal.SIG_IGN) if main else None
     try:
-        yield from progress(done()) if progress else done()
-    finally:  # on an error or Ctrl-C too: what has not begun never does
-        pool.shutdown(wait=True, cancel_futures=True)
+        pool = _pool(workers, cache, fixed)
+        try:  # all submitted at once: the workers start before a progress bar starts its thread
+            results = done(pool.map(_work, batches, chunksize=per_task))
+            yield from progress(results) if progress else results
+        finally:  # on an error or Ctrl-C too: what has not begun never does
+            pool.shutdown(wait=True, cancel_futures=True)
+    finally:
         if pipe is not None:
             signal.signal(signal.SIGPIPE, pipe)
 
