@@ -310,9 +310,10 @@ def _hashed_in_line(line: str, digests: frozenset[str], min_length: int) -> tupl
         if len(_unhashed) > 16:
             _unhashed.clear()
         clean = _unhashed[digests] = set()
+    candidates = {c for c in candidates if len(c) >= min_length and c != REDACTED}  # only these are hashed
     candidates -= clean  # in one set operation: a file's words recur on line after line
     clean.update(c for c in candidates if secret_digest(c) not in digests)
-    return tuple(c for c in candidates - clean if len(c) >= min_length and c != REDACTED)
+    return tuple(candidates - clean)
 
 
 _SHA256_FIELD = re.compile(rb'"sha256":"([0-9a-f]{64})"')

@@ -92,7 +92,7 @@ def analyses(findings: list[dict], *, backend: str, cache: Cache, stats: Stats, 
 
 # ---------------------------------------------------------------- worker processes (kb backend)
 
-_WORK: dict = {}  # a worker's share of analyses()'s arguments (set by _start)
+_WORK: dict = {}  # a worker's cache and its share of analyses()'s arguments, "fixed" (set by _start)
 
 
 def _pool(workers: int, cache: Cache, fixed: dict):
@@ -148,15 +148,15 @@ def _start(parent: int, cache_dir, kind, fixed) -> None:
         ctypes.CDLL(None).prctl(1, signal.SIGKILL)
         if os.getppid() != parent:  # it died before that was set
             os._exit(1)
-    _WORK.update(fixed, cache=Cache(cache_dir, kind))
+    _WORK.update(fixed=fixed, cache=Cache(cache_dir, kind))
 
 
 def _work(batch) -> tuple[list[dict], Stats, list[str], int]:
     chunk, similar = batch
     cache, stats, warnings = _WORK["cache"], Stats(), []
     before = cache.corrupt
-    records = _batch(chunk, model=None, similar=similar, stats=stats, log=warnings.append,
-                     **{k: v for k, v in _WORK.items() if k != "cache"}, cache=cache)
+    records = _batch(chunk, model=None, similar=similar, stats=stats, log=warnings.append, cache=cache,
+                     **_WORK["fixed"])
     return records, stats, warnings, cache.corrupt - before
 
 

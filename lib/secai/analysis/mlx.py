@@ -24,7 +24,6 @@ from pathlib import Path
 
 import orjson
 
-from secai import cpublas
 from secai.records import schema_error
 from secai.training.store import NotAModel, content_hash, identity
 from secai.untrusted import data, http_links, inline
@@ -176,8 +175,7 @@ class Model:
         self._head = None    # (tokens, KV cache) of the last system turn seen: see _head_cache
 
     def _load(self):
-        if self._loaded is None:
-            cpublas.prefer()
+        if self._loaded is None:  # secai.training's import, above, has put the BLAS under MLX (secai.cpublas)
             from mlx_lm import load
 
             self._loaded = load(self.path, adapter_path=self.adapter)
