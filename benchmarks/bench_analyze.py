@@ -23,7 +23,9 @@ Generation: secai's own path (secai.analysis.mlx.Model.generate, mlx-lm batch ge
 system turn's KV cache) on the same prompts, all 8 in one call against one per call, taking turns;
 tokens/s counts generated tokens over the whole call (prompt processing included). The replies are
 --max-tokens long (the random-weight model never stops early), below analyze.max_tokens (512), so
-the speed-up measured is, if anything, lower than a real run's.
+the speed-up measured is, if anything, lower than a real run's. Beside it, what bounds it: the bare
+model's decode step at batch 1 and at batch 8 (model_call_seconds) and the speed-up a generator
+that costs nothing beyond those calls would reach with the same prompt time (bound.speedup_ceiling).
 """
 
 from __future__ import annotations
@@ -176,12 +178,13 @@ def generation(model_dir: Path, prompts: int, max_tokens: int, repeat: int) -> d
     tokenizer = model._load()[1]
     model.generate(chats[:2])  # warm up the kernels and make the system turn's cache
 
-    def timed(batches) -> tuple[float, float]:  # (tokens/s over the whole calls, over decoding alone)
-        made, decode, t = model.generated_tokens, model.decode_seconds, time.perf_counter()
+    def timed(batches) -> tuple[float, float, float]:  # tokens/s over the whole calls, over decoding; prompt s
+        made, decode, prompt, t = model.generated_tokens, model.decode_seconds, model.prompt_seconds, time.perf_counter()
         for batch in batches:
             model.generate(batch)
         wall = time.perf_counter() - t
-        return (model.generated_tokens - made) / wall, (model.generated_tokens - made) / (model.decode_seconds - decode)
+        return ((model.generated_tokens - made) / wall, (model.generated_tokens - made) / (model.decode_seconds - decode),
+                model.prompt_seconds - prompt)
 
     batched, one = [], []
     for i in range(repeat):  # taking turns, each going first in every other round
@@ -189,17 +192,55 @@ def generation(model_dir: Path, prompts: int, max_tokens: int, repeat: int) -> d
             which.append(timed([chats] if which is batched else [[c] for c in chats]))
     ratios = [b[0] / s[0] for b, s in zip(batched, one)]
     speedup = statistics.median(ratios)
+    tokens = [tokenizer.apply_chat_template(c, add_generation_prompt=True, tokenize=True) for c in chats]
+    mean = round(sum(map(len, tokens)) / len(tokens))
+    floor = {n: model_call_seconds(model, tokens[0] * (1 + mean // len(tokens[0])), mean, n, max_tokens, repeat)
+             for n in (1, prompts)}
+    prompt_s = {"batched": statistics.median(b[2] for b in batched), "one_at_a_time": statistics.median(s[2] for s in one)}
+    ceiling = (prompt_s["one_at_a_time"] + prompts * max_tokens * floor[1]) / (prompt_s["batched"] + max_tokens * floor[prompts])
     return {"prompts": prompts, "batch_size": prompts, "max_tokens": max_tokens, "runs": repeat,
-            "prompt_tokens_mean": round(sum(len(tokenizer.apply_chat_template(c, add_generation_prompt=True, tokenize=True))
-                                            for c in chats) / len(chats)),
+            "prompt_tokens_mean": mean,
             "measured": "secai.analysis.mlx.Model.generate: all prompts in one call against one prompt per call, "
                         "generated tokens over the whole calls (prompt processing included); median of per-round ratios",
             "tokens_per_s": {"batched": round(statistics.median(b[0] for b in batched), 1),
                              "one_at_a_time": round(statistics.median(s[0] for s in one), 1)},
             "decode_tokens_per_s": {"batched": round(statistics.median(b[1] for b in batched), 1),
                                     "one_at_a_time": round(statistics.median(s[1] for s in one), 1)},
+            "prompt_seconds": {k: round(v, 3) for k, v in prompt_s.items()},
             "speedup": round(speedup, 2), "speedup_runs": [round(r, 2) for r in ratios],
-            "target_speedup": BATCH_TARGET, "met": speedup >= BATCH_TARGET}
+            "target_speedup": BATCH_TARGET, "met": speedup >= BATCH_TARGET,
+            "bound": {"model_call_ms": {f"batch_{n}": round(v * 1000, 3) for n, v in floor.items()},
+                      "speedup_ceiling": round(ceiling, 2),
+                      "what": "the speed-up of a generator that adds nothing to the model: each decode step "
+                              "costs only the model's own call (model_call_seconds) and the prompts cost what they "
+                              "cost above; a generator that processes prompts as this one does cannot exceed it "
+                              "on this model and backend"}}
+
+
+def model_call_seconds(model, tokens: list[int], length: int, batch: int, steps: int, repeat: int) -> float:
+    """Seconds of one decode step of the bare model, the least any generator pays: `batch` rows of
+    `length` prompt tokens in the model's own KV cache (mlx-lm make_prompt_cache; rows of one length,
+    so no padding and no mask), then `steps` greedy steps of one model call and an argmax each,
+    evaluated a step ahead as mlx-lm's generators do; nothing per sequence. The best of `repeat`."""
+    import mlx.core as mx
+    from mlx_lm.models.cache import make_prompt_cache
+
+    net = model._load()[0]
+    best = float("inf")
+    for _ in range(repeat):
+        cache = make_prompt_cache(net)
+        net(mx.array([tokens[:length]] * batch), cache=cache)
+        mx.eval([c.state for c in cache])
+        y = mx.zeros((batch,), dtype=mx.uint32)
+        t = time.perf_counter()
+        for _ in range(steps):
+            nxt = mx.argmax(net(y[:, None], cache=cache)[:, -1, :], axis=-1)
+            mx.async_eval(nxt)
+            y.tolist()
+            y = nxt
+        y.tolist()
+        best = min(best, (time.perf_counter() - t) / steps)
+    return best
 
 
 def main():

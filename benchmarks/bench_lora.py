@@ -492,7 +492,8 @@ def main():
                     help="stage-1 dataset directory (make dataset)")
     ap.add_argument("--big-model", help="use this model folder as the big model instead of building one")
     ap.add_argument("--no-big", action="store_true", help="tiny model only")
-    ap.add_argument("--reps", type=int, default=2, help="runs of each tool per model x dataset (medians)")
+    ap.add_argument("--reps", type=int, default=3,
+                    help="runs of each tool per model x dataset (medians: with 3, one disturbed run does not move them)")
     ap.add_argument("--tiny-datasets", default="stage1,mixed,short", help="comma-separated: stage1, mixed, short")
     ap.add_argument("--tiny-steps", type=int, default=4)
     ap.add_argument("--tiny-batch", type=int, default=4)
